@@ -1,0 +1,423 @@
+//! Alert lifecycle: thresholds, alerts, the events published for them, and the pure state
+//! machine `(state, observation, thresholds) → (state, events)`.
+//!
+//! # Rules
+//!
+//! - The level of an observation is CRITICAL when remaining % ≤ critical threshold (default 10),
+//!   WARNING when ≤ warning threshold (default 20), else none. A balance below zero is CRITICAL.
+//! - **Hysteresis**: a level at or below the one currently open is left only when the bucket is
+//!   `hysteresis_points` (default 2) above its threshold. Escalation has no hysteresis. So a
+//!   bucket hovering at 19–21 % raises one WARNING, not a storm of them.
+//! - **Predictive warning** (beyond the legacy design; on by default): when the exhaustion
+//!   projection is at most the horizon (default 15 min), a WARNING opens even above the warning
+//!   threshold. Once open it holds while the projection stays within twice the horizon.
+//! - At most one open alert per policy. A change of level resolves the open alert and opens one
+//!   at the new level (escalation WARNING→CRITICAL and de-escalation alike); back to no level
+//!   resolves it.
+//! - **Idempotent**: an observation not newer than the last one evaluated changes nothing, so a
+//!   replayed cycle yields no event. Alert and event ids are name-based UUIDs (v5) of the policy,
+//!   the DICT time the alert opened and its severity: a replay after a crash produces the same ids,
+//!   and receivers can de-duplicate on them.
+//! - Event timestamps are DICT's response time of the sample that caused the transition.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::bucket::Enrichment;
+use super::policy::{PolicyName, PspCategory};
+use super::snapshot::Snapshot;
+
+/// Namespace of dictmon's name-based (v5) alert and event ids. Never change it: ids already
+/// delivered would no longer match.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d1c_7a0e_3b6f_4c2a_9e81_d1c7_0a4e_b6f2);
+
+/// How bad an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    /// Remaining at or below the warning threshold, or exhaustion predicted within the horizon.
+    Warning,
+    /// Remaining at or below the critical threshold.
+    Critical,
+}
+
+impl Severity {
+    /// `WARNING` or `CRITICAL`, as in the legacy table and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warning => "WARNING",
+            Self::Critical => "CRITICAL",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What made an alert open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertCause {
+    /// Remaining % crossed a threshold.
+    Threshold,
+    /// The exhaustion projection fell within the predictive horizon.
+    Projection,
+}
+
+/// A policy's alert thresholds. All in percent points of capacity remaining.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// WARNING at or below this remaining %. Default 20.
+    pub warning_percent: f64,
+    /// CRITICAL at or below this remaining %. Default 10.
+    pub critical_percent: f64,
+    /// Points above a threshold the bucket must reach to leave its level. Default 2.
+    pub hysteresis_points: f64,
+    /// Open a predictive WARNING when the bucket would run dry within this time. Default 15 min;
+    /// none turns it off.
+    pub predictive_horizon: Option<TimeDelta>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            warning_percent: 20.0,
+            critical_percent: 10.0,
+            hysteresis_points: 2.0,
+            predictive_horizon: Some(TimeDelta::minutes(15)),
+        }
+    }
+}
+
+/// Why a [`Thresholds`] value is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ThresholdError {
+    /// A percentage outside 0–100 or not a number.
+    #[error("thresholds must be numbers from 0 to 100")]
+    OutOfRange,
+    /// The critical threshold is not below the warning threshold.
+    #[error("the critical threshold must be below the warning threshold")]
+    CriticalNotBelowWarning,
+    /// Hysteresis negative or not a number.
+    #[error("hysteresis must be a number of points >= 0")]
+    NegativeHysteresis,
+    /// A predictive horizon of zero or less.
+    #[error("the predictive horizon must be longer than zero")]
+    NonPositiveHorizon,
+}
+
+impl Thresholds {
+    /// Checks that the thresholds make sense together.
+    pub fn check(&self) -> Result<(), ThresholdError> {
+        let pct = |x: f64| (0.0..=100.0).contains(&x);
+        if !pct(self.warning_percent) || !pct(self.critical_percent) {
+            Err(ThresholdError::OutOfRange)
+        } else if self.critical_percent >= self.warning_percent {
+            Err(ThresholdError::CriticalNotBelowWarning)
+        } else if !(self.hysteresis_points >= 0.0 && self.hysteresis_points.is_finite()) {
+            Err(ThresholdError::NegativeHysteresis)
+        } else if self
+            .predictive_horizon
+            .is_some_and(|h| h <= TimeDelta::zero())
+        {
+            Err(ThresholdError::NonPositiveHorizon)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// An alert: a row of the legacy `dict_rate_limit_alerts` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Name-based id, stable across replays.
+    pub id: Uuid,
+    /// The policy (`endpoint_id`).
+    pub policy: PolicyName,
+    /// Its severity, fixed for the alert's life (a change of level is a new alert).
+    pub severity: Severity,
+    /// Threshold crossing or projection.
+    pub cause: AlertCause,
+    /// DICT time of the sample that opened it.
+    pub opened_at: DateTime<Utc>,
+    /// Tokens available when it opened.
+    pub available_tokens: i64,
+    /// Capacity when it opened.
+    pub capacity: i64,
+    /// Utilization % when it opened.
+    pub utilization_percent: f64,
+    /// The participant's category when it opened.
+    pub psp_category: PspCategory,
+    /// Human-readable reason.
+    pub message: String,
+    /// DICT time of the sample that resolved it; none while open.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Why it was resolved (recovered, escalated, de-escalated).
+    pub resolution: Option<String>,
+}
+
+/// Kind of an [`AlertEvent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AlertEventType {
+    /// An alert opened.
+    #[serde(rename = "rate_limit.alert.created")]
+    Created,
+    /// An alert resolved.
+    #[serde(rename = "rate_limit.alert.resolved")]
+    Resolved,
+}
+
+impl AlertEventType {
+    fn id_suffix(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// An alert event as published downstream; field names and values are the legacy schema.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Stable across retries and replays.
+    pub event_id: Uuid,
+    /// `rate_limit.alert.created` or `rate_limit.alert.resolved`.
+    pub event_type: AlertEventType,
+    /// DICT time of the sample that caused the transition.
+    pub timestamp: DateTime<Utc>,
+    /// The policy name.
+    pub endpoint_id: PolicyName,
+    /// The severity of the alert opened or resolved.
+    pub severity: Severity,
+    /// Tokens at the transition.
+    pub available_tokens: i64,
+    /// Capacity at the transition.
+    pub capacity: i64,
+    /// Utilization % at the transition.
+    pub utilization_percent: f64,
+    /// Seconds until full; null when never or unknown.
+    pub recovery_eta_seconds: Option<f64>,
+    /// Seconds until empty; null when not draining or unknown.
+    pub exhaustion_projection_seconds: Option<f64>,
+    /// The participant's category.
+    pub psp_category: PspCategory,
+    /// Human-readable description.
+    pub message: String,
+}
+
+/// The alert state of one policy between two evaluations.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertState {
+    /// The open alert, if any.
+    pub open: Option<Alert>,
+    /// DICT time of the last observation evaluated.
+    pub last_evaluated: Option<DateTime<Utc>>,
+}
+
+/// One observation: a snapshot and its derived metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    /// The raw snapshot.
+    pub snapshot: &'a Snapshot,
+    /// Its derived metrics.
+    pub enrichment: &'a Enrichment,
+}
+
+/// What one evaluation decided.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// The policy's state after the observation.
+    pub state: AlertState,
+    /// The alert this observation resolved, with `resolved_at` set.
+    pub resolved: Option<Alert>,
+    /// Events to publish, in order (a resolve before the open that replaces it).
+    pub events: Vec<AlertEvent>,
+}
+
+/// The state machine: evaluates one observation against a policy's state and thresholds.
+pub fn evaluate(state: &AlertState, obs: Observation<'_>, thresholds: &Thresholds) -> Transition {
+    let at = obs.snapshot.sample.at;
+    if state.last_evaluated.is_some_and(|last| at <= last) {
+        return Transition {
+            state: state.clone(),
+            resolved: None,
+            events: Vec::new(),
+        };
+    }
+    let current = state.open.as_ref().map(|a| a.severity);
+    let target = level(current, obs.enrichment, thresholds);
+    let mut next = AlertState {
+        open: state.open.clone(),
+        last_evaluated: Some(at),
+    };
+    let mut events = Vec::new();
+    let mut resolved = None;
+    if current == target.map(|(severity, _)| severity) {
+        return Transition {
+            state: next,
+            resolved,
+            events,
+        };
+    }
+    if let Some(mut alert) = next.open.take() {
+        let note = match target {
+            None => format!(
+                "recovered to {:.1}% remaining",
+                obs.enrichment.remaining_percent
+            ),
+            Some((s, _)) if s > alert.severity => format!("escalated to {s}"),
+            Some((s, _)) => format!("de-escalated to {s}"),
+        };
+        alert.resolved_at = Some(at);
+        alert.resolution = Some(note.clone());
+        events.push(event(
+            &alert,
+            AlertEventType::Resolved,
+            obs,
+            format!(
+                "{}: {} alert resolved, {note}",
+                alert.policy, alert.severity
+            ),
+        ));
+        resolved = Some(alert);
+    }
+    if let Some((severity, cause)) = target {
+        let alert = open(obs, severity, cause, thresholds);
+        events.push(event(
+            &alert,
+            AlertEventType::Created,
+            obs,
+            alert.message.clone(),
+        ));
+        next.open = Some(alert);
+    }
+    Transition {
+        state: next,
+        resolved,
+        events,
+    }
+}
+
+/// The level an observation calls for, given the level currently open (for hysteresis).
+fn level(
+    current: Option<Severity>,
+    e: &Enrichment,
+    th: &Thresholds,
+) -> Option<(Severity, AlertCause)> {
+    let h = th.hysteresis_points;
+    let (critical, warning) = match current {
+        Some(Severity::Critical) => (th.critical_percent + h, th.warning_percent + h),
+        Some(Severity::Warning) => (th.critical_percent, th.warning_percent + h),
+        None => (th.critical_percent, th.warning_percent),
+    };
+    let remaining = e.remaining_percent;
+    if remaining <= critical {
+        return Some((Severity::Critical, AlertCause::Threshold));
+    }
+    if remaining <= warning {
+        return Some((Severity::Warning, AlertCause::Threshold));
+    }
+    let horizon = th.predictive_horizon?.as_seconds_f64();
+    let horizon = if current.is_some() {
+        2.0 * horizon
+    } else {
+        horizon
+    };
+    e.exhaustion_projection_seconds
+        .filter(|p| *p <= horizon)
+        .map(|_| (Severity::Warning, AlertCause::Projection))
+}
+
+fn open(obs: Observation<'_>, severity: Severity, cause: AlertCause, th: &Thresholds) -> Alert {
+    let Observation {
+        snapshot,
+        enrichment: e,
+    } = obs;
+    let s = &snapshot.sample;
+    let id = Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!(
+            "{}|{}|{severity}",
+            snapshot.policy,
+            s.at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+        )
+        .as_bytes(),
+    );
+    let state = format!(
+        "{:.1}% remaining ({}/{} tokens)",
+        e.remaining_percent, s.available_tokens, s.bucket.capacity
+    );
+    let message = match (cause, severity) {
+        (AlertCause::Projection, _) => format!(
+            "{}: {state}, projected to run dry in {} at the current rate",
+            snapshot.policy,
+            human_seconds(e.exhaustion_projection_seconds.unwrap_or(0.0))
+        ),
+        (AlertCause::Threshold, Severity::Critical) => format!(
+            "{}: {state}, at or below the CRITICAL threshold of {}%",
+            snapshot.policy, th.critical_percent
+        ),
+        (AlertCause::Threshold, Severity::Warning) => format!(
+            "{}: {state}, at or below the WARNING threshold of {}%",
+            snapshot.policy, th.warning_percent
+        ),
+    };
+    Alert {
+        id,
+        policy: snapshot.policy.clone(),
+        severity,
+        cause,
+        opened_at: s.at,
+        available_tokens: s.available_tokens,
+        capacity: s.bucket.capacity,
+        utilization_percent: e.utilization_percent,
+        psp_category: s.category,
+        message,
+        resolved_at: None,
+        resolution: None,
+    }
+}
+
+fn event(
+    alert: &Alert,
+    event_type: AlertEventType,
+    obs: Observation<'_>,
+    message: String,
+) -> AlertEvent {
+    let s = &obs.snapshot.sample;
+    AlertEvent {
+        event_id: Uuid::new_v5(
+            &ID_NAMESPACE,
+            format!("{}/{}", alert.id, event_type.id_suffix()).as_bytes(),
+        ),
+        event_type,
+        timestamp: s.at,
+        endpoint_id: alert.policy.clone(),
+        severity: alert.severity,
+        available_tokens: s.available_tokens,
+        capacity: s.bucket.capacity,
+        utilization_percent: obs.enrichment.utilization_percent,
+        recovery_eta_seconds: obs.enrichment.recovery_eta_seconds,
+        exhaustion_projection_seconds: obs.enrichment.exhaustion_projection_seconds,
+        psp_category: s.category,
+        message,
+    }
+}
+
+/// `95 s` → `1 min 35 s`; for messages only.
+#[expect(clippy::cast_sign_loss, reason = "clamped at zero first")]
+fn human_seconds(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
+}

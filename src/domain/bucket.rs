@@ -1,0 +1,282 @@
+//! Token-bucket math: the derived metrics of a bucket, computed from a window of its samples.
+//!
+//! # Formulas
+//!
+//! For a sample: `a` available tokens, `C` capacity, `r = RefillTokens / RefillPeriodSec` refill
+//! rate in tokens per second (never assume a minute), `t` DICT's response time in seconds.
+//!
+//! - utilization % `= 100 · (C − a) / C` — above 100 while a penalty holds the balance below zero.
+//! - remaining %   `= 100 · a / C` `= 100 − utilization` — negative below zero.
+//!
+//! Tokens consumed between two consecutive samples `i−1` and `i`, with `Δt = tᵢ − tᵢ₋₁ > 0`:
+//!
+//! ```text
+//! consumedᵢ = aᵢ₋₁ + r·Δt − aᵢ
+//! ```
+//!
+//! The pair is used only when it says something exact:
+//!
+//! - **reset** — `C`, `RefillTokens` or `RefillPeriodSec` differ between the two samples: DICT
+//!   re-configured the bucket (a category move). What happened to the balance at that moment is
+//!   unknown, so the window restarts after the change, as a Prometheus counter reset does. This is
+//!   what keeps a capacity change from showing as a spike or a negative rate.
+//! - **censored** — `aᵢ ≥ C`: the bucket was full at the end, so refill above capacity was thrown
+//!   away at some unknown moment, and `consumedᵢ` is only known to lie in
+//!   `[0, aᵢ₋₁ + r·Δt − C]`. Left out of the sum.
+//! - **observed** — every other pair.
+//!
+//! The consumption rate is smoothed over the recent window — the pairs whose later sample lies
+//! within [`RateWindow::span`] of the latest sample, and always at least the latest pair (after a
+//! gap in polling, that pair spans the gap):
+//!
+//! ```text
+//! c = max(0, Σ consumedᵢ / Σ Δtᵢ)   over the observed pairs of the window   [tokens/s]
+//! ```
+//!
+//! reported per minute (`60 · c`). Over consecutive observed pairs the sum telescopes to
+//! `(a_first − a_last) / T + r`: the exact mean rate over the window, whatever the pattern of
+//! consumption inside it. If DICT refills in discrete steps rather than continuously (not
+//! documented), the error is at most `RefillTokens` per window, hence the smoothing. With
+//! censored pairs only, `c = 0`: a full bucket hides any consumption below the refill rate.
+//! With no usable pair at all (first sample, or right after a reset) the rate is unknown.
+//!
+//! With the net rate `n = r − c` (positive while filling):
+//!
+//! - recovery ETA, seconds until full: `0` if `a ≥ C`; `(C − a) / n` if `n > 0`; never (none)
+//!   when draining or level.
+//! - exhaustion projection, seconds until empty: `0` if `a ≤ 0`; `a / −n` if `n < 0`; none when
+//!   not draining.
+//!
+//! Both assume the current net rate holds, and are unknown when the rate is. Every number
+//! returned is finite; a rate is never negative.
+
+use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
+
+use super::snapshot::Sample;
+
+/// How far back the consumption rate is smoothed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateWindow {
+    /// Pairs whose later sample is within this span of the latest sample are used.
+    pub span: TimeDelta,
+}
+
+impl Default for RateWindow {
+    /// 15 minutes: three pairs at the default 5-minute poll, matching the default predictive
+    /// horizon.
+    fn default() -> Self {
+        Self {
+            span: TimeDelta::minutes(15),
+        }
+    }
+}
+
+/// The derived metrics of a bucket at its latest sample: the derived columns of the legacy
+/// `dict_rate_limit_states` table.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Enrichment {
+    /// `100 · (C − a) / C`.
+    pub utilization_percent: f64,
+    /// `100 · a / C`.
+    pub remaining_percent: f64,
+    /// Smoothed consumption in tokens per minute; none while unknown.
+    pub consumption_rate_per_minute: Option<f64>,
+    /// Seconds until full at the current net rate; none when draining or unknown.
+    pub recovery_eta_seconds: Option<f64>,
+    /// Seconds until empty at the current net rate; none when not draining or unknown.
+    pub exhaustion_projection_seconds: Option<f64>,
+}
+
+/// Computes the derived metrics of the latest sample in `window` (ordered oldest first).
+/// Returns none for an empty window or one whose latest sample has an invalid bucket.
+pub fn enrich(window: &[Sample], rate_window: RateWindow) -> Option<Enrichment> {
+    let latest = window.last()?;
+    latest.bucket.check().ok()?;
+    let capacity = latest.bucket.capacity as f64;
+    let available = latest.available_tokens as f64;
+    let refill = latest.bucket.refill_per_second();
+
+    let consumption = consumption_per_second(window, rate_window);
+    let net = consumption.map(|c| refill - c);
+    let recovery_eta = match net {
+        _ if available >= capacity => Some(0.0),
+        Some(n) if n > 0.0 => finite((capacity - available) / n),
+        _ => None,
+    };
+    let exhaustion_projection = match net {
+        _ if available <= 0.0 => Some(0.0),
+        Some(n) if n < 0.0 => finite(available / -n),
+        _ => None,
+    };
+    Some(Enrichment {
+        utilization_percent: 100.0 * (capacity - available) / capacity,
+        remaining_percent: 100.0 * available / capacity,
+        consumption_rate_per_minute: consumption.and_then(|c| finite(c * 60.0)),
+        recovery_eta_seconds: recovery_eta,
+        exhaustion_projection_seconds: exhaustion_projection,
+    })
+}
+
+/// The smoothed consumption `c` in tokens per second, per the module formulas.
+fn consumption_per_second(window: &[Sample], rate_window: RateWindow) -> Option<f64> {
+    let latest = window.last()?;
+    let (mut consumed, mut seconds, mut any_pair) = (0.0_f64, 0.0_f64, false);
+    for pair in window.windows(2).rev() {
+        let [earlier, later] = pair else { continue };
+        if any_pair && latest.at - later.at > rate_window.span {
+            break;
+        }
+        let dt = (later.at - earlier.at).as_seconds_f64();
+        if earlier.bucket != later.bucket || dt <= 0.0 {
+            break; // reset: the window restarts after it
+        }
+        any_pair = true;
+        if later.available_tokens >= later.bucket.capacity {
+            continue; // censored
+        }
+        let refill = later.bucket.refill_per_second();
+        consumed += earlier.available_tokens as f64 + refill * dt - later.available_tokens as f64;
+        seconds += dt;
+    }
+    if !any_pair {
+        return None;
+    }
+    let rate = if seconds > 0.0 {
+        consumed / seconds
+    } else {
+        0.0
+    };
+    // `rate > 0.0` is false for NaN too: no NaN and no negative rate leave this function.
+    Some(if rate > 0.0 && rate.is_finite() {
+        rate
+    } else {
+        0.0
+    })
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::domain::{BucketConfig, PspCategory};
+
+    const LIST: BucketConfig = BucketConfig {
+        capacity: 20,
+        refill_tokens: 6,
+        refill_period_secs: 60,
+    };
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("in range")
+    }
+
+    fn s(secs: i64, available: i64, bucket: BucketConfig) -> Sample {
+        Sample {
+            at: at(secs),
+            available_tokens: available,
+            bucket,
+            category: PspCategory::A,
+        }
+    }
+
+    fn rate(window: &[Sample]) -> Option<f64> {
+        enrich(window, RateWindow::default()).and_then(|e| e.consumption_rate_per_minute)
+    }
+
+    #[test]
+    fn utilization_and_remaining_of_a_single_sample() {
+        let e = enrich(&[s(0, 5, LIST)], RateWindow::default()).expect("valid");
+        assert!((e.utilization_percent - 75.0).abs() < 1e-9);
+        assert!((e.remaining_percent - 25.0).abs() < 1e-9);
+        assert_eq!(e.consumption_rate_per_minute, None);
+        assert_eq!(e.recovery_eta_seconds, None);
+        assert_eq!(e.exhaustion_projection_seconds, None);
+    }
+
+    #[test]
+    fn rate_accounts_for_refill_between_samples() {
+        // 6 tokens/min refill; the balance fell by 4 in one minute, so 10 were consumed.
+        let w = [s(0, 15, LIST), s(60, 11, LIST)];
+        let e = enrich(&w, RateWindow::default()).expect("valid");
+        assert!((e.consumption_rate_per_minute.expect("known") - 10.0).abs() < 1e-9);
+        // Draining at 4 tokens/min from 11: empty in 165 s; never full.
+        assert!((e.exhaustion_projection_seconds.expect("draining") - 165.0).abs() < 1e-9);
+        assert_eq!(e.recovery_eta_seconds, None);
+    }
+
+    #[test]
+    fn recovery_eta_uses_the_net_rate_and_is_zero_when_full() {
+        // Consumed 3 in a minute with a refill of 6: filling at 3/min from 12, full in 160 s.
+        let w = [s(0, 9, LIST), s(60, 12, LIST)];
+        let e = enrich(&w, RateWindow::default()).expect("valid");
+        assert!((e.recovery_eta_seconds.expect("filling") - 160.0).abs() < 1e-9);
+        assert_eq!(e.exhaustion_projection_seconds, None);
+        let full = enrich(&[s(0, 9, LIST), s(60, 20, LIST)], RateWindow::default());
+        assert_eq!(full.and_then(|e| e.recovery_eta_seconds), Some(0.0));
+    }
+
+    #[test]
+    fn a_full_bucket_at_the_end_of_a_pair_is_censored() {
+        // 9 → 20 in 5 minutes: up to 21 tokens of refill were capped; consumption unknown
+        // below the refill rate, reported as 0 rather than a made-up figure.
+        assert_eq!(rate(&[s(0, 9, LIST), s(300, 20, LIST)]), Some(0.0));
+        // With an observed pair in the window, only that pair counts.
+        let w = [s(0, 10, LIST), s(60, 20, LIST), s(120, 14, LIST)];
+        assert!((rate(&w).expect("known") - 12.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn capacity_change_restarts_the_window_without_a_spike() {
+        // Category A → E: capacity 50,000 → 5,000; the balance is clamped by DICT.
+        let a = BucketConfig {
+            capacity: 50_000,
+            refill_tokens: 25_000,
+            refill_period_secs: 60,
+        };
+        let e = BucketConfig {
+            capacity: 5_000,
+            refill_tokens: 2_500,
+            refill_period_secs: 60,
+        };
+        assert_eq!(rate(&[s(0, 40_000, a), s(300, 5_000, e)]), None);
+        // After the change, only pairs inside the new configuration count.
+        let w = [
+            s(0, 40_000, a),
+            s(300, 4_000, e),
+            s(360, 3_500, e), // 2,500 refilled, 500 net loss: 3,000 consumed
+        ];
+        assert!((rate(&w).expect("known") - 3_000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn window_keeps_at_least_the_latest_pair_across_a_gap() {
+        let w = [s(0, 20, LIST), s(60, 18, LIST), s(7_260, 10, LIST)];
+        // Only the 2-hour pair: 18 + 720 − 10 = 728 tokens in 120 min.
+        let r = rate(&w).expect("known");
+        assert!((r - 728.0 / 120.0).abs() < 1e-9, "{r}");
+    }
+
+    #[test]
+    fn a_negative_balance_is_already_exhausted() {
+        let w = [s(0, 3, LIST), s(60, -2, LIST)];
+        let e = enrich(&w, RateWindow::default()).expect("valid");
+        assert_eq!(e.exhaustion_projection_seconds, Some(0.0));
+        assert!(e.remaining_percent < 0.0 && e.utilization_percent > 100.0);
+    }
+
+    #[test]
+    fn an_invalid_latest_bucket_yields_nothing() {
+        let bad = BucketConfig {
+            capacity: 0,
+            ..LIST
+        };
+        assert_eq!(enrich(&[s(0, 0, bad)], RateWindow::default()), None);
+        assert_eq!(enrich(&[], RateWindow::default()), None);
+    }
+}
