@@ -16,7 +16,7 @@
 //! use chrono::{DateTime, Utc};
 //! use dictmon::domain::*;
 //!
-//! let at = |secs| DateTime::<Utc>::from_timestamp(1_800_000_000 + secs, 0).unwrap();
+//! let at = |secs: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + secs, 0).unwrap();
 //! let bucket = BucketConfig { capacity: 20, refill_tokens: 6, refill_period_secs: 60 };
 //! let earlier = Sample { at: at(0), available_tokens: 6, bucket, category: PspCategory::A };
 //! let latest = Sample { at: at(60), available_tokens: 2, ..earlier };
