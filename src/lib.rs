@@ -36,4 +36,7 @@
 //! concurrently without blocking it.
 
 pub mod domain;
+pub mod monitor;
 pub mod ring;
+pub mod source;
+pub mod store;

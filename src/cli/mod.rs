@@ -1,31 +1,74 @@
-//! Command-line parsing and dispatch. Exit codes are decided here only: 0 success, 1 a check
-//! failed, 2 usage or I/O error.
-//!
-//! Subcommands arrive with the issues that build them (`serve`, `simulate`, `status`, `query`,
-//! `export`, `import`, `verify`, `retention`, `config check`); until then the binary only
-//! describes itself.
+//! Command-line parsing and dispatch, one file per subcommand. Exit codes are decided here
+//! only: 0 success, 1 a check failed (verify found corruption), 2 usage or I/O error.
+//! Errors carry their context (file, offset, what to do) and are printed once, here.
+
+mod debug;
+mod duration;
+mod retention;
+mod simulate;
+mod verify;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Monitor for the rate-limit buckets (token buckets) of BACEN's DICT, the PIX key directory.
+///
+/// Data lives in a data directory (default ./dictmon-data): one segment file per month under
+/// segments/, and catalog.redb.
 #[derive(Parser, Debug)]
 #[command(name = "dictmon", version, about, arg_required_else_help = true)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Simulate(simulate::Args),
+    Verify(verify::Args),
+    Retention(retention::Args),
+    #[command(hide = true)]
+    Debug(debug::Args),
+}
+
+/// What a command concluded, when it ran to the end.
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1: the check the command makes failed.
+    CheckFailed,
+}
 
 /// Parses the command line and runs it.
 pub fn run() -> ExitCode {
-    match Cli::try_parse() {
-        Ok(Cli {}) => ExitCode::SUCCESS,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) => {
-            // Help and version are successes; anything else is a usage error (exit 2).
             let _ = e.print();
-            if e.use_stderr() {
+            // Help and version are successes; anything else is a usage error.
+            return if e.use_stderr() {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS
-            }
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Retention(args) => retention::run(&args),
+        Command::Debug(args) => debug::run(&args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::CheckFailed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
         }
     }
 }
+
+/// The default data directory.
+pub const DEFAULT_DATA_DIR: &str = "dictmon-data";

@@ -58,4 +58,4 @@ pub use alert::{
 };
 pub use bucket::{Enrichment, RateWindow, enrich};
 pub use policy::{BucketConfig, Policy, PolicyName, PspCategory};
-pub use snapshot::{RejectReason, Sample, Snapshot, ValidationLimits, validate};
+pub use snapshot::{RejectReason, Sample, Snapshot, StateRecord, ValidationLimits, validate};

@@ -11,6 +11,7 @@ use std::fmt;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::bucket::Enrichment;
 use super::policy::{BucketConfig, PolicyName, PspCategory};
 
 /// One reading of one bucket.
@@ -34,6 +35,20 @@ pub struct Snapshot {
     pub policy: PolicyName,
     /// What DICT said of it.
     pub sample: Sample,
+}
+
+/// A snapshot with its derived metrics as computed when it was taken, and the time dictmon
+/// stored it: one row of the legacy `dict_rate_limit_states` table, all columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// The policy read.
+    pub policy: PolicyName,
+    /// What DICT said of it.
+    pub sample: Sample,
+    /// The derived metrics computed at the time (kept, never recomputed on read).
+    pub enrichment: Enrichment,
+    /// When dictmon stored it (the legacy `created_at`; the local clock).
+    pub created_at: DateTime<Utc>,
 }
 
 /// Why a sample was refused. Each reason is also a bounded metric label ([`Self::label`]).

@@ -8,3 +8,15 @@ mod domain_alerts;
 mod domain_bucket_props;
 /// The lock-free ring under a million pushes and concurrent readers.
 mod ring_concurrency;
+/// Corruption: every single-byte flip reported, the rest readable.
+mod store_corruption;
+/// Crash safety: SIGKILLed writers, reopened stores.
+mod store_crash;
+/// Checked-in format fixtures, clean and corrupt.
+mod store_fixtures;
+/// The store against a BTreeMap model (proptest).
+mod store_model;
+/// Retention with a fake clock.
+mod store_retention;
+/// Helpers: synthetic records, the real binary.
+mod util;

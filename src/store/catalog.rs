@@ -1,0 +1,345 @@
+//! The catalog, `catalog.redb` (§10): policies as last seen, alerts (open and history), the
+//! alert-event outbox, and store metadata. Values are JSON of the domain types, so fields can
+//! be added without a migration.
+//!
+//! Opened in redb's `SingleWriter` mode: the one writer (`serve`, `import`) and any number of
+//! read-only handles in other processes (`status`, `query`, `export`, `verify`) share the file.
+//!
+//! Invariants: an alert transition, its events and the policies of the same cycle are written
+//! in one transaction; the schema version in `meta` is checked on every open.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use redb::{
+    Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
+    TableDefinition,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Alert, AlertEvent, Policy};
+
+const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
+const ALERTS: TableDefinition<u128, &[u8]> = TableDefinition::new("alerts");
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+/// §10: the catalog schema this code writes and reads.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Why the catalog could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// redb reported an error (I/O, corruption, lock).
+    #[error("catalog {path}: {error}")]
+    Redb {
+        /// The catalog file.
+        path: String,
+        /// redb's error (part of the message).
+        error: Box<redb::Error>,
+    },
+    /// A stored value is not valid JSON of its type.
+    #[error("catalog {path}: table {table}, key {key}: {error}")]
+    Value {
+        /// The catalog file.
+        path: String,
+        /// The table.
+        table: &'static str,
+        /// The key, as text.
+        key: String,
+        /// The JSON error (part of the message).
+        error: serde_json::Error,
+    },
+    /// A schema version this code does not read.
+    #[error(
+        "catalog {path}: schema version {found} is not supported (this dictmon reads {SCHEMA_VERSION}); use a newer dictmon"
+    )]
+    Schema {
+        /// The catalog file.
+        path: String,
+        /// The version found.
+        found: String,
+    },
+}
+
+/// A policy as last seen, with when it was first and last seen (DICT time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// Configuration as last seen.
+    pub policy: Policy,
+    /// First sample time.
+    pub first_seen: DateTime<Utc>,
+    /// Last sample time.
+    pub last_seen: DateTime<Utc>,
+}
+
+/// What one cycle changes in the catalog, written in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogUpdate {
+    /// Policies seen, with the sample time.
+    pub policies: Vec<(Policy, DateTime<Utc>)>,
+    /// Alerts opened or resolved (stored by id; a resolved alert overwrites its open form).
+    pub alerts: Vec<Alert>,
+    /// Events to add to the outbox.
+    pub events: Vec<AlertEvent>,
+}
+
+/// The writer's handle.
+pub struct Catalog {
+    db: Database,
+    path: String,
+}
+
+/// A read-only handle, usable while a writer runs and on a read-only copy.
+pub struct CatalogReader {
+    db: Option<ReadOnlyDatabase>,
+    path: String,
+}
+
+fn redb_err(path: &str, e: impl Into<redb::Error>) -> CatalogError {
+    CatalogError::Redb {
+        path: path.to_owned(),
+        error: Box::new(e.into()),
+    }
+}
+
+fn builder() -> Builder {
+    let mut b = Builder::new();
+    b.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    b
+}
+
+impl Catalog {
+    /// Opens (creating if absent) the catalog for writing.
+    pub fn open(path: &Path) -> Result<Self, CatalogError> {
+        let p = path.display().to_string();
+        let db = builder().create(path).map_err(|e| redb_err(&p, e))?;
+        let catalog = Self { db, path: p };
+        catalog.init()?;
+        Ok(catalog)
+    }
+
+    fn init(&self) -> Result<(), CatalogError> {
+        let p = &self.path;
+        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
+            let found = meta
+                .get("schema_version")
+                .map_err(|e| redb_err(p, e))?
+                .map(|v| v.value().to_owned());
+            match found {
+                Some(v) if v != SCHEMA_VERSION => {
+                    return Err(CatalogError::Schema {
+                        path: p.clone(),
+                        found: v,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION)
+                        .map_err(|e| redb_err(p, e))?;
+                }
+            }
+            tx.open_table(POLICIES).map_err(|e| redb_err(p, e))?;
+            tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+            tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+        }
+        tx.commit().map_err(|e| redb_err(p, e))
+    }
+
+    /// Writes one cycle's policies, alerts and events atomically.
+    pub fn apply(&self, update: &CatalogUpdate) -> Result<(), CatalogError> {
+        let p = &self.path;
+        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
+        {
+            let mut policies = tx.open_table(POLICIES).map_err(|e| redb_err(p, e))?;
+            for (policy, seen) in &update.policies {
+                let name = policy.name.as_str();
+                let first_seen = match policies.get(name).map_err(|e| redb_err(p, e))? {
+                    Some(v) => serde_json::from_slice::<PolicyRecord>(v.value())
+                        .map_or(*seen, |r| r.first_seen.min(*seen)),
+                    None => *seen,
+                };
+                let record = PolicyRecord {
+                    policy: policy.clone(),
+                    first_seen,
+                    last_seen: *seen,
+                };
+                policies
+                    .insert(name, json(&record).as_slice())
+                    .map_err(|e| redb_err(p, e))?;
+            }
+            let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+            for alert in &update.alerts {
+                alerts
+                    .insert(alert.id.as_u128(), json(alert).as_slice())
+                    .map_err(|e| redb_err(p, e))?;
+            }
+            let mut outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+            let next = outbox
+                .last()
+                .map_err(|e| redb_err(p, e))?
+                .map_or(0, |(k, _)| k.value() + 1);
+            for (seq, event) in (next..).zip(&update.events) {
+                outbox
+                    .insert(seq, json(event).as_slice())
+                    .map_err(|e| redb_err(p, e))?;
+            }
+        }
+        tx.commit().map_err(|e| redb_err(p, e))
+    }
+
+    /// Deletes resolved alerts resolved before `cutoff` (retention, §9). Returns how many.
+    pub fn delete_alerts_resolved_before(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<usize, CatalogError> {
+        let p = &self.path;
+        let old: Vec<u128> = read_alerts(&self.db, p)?
+            .into_iter()
+            .filter(|a| a.resolved_at.is_some_and(|t| t < cutoff))
+            .map(|a| a.id.as_u128())
+            .collect();
+        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
+        {
+            let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+            for id in &old {
+                alerts.remove(id).map_err(|e| redb_err(p, e))?;
+            }
+        }
+        tx.commit().map_err(|e| redb_err(p, e))?;
+        Ok(old.len())
+    }
+
+    /// Every alert, oldest first.
+    pub fn alerts(&self) -> Result<Vec<Alert>, CatalogError> {
+        read_alerts(&self.db, &self.path)
+    }
+
+    /// Every policy as last seen.
+    pub fn policies(&self) -> Result<Vec<PolicyRecord>, CatalogError> {
+        read_policies(&self.db, &self.path)
+    }
+
+    /// The outbox, in order.
+    pub fn outbox(&self) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
+        read_outbox(&self.db, &self.path)
+    }
+}
+
+impl CatalogReader {
+    /// Opens the catalog read-only; a data directory without one reads as empty.
+    pub fn open(path: &Path) -> Result<Self, CatalogError> {
+        let p = path.display().to_string();
+        if !path.exists() {
+            return Ok(Self { db: None, path: p });
+        }
+        let db = builder()
+            .open_read_only(path)
+            .map_err(|e| redb_err(&p, e))?;
+        let reader = Self {
+            db: Some(db),
+            path: p,
+        };
+        reader.check_schema()?;
+        Ok(reader)
+    }
+
+    fn check_schema(&self) -> Result<(), CatalogError> {
+        let Some(db) = &self.db else { return Ok(()) };
+        let p = &self.path;
+        let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
+        let meta = match tx.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(redb_err(p, e)),
+        };
+        match meta.get("schema_version").map_err(|e| redb_err(p, e))? {
+            Some(v) if v.value() != SCHEMA_VERSION => Err(CatalogError::Schema {
+                path: p.clone(),
+                found: v.value().to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every alert, oldest first.
+    pub fn alerts(&self) -> Result<Vec<Alert>, CatalogError> {
+        self.db
+            .as_ref()
+            .map_or(Ok(Vec::new()), |db| read_alerts(db, &self.path))
+    }
+
+    /// Every policy as last seen.
+    pub fn policies(&self) -> Result<Vec<PolicyRecord>, CatalogError> {
+        self.db
+            .as_ref()
+            .map_or(Ok(Vec::new()), |db| read_policies(db, &self.path))
+    }
+
+    /// The outbox, in order.
+    pub fn outbox(&self) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
+        self.db
+            .as_ref()
+            .map_or(Ok(Vec::new()), |db| read_outbox(db, &self.path))
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own plain data types to JSON cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Every row of a table, values decoded as JSON of `T` and mapped with their key. A table not
+/// created yet reads as empty.
+fn read_all<K, T, R>(
+    db: &impl ReadableDatabase,
+    p: &str,
+    def: TableDefinition<K, &[u8]>,
+    name: &'static str,
+    mut map: impl FnMut(K::SelfType<'_>, T) -> R,
+) -> Result<Vec<R>, CatalogError>
+where
+    K: redb::Key + 'static,
+    for<'a> K::SelfType<'a>: std::fmt::Debug,
+    T: for<'de> Deserialize<'de>,
+{
+    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
+    let table = match tx.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(redb_err(p, e)),
+    };
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(|e| redb_err(p, e))? {
+        let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+        let key = k.value();
+        let value = serde_json::from_slice(v.value()).map_err(|error| CatalogError::Value {
+            path: p.to_owned(),
+            table: name,
+            key: format!("{key:?}"),
+            error,
+        })?;
+        out.push(map(key, value));
+    }
+    Ok(out)
+}
+
+fn read_alerts(db: &impl ReadableDatabase, p: &str) -> Result<Vec<Alert>, CatalogError> {
+    let mut alerts = read_all(db, p, ALERTS, "alerts", |_, a: Alert| a)?;
+    alerts.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then(a.id.cmp(&b.id)));
+    Ok(alerts)
+}
+
+fn read_policies(db: &impl ReadableDatabase, p: &str) -> Result<Vec<PolicyRecord>, CatalogError> {
+    read_all(db, p, POLICIES, "policies", |_, r| r)
+}
+
+fn read_outbox(
+    db: &impl ReadableDatabase,
+    p: &str,
+) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
+    read_all(db, p, OUTBOX, "outbox", |seq, e| (seq, e))
+}

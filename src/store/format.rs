@@ -1,0 +1,900 @@
+//! The bytes of a segment file, and nothing else: segment header, block header, frames, and the
+//! columnar encoding of rows. Every constant cites its section of `storage-format.md`.
+//!
+//! Invariants: all integers little-endian; decoders never panic and never index unchecked on
+//! outside bytes; an encoded block decodes to exactly the rows given, deduplicated by
+//! `(policy, response time)` and ordered by policy name, then time.
+
+#![deny(clippy::indexing_slicing, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::domain::{
+    BucketConfig, Enrichment, PolicyName, PspCategory, RateWindow, Sample, StateRecord, enrich,
+};
+
+/// §2: first 8 bytes of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"DMSEGMNT";
+/// §2, §13: the format version this code writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// §2: size of the segment header.
+pub const SEGMENT_HEADER_LEN: usize = 32;
+/// §3: first 4 bytes of every block.
+pub const BLOCK_MAGIC: [u8; 4] = *b"DMBK";
+/// §3: size of the block header.
+pub const BLOCK_HEADER_LEN: usize = 40;
+/// §3: size of a frame header.
+pub const FRAME_HEADER_LEN: usize = 16;
+/// §3: a frame body at most this long is stored uncompressed.
+const COMPRESS_ABOVE: usize = 64;
+/// §3: zstd level for frames.
+const ZSTD_LEVEL: i32 = 3;
+/// §4.3: the bit pattern of an absent optional derived value (a NaN no computation produces).
+pub const NONE_BITS: u64 = 0x7FF0_0000_0000_0001;
+/// §3: upper bound of a frame's decoded size, against decompression bombs (256 MiB).
+const MAX_RAW_FRAME: usize = 256 << 20;
+
+/// §3: block kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// One batch (one poll cycle), appended and fsynced as it came.
+    Live = 1,
+    /// Many batches merged by sealing.
+    Sealed = 2,
+}
+
+/// §3: frame kind.
+const FRAME_CYCLES: u8 = 1;
+const FRAME_POLICY: u8 = 2;
+/// §3: frame codec.
+const CODEC_NONE: u8 = 0;
+const CODEC_ZSTD: u8 = 1;
+
+/// What is wrong with some bytes. The segment layer adds file and offset.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// Fewer bytes than the structure needs.
+    #[error("truncated: {0}")]
+    Truncated(&'static str),
+    /// Magic bytes do not match.
+    #[error("bad magic in {0}")]
+    BadMagic(&'static str),
+    /// A version this code does not read.
+    #[error(
+        "format version {found} is not supported (this dictmon reads version {FORMAT_VERSION}); use a newer dictmon"
+    )]
+    UnsupportedVersion {
+        /// The version found.
+        found: u16,
+    },
+    /// A checksum does not match its bytes.
+    #[error("checksum mismatch in {0}")]
+    Checksum(String),
+    /// A value that cannot be (bad length, bad code, out-of-order rows…).
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// zstd refused the bytes.
+    #[error("cannot decompress frame {0}")]
+    Decompress(String),
+}
+
+type Result<T> = std::result::Result<T, FormatError>;
+
+/// CRC-32C (Castagnoli), the one checksum of the format (§0).
+pub fn crc(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
+fn crc_parts(parts: &[&[u8]]) -> u32 {
+    parts.iter().fold(0, |acc, p| crc32c::crc32c_append(acc, p))
+}
+
+// ---------------------------------------------------------------------------------------------
+// §2 Segment header
+
+/// The month a segment holds, and when its file was created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Year of the month (UTC).
+    pub year: u16,
+    /// Month, 1–12.
+    pub month: u8,
+    /// When the file was created (nanoseconds since the epoch; informational).
+    pub created_ns: i64,
+}
+
+impl SegmentHeader {
+    /// §2 layout.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut b = [0_u8; SEGMENT_HEADER_LEN];
+        let mut w = Writer(Vec::with_capacity(SEGMENT_HEADER_LEN));
+        w.bytes(&SEGMENT_MAGIC);
+        w.u16(FORMAT_VERSION);
+        w.u16(SEGMENT_HEADER_LEN as u16);
+        w.u16(self.year);
+        w.u8(self.month);
+        w.u8(0);
+        w.i64(self.created_ns);
+        w.u32(0);
+        let sum = crc(&w.0);
+        w.u32(sum);
+        b.copy_from_slice(&w.0);
+        b
+    }
+
+    /// Parses and checks a segment header.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        let head = r.take(SEGMENT_HEADER_LEN - 4, "segment header")?;
+        let sum = r.u32("segment header")?;
+        let mut h = Reader::new(head);
+        if h.take(8, "segment header")? != SEGMENT_MAGIC {
+            return Err(FormatError::BadMagic("segment header"));
+        }
+        let version = h.u16("segment header")?;
+        if crc(head) != sum {
+            return Err(FormatError::Checksum("segment header".into()));
+        }
+        if version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion { found: version });
+        }
+        if usize::from(h.u16("segment header")?) != SEGMENT_HEADER_LEN {
+            return Err(FormatError::Malformed("segment header length"));
+        }
+        let year = h.u16("segment header")?;
+        let month = h.u8("segment header")?;
+        let _reserved = h.u8("segment header")?;
+        let created_ns = h.i64("segment header")?;
+        if !(1..=12).contains(&month) {
+            return Err(FormatError::Malformed("segment month"));
+        }
+        Ok(Self {
+            year,
+            month,
+            created_ns,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// §3 Block header
+
+/// The fixed header in front of every block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    /// Bytes of frames after the header.
+    pub body_len: u32,
+    /// Earliest response time of any row (ns since the epoch).
+    pub min_time_ns: i64,
+    /// Latest response time of any row.
+    pub max_time_ns: i64,
+    /// Rows in the block.
+    pub rows: u32,
+    /// Policy frames in the block.
+    pub policies: u16,
+    /// Live or sealed.
+    pub kind: BlockKind,
+}
+
+impl BlockHeader {
+    fn encode(&self) -> [u8; BLOCK_HEADER_LEN] {
+        let mut w = Writer(Vec::with_capacity(BLOCK_HEADER_LEN));
+        w.bytes(&BLOCK_MAGIC);
+        w.u32(self.body_len);
+        w.i64(self.min_time_ns);
+        w.i64(self.max_time_ns);
+        w.u32(self.rows);
+        w.u16(self.policies);
+        w.u8(self.kind as u8);
+        w.u8(0);
+        w.u32(0);
+        let sum = crc(&w.0);
+        w.u32(sum);
+        let mut b = [0_u8; BLOCK_HEADER_LEN];
+        b.copy_from_slice(&w.0);
+        b
+    }
+
+    /// Parses and checks a block header (the first [`BLOCK_HEADER_LEN`] bytes of `bytes`).
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        let head = r.take(BLOCK_HEADER_LEN - 4, "block header")?;
+        let sum = r.u32("block header")?;
+        let mut h = Reader::new(head);
+        if h.take(4, "block header")? != BLOCK_MAGIC {
+            return Err(FormatError::BadMagic("block header"));
+        }
+        if crc(head) != sum {
+            return Err(FormatError::Checksum("block header".into()));
+        }
+        let header = Self {
+            body_len: h.u32("block header")?,
+            min_time_ns: h.i64("block header")?,
+            max_time_ns: h.i64("block header")?,
+            rows: h.u32("block header")?,
+            policies: h.u16("block header")?,
+            kind: match h.u8("block header")? {
+                1 => BlockKind::Live,
+                2 => BlockKind::Sealed,
+                _ => return Err(FormatError::Malformed("block kind")),
+            },
+        };
+        if header.min_time_ns > header.max_time_ns {
+            return Err(FormatError::Malformed("block time bounds"));
+        }
+        Ok(header)
+    }
+
+    /// Whole block length, header included.
+    pub fn block_len(&self) -> u64 {
+        BLOCK_HEADER_LEN as u64 + u64::from(self.body_len)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding a block (§3, §4)
+
+/// Encodes rows into one block. Rows are deduplicated by `(policy, response time)`, keeping the
+/// first. `rate_window` is the span the derived metrics were computed with: it parameterises
+/// the predictor whose residuals are stored (§4.3).
+pub fn encode_block(kind: BlockKind, rows: &[StateRecord], rate_window: TimeDelta) -> Vec<u8> {
+    // Group by policy, ordered by time, first occurrence wins.
+    let mut by_policy: BTreeMap<&str, BTreeMap<i64, &StateRecord>> = BTreeMap::new();
+    for row in rows {
+        by_policy
+            .entry(row.policy.as_str())
+            .or_default()
+            .entry(nanos(row.sample.at))
+            .or_insert(row);
+    }
+    // §4.1: the cycle table, every distinct (response time, created_at), sorted.
+    let mut cycles: Vec<(i64, i64)> = by_policy
+        .values()
+        .flat_map(|rows| {
+            rows.values()
+                .map(|r| (nanos(r.sample.at), nanos(r.created_at)))
+        })
+        .collect();
+    cycles.sort_unstable();
+    cycles.dedup();
+
+    let mut body = Vec::new();
+    let mut scratch = Vec::new();
+    push_frame(
+        &mut body,
+        FRAME_CYCLES,
+        b"",
+        &encode_cycles(&cycles),
+        &mut scratch,
+    );
+    let window_ns = rate_window.num_nanoseconds().unwrap_or(i64::MAX);
+    let mut total_rows = 0_u32;
+    for (name, rows) in &by_policy {
+        let rows: Vec<&StateRecord> = rows.values().copied().collect();
+        total_rows += rows.len() as u32;
+        let raw = encode_policy(&rows, &cycles, window_ns);
+        push_frame(&mut body, FRAME_POLICY, name.as_bytes(), &raw, &mut scratch);
+    }
+    let header = BlockHeader {
+        body_len: u32::try_from(body.len()).unwrap_or(u32::MAX),
+        min_time_ns: cycles.first().map_or(0, |c| c.0),
+        max_time_ns: cycles.last().map_or(0, |c| c.0),
+        rows: total_rows,
+        policies: by_policy.len() as u16,
+        kind,
+    };
+    let mut block = Vec::with_capacity(BLOCK_HEADER_LEN + body.len());
+    block.extend_from_slice(&header.encode());
+    block.extend_from_slice(&body);
+    block
+}
+
+fn push_frame(body: &mut Vec<u8>, kind: u8, name: &[u8], raw: &[u8], scratch: &mut Vec<u8>) {
+    let (codec, stored): (u8, &[u8]) = if raw.len() > COMPRESS_ABOVE {
+        scratch.clear();
+        match zstd::stream::copy_encode(raw, &mut *scratch, ZSTD_LEVEL) {
+            Ok(()) if scratch.len() < raw.len() => (CODEC_ZSTD, scratch),
+            _ => (CODEC_NONE, raw),
+        }
+    } else {
+        (CODEC_NONE, raw)
+    };
+    let mut w = Writer(Vec::with_capacity(FRAME_HEADER_LEN));
+    w.u32(stored.len() as u32);
+    w.u32(raw.len() as u32);
+    w.u8(codec);
+    w.u8(kind);
+    w.u16(name.len() as u16);
+    let sum = crc_parts(&[&w.0, name, stored]);
+    w.u32(sum);
+    body.extend_from_slice(&w.0);
+    body.extend_from_slice(name);
+    body.extend_from_slice(stored);
+}
+
+/// The largest `k ≤ 9` such that every value is a multiple of `10^k`.
+fn scale_exponent(values: &[i64]) -> u32 {
+    (0..=9)
+        .rev()
+        .find(|&k| values.iter().all(|v| v % 10_i64.pow(k) == 0))
+        .unwrap_or(0)
+}
+
+/// §4.1 cycles frame.
+fn encode_cycles(cycles: &[(i64, i64)]) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(cycles.len() * 3 + 8));
+    w.varint(cycles.len() as u64);
+    let times: Vec<i64> = cycles.iter().map(|c| c.0).collect();
+    let k = scale_exponent(&times);
+    w.varint(u64::from(k));
+    let (mut prev, mut prev_delta) = (0_i64, 0_i64);
+    for &(t, _) in cycles {
+        let v = t / 10_i64.pow(k);
+        let delta = v.wrapping_sub(prev);
+        w.zigzag(delta.wrapping_sub(prev_delta));
+        (prev, prev_delta) = (v, delta);
+    }
+    let offsets: Vec<i64> = cycles.iter().map(|&(t, c)| c.wrapping_sub(t)).collect();
+    let k = scale_exponent(&offsets);
+    w.varint(u64::from(k));
+    let mut prev = 0_i64;
+    for &o in &offsets {
+        let v = o / 10_i64.pow(k);
+        w.zigzag(v.wrapping_sub(prev));
+        prev = v;
+    }
+    w.0
+}
+
+/// §4.2 policy frame.
+fn encode_policy(rows: &[&StateRecord], cycles: &[(i64, i64)], window_ns: i64) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(rows.len() * 12 + 8));
+    w.varint(rows.len() as u64);
+    w.zigzag(window_ns);
+    let mut prev = -1_i64;
+    for r in rows {
+        let key = (nanos(r.sample.at), nanos(r.created_at));
+        let idx = i64::try_from(cycles.binary_search(&key).unwrap_or(0)).unwrap_or(i64::MAX);
+        w.zigzag(idx - prev - 1);
+        prev = idx;
+    }
+    let delta_column = |w: &mut Writer, f: &dyn Fn(&StateRecord) -> i64| {
+        let mut prev = 0_i64;
+        for r in rows {
+            let v = f(r);
+            w.zigzag(v.wrapping_sub(prev));
+            prev = v;
+        }
+    };
+    delta_column(&mut w, &|r| r.sample.available_tokens);
+    delta_column(&mut w, &|r| r.sample.bucket.capacity);
+    delta_column(&mut w, &|r| r.sample.bucket.refill_tokens);
+    delta_column(&mut w, &|r| r.sample.bucket.refill_period_secs);
+    delta_column(&mut w, &|r| {
+        i64::from(u32::from(r.sample.category.as_char()))
+    });
+    let samples: Vec<Sample> = rows.iter().map(|r| r.sample).collect();
+    let predicted = predict(&samples, window_ns);
+    for field in 0..DERIVED {
+        for (r, p) in rows.iter().zip(&predicted) {
+            w.varint(derived_bits(&r.enrichment, field) ^ p.get(field).copied().unwrap_or(0));
+        }
+    }
+    w.0
+}
+
+/// Derived columns, in their order in a policy frame (§4.2).
+const DERIVED: usize = 5;
+
+fn option_bits(x: Option<f64>) -> u64 {
+    x.map_or(NONE_BITS, f64::to_bits)
+}
+
+#[expect(
+    clippy::indexing_slicing,
+    reason = "field < DERIVED, a constant loop bound"
+)]
+fn derived_bits(e: &Enrichment, field: usize) -> u64 {
+    [
+        e.utilization_percent.to_bits(),
+        e.remaining_percent.to_bits(),
+        option_bits(e.consumption_rate_per_minute),
+        option_bits(e.recovery_eta_seconds),
+        option_bits(e.exhaustion_projection_seconds),
+    ][field]
+}
+
+/// §4.3 predictor v1: the derived metrics recomputed from the rows of the same frame, with the
+/// block's rate window. All-`NONE_BITS`-or-zero when there is nothing to compute from.
+fn predict(samples: &[Sample], window_ns: i64) -> Vec<[u64; DERIVED]> {
+    let window = RateWindow {
+        span: TimeDelta::nanoseconds(window_ns),
+    };
+    (1..=samples.len())
+        .map(|end| {
+            let e = samples.get(..end).and_then(|prefix| enrich(prefix, window));
+            e.map_or([0, 0, NONE_BITS, NONE_BITS, NONE_BITS], |e| {
+                std::array::from_fn(|f| derived_bits(&e, f))
+            })
+        })
+        .collect()
+}
+
+fn nanos(t: DateTime<Utc>) -> i64 {
+    // Stored samples passed validation, which guarantees the nanosecond range.
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding a block
+
+/// A frame located in a block body, checksum verified, not yet decompressed.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Policy name (empty for the cycles frame).
+    pub name: &'a str,
+    kind: u8,
+    codec: u8,
+    raw_len: usize,
+    stored: &'a [u8],
+}
+
+/// Splits a block body into frames. Frames whose checksum fails are returned as errors in
+/// place, so the others stay readable.
+pub fn frames(body: &[u8]) -> Vec<Result<Frame<'_>>> {
+    let mut out = Vec::new();
+    let mut r = Reader::new(body);
+    let mut index = 0;
+    while !r.is_empty() {
+        let frame = next_frame(&mut r, index);
+        // A frame whose checksum failed was still stepped over by its lengths: the next one is
+        // reached if those lengths were right, and fails its own checksum if they were not.
+        // Any other error leaves no way to find the next frame.
+        let go_on = matches!(frame, Ok(_) | Err(FormatError::Checksum(_)));
+        out.push(frame);
+        if !go_on {
+            break;
+        }
+        index += 1;
+    }
+    out
+}
+
+fn next_frame<'a>(r: &mut Reader<'a>, index: usize) -> Result<Frame<'a>> {
+    let head = r.take(FRAME_HEADER_LEN - 4, "frame header")?;
+    let sum = r.u32("frame header")?;
+    let mut h = Reader::new(head);
+    let stored_len = h.u32("frame header")? as usize;
+    let raw_len = h.u32("frame header")? as usize;
+    let codec = h.u8("frame header")?;
+    let kind = h.u8("frame header")?;
+    let name_len = usize::from(h.u16("frame header")?);
+    let name = r.take(name_len, "frame name")?;
+    let stored = r.take(stored_len, "frame body")?;
+    if crc_parts(&[head, name, stored]) != sum {
+        return Err(FormatError::Checksum(format!("frame {index}")));
+    }
+    let name = std::str::from_utf8(name).map_err(|_| FormatError::Malformed("frame name"))?;
+    if raw_len > MAX_RAW_FRAME || !matches!(codec, CODEC_NONE | CODEC_ZSTD) {
+        return Err(FormatError::Malformed("frame header"));
+    }
+    if !matches!(
+        (kind, name.is_empty()),
+        (FRAME_CYCLES, true) | (FRAME_POLICY, false)
+    ) {
+        return Err(FormatError::Malformed("frame kind"));
+    }
+    Ok(Frame {
+        name,
+        kind,
+        codec,
+        raw_len,
+        stored,
+    })
+}
+
+impl Frame<'_> {
+    /// Whether this is the cycles frame.
+    pub fn is_cycles(&self) -> bool {
+        self.kind == FRAME_CYCLES
+    }
+
+    fn raw<'b>(&'b self, fb: &'b mut FrameBuffer) -> Result<&'b [u8]> {
+        if self.codec != CODEC_ZSTD {
+            return Ok(self.stored);
+        }
+        let fail = |e: std::io::Error| FormatError::Decompress(format!("{:?}: {e}", self.name));
+        let zstd = match &mut fb.zstd {
+            Some(z) => z,
+            slot @ None => slot.insert(zstd::bulk::Decompressor::new().map_err(fail)?),
+        };
+        fb.buf.clear();
+        fb.buf.reserve(self.raw_len);
+        let n = zstd
+            .decompress_to_buffer(self.stored, &mut fb.buf)
+            .map_err(fail)?;
+        if n != self.raw_len {
+            return Err(FormatError::Malformed("frame decoded length"));
+        }
+        Ok(&fb.buf)
+    }
+}
+
+/// Reusable decompression context and buffer for reading many frames.
+#[derive(Default)]
+pub struct FrameBuffer {
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+    buf: Vec<u8>,
+}
+
+/// The decoded cycle table of a block: `(response time, created_at)` in nanoseconds.
+pub type Cycles = Vec<(i64, i64)>;
+
+/// Decodes the cycles frame.
+pub fn decode_cycles(frame: &Frame<'_>, buf: &mut FrameBuffer) -> Result<Cycles> {
+    let raw = frame.raw(buf)?;
+    let mut r = Reader::new(raw);
+    let n = r.count("cycle count")?;
+    let scale = r.scale()?;
+    let mut cycles = Vec::with_capacity(n);
+    let (mut prev, mut prev_delta) = (0_i64, 0_i64);
+    for _ in 0..n {
+        let delta = prev_delta.wrapping_add(r.zigzag("cycle time")?);
+        let v = prev.wrapping_add(delta);
+        cycles.push((
+            v.checked_mul(scale)
+                .ok_or(FormatError::Malformed("cycle time"))?,
+            0,
+        ));
+        (prev, prev_delta) = (v, delta);
+    }
+    let scale = r.scale()?;
+    let mut prev = 0_i64;
+    for cycle in &mut cycles {
+        let v = prev.wrapping_add(r.zigzag("created offset")?);
+        let offset = v
+            .checked_mul(scale)
+            .ok_or(FormatError::Malformed("created offset"))?;
+        cycle.1 = cycle.0.wrapping_add(offset);
+        prev = v;
+    }
+    if !r.is_empty() {
+        return Err(FormatError::Malformed("trailing bytes in cycles frame"));
+    }
+    if cycles.windows(2).any(|w| matches!(w, [a, b] if a >= b)) {
+        return Err(FormatError::Malformed("cycle order"));
+    }
+    Ok(cycles)
+}
+
+/// Decodes one policy frame into records, appending them to `out`.
+pub fn decode_policy(
+    frame: &Frame<'_>,
+    cycles: &[(i64, i64)],
+    buf: &mut FrameBuffer,
+    out: &mut Vec<StateRecord>,
+) -> Result<()> {
+    let policy = PolicyName::new(frame.name).map_err(|_| FormatError::Malformed("policy name"))?;
+    let raw = frame.raw(buf)?;
+    let mut r = Reader::new(raw);
+    let n = r.count("row count")?;
+    let window_ns = r.zigzag("rate window")?;
+    let mut times = Vec::with_capacity(n);
+    let mut prev = -1_i64;
+    for _ in 0..n {
+        let idx = prev
+            .checked_add(1)
+            .and_then(|p| p.checked_add(r.zigzag("cycle index").ok()?))
+            .filter(|&i| i > prev)
+            .ok_or(FormatError::Malformed("cycle index"))?;
+        let cycle = usize::try_from(idx)
+            .ok()
+            .and_then(|i| cycles.get(i))
+            .ok_or(FormatError::Malformed("cycle index"))?;
+        times.push(*cycle);
+        prev = idx;
+    }
+    let mut columns = [const { Vec::new() }; 5];
+    for column in &mut columns {
+        column.reserve(n);
+        let mut prev = 0_i64;
+        for _ in 0..n {
+            prev = prev.wrapping_add(r.zigzag("column value")?);
+            column.push(prev);
+        }
+    }
+    let [tokens, capacity, refill, period, category] = &columns;
+    let mut samples = Vec::with_capacity(n);
+    for (i, &(t, _)) in times.iter().enumerate() {
+        let get = |c: &[i64]| c.get(i).copied().ok_or(FormatError::Malformed("column"));
+        let code = u32::try_from(get(category)?).ok().and_then(char::from_u32);
+        samples.push(Sample {
+            at: DateTime::from_timestamp_nanos(t),
+            available_tokens: get(tokens)?,
+            bucket: BucketConfig {
+                capacity: get(capacity)?,
+                refill_tokens: get(refill)?,
+                refill_period_secs: get(period)?,
+            },
+            category: PspCategory::from_char(code.ok_or(FormatError::Malformed("category"))?),
+        });
+    }
+    let predicted = predict(&samples, window_ns);
+    let mut derived = vec![[0_u64; DERIVED]; n];
+    for field in 0..DERIVED {
+        for (row, p) in derived.iter_mut().zip(&predicted) {
+            let bits = r.varint("derived residual")? ^ p.get(field).copied().unwrap_or_default();
+            if let Some(slot) = row.get_mut(field) {
+                *slot = bits;
+            }
+        }
+    }
+    if !r.is_empty() {
+        return Err(FormatError::Malformed("trailing bytes in policy frame"));
+    }
+    out.reserve(n);
+    for ((sample, (_, created)), d) in samples.into_iter().zip(times).zip(derived) {
+        let [util, remaining, rate, eta, projection] = d;
+        out.push(StateRecord {
+            policy: policy.clone(),
+            sample,
+            enrichment: Enrichment {
+                utilization_percent: f64::from_bits(util),
+                remaining_percent: f64::from_bits(remaining),
+                consumption_rate_per_minute: from_option_bits(rate),
+                recovery_eta_seconds: from_option_bits(eta),
+                exhaustion_projection_seconds: from_option_bits(projection),
+            },
+            created_at: DateTime::from_timestamp_nanos(created),
+        });
+    }
+    Ok(())
+}
+
+fn from_option_bits(bits: u64) -> Option<f64> {
+    (bits != NONE_BITS).then(|| f64::from_bits(bits))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Little-endian writer and checked reader (§0)
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    /// Unsigned LEB128.
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+    /// Zigzag, then LEB128.
+    fn zigzag(&mut self, v: i64) {
+        self.varint(((v << 1) ^ (v >> 63)).cast_unsigned());
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
+        if n > self.bytes.len() {
+            return Err(FormatError::Truncated(what));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
+        let mut a = [0_u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8> {
+        Ok(u8::from_le_bytes(self.array(what)?))
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    fn i64(&mut self, what: &'static str) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.array(what)?))
+    }
+    fn varint(&mut self, what: &'static str) -> Result<u64> {
+        let mut v = 0_u64;
+        for shift in (0..70).step_by(7) {
+            let [b] = self.array::<1>(what)?;
+            if shift == 63 && b > 1 {
+                return Err(FormatError::Malformed("varint overflow"));
+            }
+            v |= u64::from(b & 0x7F) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(FormatError::Malformed("varint overflow"))
+    }
+    fn zigzag(&mut self, what: &'static str) -> Result<i64> {
+        let v = self.varint(what)?;
+        Ok((v >> 1).cast_signed() ^ -(v & 1).cast_signed())
+    }
+    /// A row or cycle count, bounded by the bytes left (each entry takes at least one byte).
+    fn count(&mut self, what: &'static str) -> Result<usize> {
+        let n = usize::try_from(self.varint(what)?).map_err(|_| FormatError::Malformed(what))?;
+        if n > self.bytes.len() {
+            return Err(FormatError::Malformed(what));
+        }
+        Ok(n)
+    }
+    fn scale(&mut self) -> Result<i64> {
+        match self.varint("scale exponent")? {
+            k @ 0..=9 => Ok(10_i64.pow(k as u32)),
+            _ => Err(FormatError::Malformed("scale exponent")),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, reason = "tests index their own fixtures")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_and_zigzag_round_trip_extremes() {
+        for v in [0, 1, -1, 63, -64, 64, i64::MAX, i64::MIN, 1 << 40] {
+            let mut w = Writer(Vec::new());
+            w.zigzag(v);
+            let mut r = Reader::new(&w.0);
+            assert_eq!(r.zigzag("test"), Ok(v));
+            assert!(r.is_empty());
+        }
+        // Eleven continuation bytes are not a varint.
+        let mut r = Reader::new(&[0xFF; 11]);
+        assert!(r.varint("test").is_err());
+    }
+
+    #[test]
+    fn headers_round_trip_and_pin_their_sizes() {
+        let h = SegmentHeader {
+            year: 2026,
+            month: 11,
+            created_ns: 42,
+        };
+        let bytes = h.encode();
+        assert_eq!(bytes.len(), SEGMENT_HEADER_LEN);
+        assert_eq!(&bytes[..8], b"DMSEGMNT");
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
+        let mut bad = bytes;
+        bad[14] = 12;
+        assert_eq!(
+            SegmentHeader::decode(&bad),
+            Err(FormatError::Checksum("segment header".into()))
+        );
+        let b = BlockHeader {
+            body_len: 7,
+            min_time_ns: -5,
+            max_time_ns: 9,
+            rows: 3,
+            policies: 2,
+            kind: BlockKind::Sealed,
+        };
+        let bytes = b.encode();
+        assert_eq!(bytes.len(), BLOCK_HEADER_LEN);
+        assert_eq!(BlockHeader::decode(&bytes), Ok(b));
+    }
+
+    pub(crate) fn record(policy: &str, secs: i64, tokens: i64) -> StateRecord {
+        let at = DateTime::from_timestamp(1_800_000_000 + secs, 123_000_000).expect("in range");
+        let sample = Sample {
+            at,
+            available_tokens: tokens,
+            bucket: BucketConfig {
+                capacity: 1_000,
+                refill_tokens: 100,
+                refill_period_secs: 60,
+            },
+            category: PspCategory::D,
+        };
+        StateRecord {
+            policy: PolicyName::new(policy).expect("valid"),
+            sample,
+            enrichment: enrich(&[sample], RateWindow::default()).expect("valid"),
+            created_at: at + TimeDelta::microseconds(4_321),
+        }
+    }
+
+    fn decode_all(block: &[u8]) -> Vec<StateRecord> {
+        let header = BlockHeader::decode(block).expect("header");
+        let body = &block[BLOCK_HEADER_LEN..];
+        assert_eq!(body.len(), header.body_len as usize);
+        let (mut buf, mut out, mut cycles) = (FrameBuffer::default(), Vec::new(), None);
+        for f in frames(body) {
+            let f = f.expect("frame");
+            if f.is_cycles() {
+                cycles = Some(decode_cycles(&f, &mut buf).expect("cycles"));
+            } else {
+                let c = cycles.as_ref().expect("cycles first");
+                decode_policy(&f, c, &mut buf, &mut out).expect("policy");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_block_round_trips_its_rows_exactly() {
+        // Enough rows for zstd to be used, two policies, a gap in one of them.
+        let mut rows: Vec<StateRecord> = (0..200)
+            .flat_map(|k| {
+                [
+                    record("ENTRIES_WRITE", k * 300, 1_000 - k),
+                    record("CLAIMS_READ", k * 300, 900 + k % 7),
+                ]
+            })
+            .filter(|r| !(r.policy.as_str() == "CLAIMS_READ" && r.sample.at.timestamp() % 7 == 0))
+            .collect();
+        rows[3].enrichment.consumption_rate_per_minute = Some(12.5); // a residual to carry
+        let block = encode_block(BlockKind::Sealed, &rows, TimeDelta::minutes(15));
+        let mut expected = rows.clone();
+        expected.sort_by(|a, b| a.policy.cmp(&b.policy).then(a.sample.at.cmp(&b.sample.at)));
+        assert_eq!(decode_all(&block), expected);
+    }
+
+    #[test]
+    fn duplicate_rows_keep_the_first() {
+        let first = record("ENTRIES_WRITE", 0, 10);
+        let mut second = first.clone();
+        second.sample.available_tokens = 11;
+        let block = encode_block(
+            BlockKind::Live,
+            &[first.clone(), second],
+            TimeDelta::minutes(15),
+        );
+        assert_eq!(decode_all(&block), vec![first]);
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_by_name() {
+        let mut bytes = SegmentHeader {
+            year: 2026,
+            month: 1,
+            created_ns: 0,
+        }
+        .encode();
+        bytes[8] = 2;
+        let sum = crc(&bytes[..28]);
+        bytes[28..].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(
+            SegmentHeader::decode(&bytes),
+            Err(FormatError::UnsupportedVersion { found: 2 })
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! One segment file: walking its blocks (§5), telling a torn tail from corruption (§7, §8), and
+//! reading rows with block and frame skipping.
+//!
+//! Invariants: a block is returned only if its header checksum verifies and its body lies
+//! wholly inside the file; a frame's rows are returned only if the frame checksum verifies.
+//! Nothing here writes; see `store::Store` for the write protocol.
+
+#![deny(clippy::indexing_slicing, clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::domain::{PolicyName, StateRecord};
+
+use super::format::{
+    self, BLOCK_HEADER_LEN, BLOCK_MAGIC, BlockHeader, FormatError, SEGMENT_HEADER_LEN,
+    SegmentHeader,
+};
+
+/// A block found in a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockRef {
+    /// Byte offset of the block header in the file.
+    pub offset: u64,
+    /// The block's header.
+    pub header: BlockHeader,
+}
+
+/// A damaged region found while walking a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// Byte offset where it starts.
+    pub offset: u64,
+    /// Bytes it spans (up to the next good block, or the end of the file).
+    pub len: u64,
+    /// What is wrong.
+    pub error: FormatError,
+}
+
+/// The result of walking a segment's bytes.
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    /// Good blocks, in file order.
+    pub blocks: Vec<BlockRef>,
+    /// Damaged regions between good blocks.
+    pub damage: Vec<Damage>,
+    /// A region at the end that holds no good block: an interrupted append (§7).
+    pub torn_tail: Option<Damage>,
+}
+
+/// Walks the blocks after the segment header. A region that does not parse is searched for the
+/// next block header whose checksum verifies; if there is none and the region looks like an
+/// interrupted append ([`is_torn`]), it is the torn tail, else damage up to the end.
+pub fn layout(bytes: &[u8]) -> Layout {
+    let mut out = Layout::default();
+    let len = bytes.len() as u64;
+    let mut pos = SEGMENT_HEADER_LEN as u64;
+    while pos < len {
+        match block_at(bytes, pos) {
+            Ok(header) => {
+                out.blocks.push(BlockRef {
+                    offset: pos,
+                    header,
+                });
+                pos += header.block_len();
+            }
+            Err(error) => {
+                let next = next_block_start(bytes, pos + 1);
+                let damage = Damage {
+                    offset: pos,
+                    len: next.unwrap_or(len) - pos,
+                    error,
+                };
+                match next {
+                    Some(next) => {
+                        out.damage.push(damage);
+                        pos = next;
+                    }
+                    None if is_torn(bytes, pos, &damage.error) => {
+                        out.torn_tail = Some(damage);
+                        break;
+                    }
+                    None => {
+                        out.damage.push(damage);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// §7: what an interrupted append leaves at the end of a file — a block header cut short, a
+/// block shorter than its (checksummed) header says, or pages never written (zeros). A
+/// complete block that fails a checksum is corruption, not a torn tail.
+fn is_torn(bytes: &[u8], pos: u64, error: &FormatError) -> bool {
+    let rest = usize::try_from(pos)
+        .ok()
+        .and_then(|p| bytes.get(p..))
+        .unwrap_or_default();
+    matches!(error, FormatError::Truncated(_)) || rest.iter().all(|&b| b == 0)
+}
+
+fn block_at(bytes: &[u8], pos: u64) -> Result<BlockHeader, FormatError> {
+    let at = usize::try_from(pos).map_err(|_| FormatError::Truncated("block"))?;
+    let rest = bytes
+        .get(at..)
+        .ok_or(FormatError::Truncated("block header"))?;
+    let header = BlockHeader::decode(rest)?;
+    if header.block_len() > rest.len() as u64 {
+        return Err(FormatError::Truncated("block body"));
+    }
+    Ok(header)
+}
+
+fn next_block_start(bytes: &[u8], from: u64) -> Option<u64> {
+    let from = usize::try_from(from).ok()?;
+    let hay = bytes.get(from..)?;
+    hay.windows(BLOCK_MAGIC.len())
+        .enumerate()
+        .filter(|(_, w)| *w == BLOCK_MAGIC)
+        .map(|(i, _)| (from + i) as u64)
+        .find(|&at| block_at(bytes, at).is_ok())
+}
+
+/// The body bytes of a block.
+pub fn body<'a>(bytes: &'a [u8], block: &BlockRef) -> &'a [u8] {
+    let start = block.offset as usize + BLOCK_HEADER_LEN;
+    bytes
+        .get(start..start + block.header.body_len as usize)
+        .unwrap_or_default()
+}
+
+/// What to read.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only these policies; all when none.
+    pub policies: Option<BTreeSet<PolicyName>>,
+    /// Response time at or after this (ns since the epoch).
+    pub since_ns: Option<i64>,
+    /// Response time before this.
+    pub until_ns: Option<i64>,
+}
+
+impl Filter {
+    fn skips_block(&self, h: &BlockHeader) -> bool {
+        self.since_ns.is_some_and(|s| h.max_time_ns < s)
+            || self.until_ns.is_some_and(|u| h.min_time_ns >= u)
+    }
+
+    fn wants_policy(&self, name: &str) -> bool {
+        self.policies
+            .as_ref()
+            .is_none_or(|set| set.iter().any(|p| p.as_str() == name))
+    }
+
+    fn wants_time(&self, ns: i64) -> bool {
+        self.since_ns.is_none_or(|s| ns >= s) && self.until_ns.is_none_or(|u| ns < u)
+    }
+}
+
+/// Whether any two blocks' time ranges overlap.
+fn overlapping(blocks: &[BlockRef]) -> bool {
+    let mut ranges: Vec<(i64, i64)> = blocks
+        .iter()
+        .map(|b| (b.header.min_time_ns, b.header.max_time_ns))
+        .collect();
+    ranges.sort_unstable();
+    ranges.windows(2).any(|w| matches!(w, [a, b] if a.1 >= b.0))
+}
+
+/// A problem met while reading, located precisely.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: offset {offset} (block {block}): {error}")]
+pub struct Corruption {
+    /// The segment file.
+    pub file: PathBuf,
+    /// Byte offset of the block (or damaged region).
+    pub offset: u64,
+    /// Index of the block in the file (counting good blocks before it).
+    pub block: usize,
+    /// What is wrong.
+    pub error: FormatError,
+}
+
+/// Reads the rows of one segment that pass `filter`, in block order, handing each to `sink`.
+/// Damaged blocks and frames are reported and skipped; the torn tail of a segment being
+/// written is not a problem (it is an append in progress) and is ignored.
+pub fn read_rows(
+    path: &Path,
+    bytes: &[u8],
+    filter: &Filter,
+    sink: &mut dyn FnMut(StateRecord),
+) -> Vec<Corruption> {
+    let mut problems = Vec::new();
+    match SegmentHeader::decode(bytes) {
+        Ok(_) => {}
+        // A newer format must not be misread.
+        Err(error @ FormatError::UnsupportedVersion { .. }) => {
+            problems.push(Corruption {
+                file: path.to_owned(),
+                offset: 0,
+                block: 0,
+                error,
+            });
+            return problems;
+        }
+        // A damaged header: report it; the blocks check themselves and are still read.
+        Err(error) => problems.push(Corruption {
+            file: path.to_owned(),
+            offset: 0,
+            block: 0,
+            error,
+        }),
+    }
+    let layout = layout(bytes);
+    for d in layout.damage {
+        let block = layout.blocks.iter().filter(|b| b.offset < d.offset).count();
+        problems.push(Corruption {
+            file: path.to_owned(),
+            offset: d.offset,
+            block,
+            error: d.error,
+        });
+    }
+    problems.extend(read_blocks(path, bytes, &layout.blocks, filter, sink));
+    problems
+}
+
+/// Reads the rows of the given blocks of a segment (as found by [`layout`]).
+pub fn read_blocks(
+    path: &Path,
+    bytes: &[u8],
+    blocks: &[BlockRef],
+    filter: &Filter,
+    sink: &mut dyn FnMut(StateRecord),
+) -> Vec<Corruption> {
+    let mut problems = Vec::new();
+    let (mut buf, mut rows) = (format::FrameBuffer::default(), Vec::new());
+    // §5: a (policy, time) is visible once, first written wins. Only blocks whose time ranges
+    // overlap can hold the same one twice, so only then is anything remembered.
+    let mut seen = overlapping(blocks).then(std::collections::HashSet::new);
+    for (index, block) in blocks.iter().enumerate() {
+        if filter.skips_block(&block.header) {
+            continue;
+        }
+        let report = |error| Corruption {
+            file: path.to_owned(),
+            offset: block.offset,
+            block: index,
+            error,
+        };
+        let frames = format::frames(body(bytes, block));
+        let mut cycles = None;
+        for frame in frames {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    problems.push(report(e));
+                    continue;
+                }
+            };
+            if frame.is_cycles() {
+                match format::decode_cycles(&frame, &mut buf) {
+                    Ok(c) => cycles = Some(c),
+                    Err(e) => problems.push(report(e)),
+                }
+                continue;
+            }
+            if !filter.wants_policy(frame.name) {
+                continue;
+            }
+            let Some(cycles) = cycles.as_ref() else {
+                problems.push(report(FormatError::Malformed("policy frame before cycles")));
+                continue;
+            };
+            rows.clear();
+            match format::decode_policy(&frame, cycles, &mut buf, &mut rows) {
+                Ok(()) => {
+                    for row in rows.drain(..) {
+                        let ns = row.sample.at.timestamp_nanos_opt().unwrap_or(i64::MAX);
+                        let first = seen
+                            .as_mut()
+                            .is_none_or(|seen| seen.insert((row.policy.clone(), ns)));
+                        if first && filter.wants_time(ns) {
+                            sink(row);
+                        }
+                    }
+                }
+                Err(e) => problems.push(report(e)),
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,104 @@
+//! Checked-in segments of format version 1: read exactly, and the corrupt one reported at the
+//! right block. These pin the bytes and the derived-value predictor (storage-format.md §4.3).
+
+use std::path::Path;
+
+use chrono::{DateTime, TimeDelta};
+use dictmon::domain::{BucketConfig, PspCategory, RateWindow, Sample, enrich};
+use dictmon::store::{Filter, StoreReader, verify};
+
+use crate::util::dictmon;
+
+fn data_dir_with(fixture: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp");
+    std::fs::create_dir_all(dir.path().join("segments")).expect("mkdir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture);
+    std::fs::copy(src, dir.path().join("segments/2026-11.seg")).expect("copy fixture");
+    dir
+}
+
+#[test]
+fn version_1_segment_reads_exactly() {
+    let dir = data_dir_with("segment-v1.seg");
+    let mut rows = Vec::new();
+    let problems = StoreReader::open(dir.path())
+        .expect("reader")
+        .scan(&Filter::default(), &mut |r| rows.push(r))
+        .expect("scan");
+    assert!(problems.is_empty(), "{problems:?}");
+    // What `examples/fixture.rs` wrote: three polls, each enriched over the polls so far.
+    let bucket = BucketConfig {
+        capacity: 20,
+        refill_tokens: 6,
+        refill_period_secs: 60,
+    };
+    let mut window = Vec::new();
+    assert_eq!(rows.len(), 3);
+    for (row, (secs, tokens)) in rows.iter().zip([(0, 20), (300, 19), (600, 12)]) {
+        let at = DateTime::from_timestamp(1_795_000_000 + secs, 833_000_000).expect("time");
+        let sample = Sample {
+            at,
+            available_tokens: tokens,
+            bucket,
+            category: PspCategory::A,
+        };
+        window.push(sample);
+        assert_eq!(row.policy.as_str(), "POLICIES_LIST");
+        assert_eq!(row.sample, sample);
+        assert_eq!(row.created_at, at + TimeDelta::microseconds(4_120));
+        assert_eq!(Some(row.enrichment), enrich(&window, RateWindow::default()));
+    }
+    // Third poll, over both pairs of the 15-minute window: 20 → 19 and 19 → 12 with 30 refilled
+    // in each 5 minutes: 31 + 37 = 68 consumed in 10 minutes, 6.8 tokens/min.
+    assert_eq!(
+        rows[2]
+            .enrichment
+            .consumption_rate_per_minute
+            .map(|r| (r * 10.0).round()),
+        Some(68.0)
+    );
+}
+
+#[test]
+fn version_1_corrupt_segment_is_reported_at_block_1() {
+    let dir = data_dir_with("segment-v1-corrupt.seg");
+    let report = verify(dir.path(), &mut |_, _, _| {}).expect("verify runs");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains("2026-11.seg: offset 147 (block 1)"),
+        "{:?}",
+        report.problems
+    );
+    let mut rows = 0;
+    StoreReader::open(dir.path())
+        .expect("reader")
+        .scan(&Filter::default(), &mut |_| rows += 1)
+        .expect("scan");
+    assert_eq!(rows, 2, "blocks 0 and 2 still read");
+    // The command says so too, with exit status 1.
+    let out = dictmon()
+        .args(["verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("CORRUPT:") && stdout.contains("offset 147 (block 1)"),
+        "{stdout}"
+    );
+    let clean = data_dir_with("segment-v1.seg");
+    let out = dictmon()
+        .args(["verify", "--data-dir"])
+        .arg(clean.path())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
