@@ -91,13 +91,24 @@ pub struct Enrichment {
 /// Computes the derived metrics of the latest sample in `window` (ordered oldest first).
 /// Returns none for an empty window or one whose latest sample has an invalid bucket.
 pub fn enrich(window: &[Sample], rate_window: RateWindow) -> Option<Enrichment> {
+    enrich_timed(window, |s, _| s.at.timestamp_nanos_opt(), rate_window)
+}
+
+/// [`enrich`] for a caller that already knows each sample's time in nanoseconds since the
+/// epoch: `time_ns(sample, index)` returns it (none outside the nanosecond range). The same
+/// arithmetic, hence the same bits, as [`enrich`] — the store's predictor relies on it.
+pub fn enrich_timed(
+    window: &[Sample],
+    time_ns: impl Fn(&Sample, usize) -> Option<i64>,
+    rate_window: RateWindow,
+) -> Option<Enrichment> {
     let latest = window.last()?;
     latest.bucket.check().ok()?;
     let capacity = latest.bucket.capacity as f64;
     let available = latest.available_tokens as f64;
     let refill = latest.bucket.refill_per_second();
 
-    let consumption = consumption_per_second(window, rate_window);
+    let consumption = consumption_per_second(window, &time_ns, rate_window);
     let net = consumption.map(|c| refill - c);
     let recovery_eta = match net {
         _ if available >= capacity => Some(0.0),
@@ -119,15 +130,39 @@ pub fn enrich(window: &[Sample], rate_window: RateWindow) -> Option<Enrichment> 
 }
 
 /// The smoothed consumption `c` in tokens per second, per the module formulas.
-fn consumption_per_second(window: &[Sample], rate_window: RateWindow) -> Option<f64> {
-    let latest = window.last()?;
+fn consumption_per_second(
+    window: &[Sample],
+    time_ns: &impl Fn(&Sample, usize) -> Option<i64>,
+    rate_window: RateWindow,
+) -> Option<f64> {
+    let last = window.len().checked_sub(1)?;
+    let latest = window.get(last)?;
+    // Differences of whole nanoseconds: exact, and much cheaper than calendar arithmetic.
+    // Times outside the nanosecond range (refused by validation) fall back to chrono.
+    let span_ns = rate_window.span.num_nanoseconds().unwrap_or(i64::MAX);
+    let elapsed_ns = |(from, i): (&Sample, usize), (to, j): (&Sample, usize)| {
+        match (time_ns(from, i), time_ns(to, j)) {
+            (Some(a), Some(b)) => b.checked_sub(a),
+            _ => None,
+        }
+        .ok_or_else(|| to.at - from.at)
+    };
+    let latest_ns = time_ns(latest, last);
     let (mut consumed, mut seconds, mut any_pair) = (0.0_f64, 0.0_f64, false);
-    for pair in window.windows(2).rev() {
+    for (i, pair) in window.windows(2).enumerate().rev() {
         let [earlier, later] = pair else { continue };
-        if any_pair && latest.at - later.at > rate_window.span {
+        let (e, l) = ((earlier, i), (later, i + 1));
+        let beyond_span = match (time_ns(later, i + 1), latest_ns) {
+            (Some(t), Some(latest)) => latest.checked_sub(t).is_none_or(|d| d > span_ns),
+            _ => latest.at - later.at > rate_window.span,
+        };
+        if any_pair && beyond_span {
             break;
         }
-        let dt = (later.at - earlier.at).as_seconds_f64();
+        let dt = match elapsed_ns(e, l) {
+            Ok(ns) => seconds_f64(ns),
+            Err(delta) => delta.as_seconds_f64(),
+        };
         if earlier.bucket != later.bucket || dt <= 0.0 {
             break; // reset: the window restarts after it
         }
@@ -153,6 +188,14 @@ fn consumption_per_second(window: &[Sample], rate_window: RateWindow) -> Option<
     } else {
         0.0
     })
+}
+
+/// `TimeDelta::nanoseconds(ns).as_seconds_f64()` without building the `TimeDelta`: the same
+/// normalisation (whole seconds rounded down, nanoseconds in `0..1e9`) and the same arithmetic,
+/// so the same bits — the store's predictor depends on that.
+fn seconds_f64(ns: i64) -> f64 {
+    const NANOS: i64 = 1_000_000_000;
+    ns.div_euclid(NANOS) as f64 + ns.rem_euclid(NANOS) as f64 / NANOS as f64
 }
 
 fn finite(x: f64) -> Option<f64> {
@@ -187,6 +230,17 @@ mod tests {
 
     fn rate(window: &[Sample]) -> Option<f64> {
         enrich(window, RateWindow::default()).and_then(|e| e.consumption_rate_per_minute)
+    }
+
+    proptest::proptest! {
+        /// The store's predictor relies on this being bit-identical to chrono's conversion.
+        #[test]
+        fn seconds_f64_matches_chrono_bit_for_bit(ns in proptest::num::i64::ANY) {
+            proptest::prop_assert_eq!(
+                seconds_f64(ns).to_bits(),
+                TimeDelta::nanoseconds(ns).as_seconds_f64().to_bits()
+            );
+        }
     }
 
     #[test]

@@ -56,6 +56,6 @@ pub use alert::{
     Alert, AlertCause, AlertEvent, AlertEventType, AlertState, Observation, Severity,
     ThresholdError, Thresholds, Transition, evaluate,
 };
-pub use bucket::{Enrichment, RateWindow, enrich};
+pub use bucket::{Enrichment, RateWindow, enrich, enrich_timed};
 pub use policy::{BucketConfig, Policy, PolicyName, PspCategory};
 pub use snapshot::{RejectReason, Sample, Snapshot, StateRecord, ValidationLimits, validate};

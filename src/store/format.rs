@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::domain::{
-    BucketConfig, Enrichment, PolicyName, PspCategory, RateWindow, Sample, StateRecord, enrich,
+    BucketConfig, Enrichment, PolicyName, PspCategory, RateWindow, Sample, StateRecord,
+    enrich_timed,
 };
 
 /// §2: first 8 bytes of every segment file.
@@ -377,7 +378,8 @@ fn encode_policy(rows: &[&StateRecord], cycles: &[(i64, i64)], window_ns: i64) -
         i64::from(u32::from(r.sample.category.as_char()))
     });
     let samples: Vec<Sample> = rows.iter().map(|r| r.sample).collect();
-    let predicted = predict(&samples, window_ns);
+    let times: Vec<i64> = rows.iter().map(|r| nanos(r.sample.at)).collect();
+    let predicted = predict(&samples, &times, window_ns);
     for field in 0..DERIVED {
         for (r, p) in rows.iter().zip(&predicted) {
             w.varint(derived_bits(&r.enrichment, field) ^ p.get(field).copied().unwrap_or(0));
@@ -409,13 +411,16 @@ fn derived_bits(e: &Enrichment, field: usize) -> u64 {
 
 /// §4.3 predictor v1: the derived metrics recomputed from the rows of the same frame, with the
 /// block's rate window. All-`NONE_BITS`-or-zero when there is nothing to compute from.
-fn predict(samples: &[Sample], window_ns: i64) -> Vec<[u64; DERIVED]> {
+fn predict(samples: &[Sample], times: &[i64], window_ns: i64) -> Vec<[u64; DERIVED]> {
     let window = RateWindow {
         span: TimeDelta::nanoseconds(window_ns),
     };
+    let time = |_: &Sample, i: usize| times.get(i).copied();
     (1..=samples.len())
         .map(|end| {
-            let e = samples.get(..end).and_then(|prefix| enrich(prefix, window));
+            let e = samples
+                .get(..end)
+                .and_then(|prefix| enrich_timed(prefix, time, window));
             e.map_or([0, 0, NONE_BITS, NONE_BITS, NONE_BITS], |e| {
                 std::array::from_fn(|f| derived_bits(&e, f))
             })
@@ -530,8 +535,13 @@ pub struct FrameBuffer {
     buf: Vec<u8>,
 }
 
-/// The decoded cycle table of a block: `(response time, created_at)` in nanoseconds.
-pub type Cycles = Vec<(i64, i64)>;
+/// The decoded cycle table of a block: `(response time, created_at)`, in nanoseconds and as
+/// times — converted once per block, not once per row of each policy.
+#[derive(Clone, Debug, Default)]
+pub struct Cycles {
+    ns: Vec<(i64, i64)>,
+    at: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
 
 /// Decodes the cycles frame.
 pub fn decode_cycles(frame: &Frame<'_>, buf: &mut FrameBuffer) -> Result<Cycles> {
@@ -567,16 +577,25 @@ pub fn decode_cycles(frame: &Frame<'_>, buf: &mut FrameBuffer) -> Result<Cycles>
     if cycles.windows(2).any(|w| matches!(w, [a, b] if a >= b)) {
         return Err(FormatError::Malformed("cycle order"));
     }
-    Ok(cycles)
+    let at = cycles
+        .iter()
+        .map(|&(t, c)| {
+            (
+                DateTime::from_timestamp_nanos(t),
+                DateTime::from_timestamp_nanos(c),
+            )
+        })
+        .collect();
+    Ok(Cycles { ns: cycles, at })
 }
 
-/// Decodes one policy frame into records, appending them to `out`.
+/// Decodes one policy frame: its records in time order, each with its response time in
+/// nanoseconds — all of them, or an error if the frame is malformed anywhere.
 pub fn decode_policy(
     frame: &Frame<'_>,
-    cycles: &[(i64, i64)],
+    cycles: &Cycles,
     buf: &mut FrameBuffer,
-    out: &mut Vec<StateRecord>,
-) -> Result<()> {
+) -> Result<Vec<(StateRecord, i64)>> {
     let policy = PolicyName::new(frame.name).map_err(|_| FormatError::Malformed("policy name"))?;
     let raw = frame.raw(buf)?;
     let mut r = Reader::new(raw);
@@ -592,9 +611,9 @@ pub fn decode_policy(
             .ok_or(FormatError::Malformed("cycle index"))?;
         let cycle = usize::try_from(idx)
             .ok()
-            .and_then(|i| cycles.get(i))
+            .and_then(|i| Some((*cycles.ns.get(i)?, *cycles.at.get(i)?)))
             .ok_or(FormatError::Malformed("cycle index"))?;
-        times.push(*cycle);
+        times.push(cycle);
         prev = idx;
     }
     let mut columns = [const { Vec::new() }; 5];
@@ -608,11 +627,11 @@ pub fn decode_policy(
     }
     let [tokens, capacity, refill, period, category] = &columns;
     let mut samples = Vec::with_capacity(n);
-    for (i, &(t, _)) in times.iter().enumerate() {
+    for (i, &(_, (at, _))) in times.iter().enumerate() {
         let get = |c: &[i64]| c.get(i).copied().ok_or(FormatError::Malformed("column"));
         let code = u32::try_from(get(category)?).ok().and_then(char::from_u32);
         samples.push(Sample {
-            at: DateTime::from_timestamp_nanos(t),
+            at,
             available_tokens: get(tokens)?,
             bucket: BucketConfig {
                 capacity: get(capacity)?,
@@ -622,7 +641,8 @@ pub fn decode_policy(
             category: PspCategory::from_char(code.ok_or(FormatError::Malformed("category"))?),
         });
     }
-    let predicted = predict(&samples, window_ns);
+    let times_ns: Vec<i64> = times.iter().map(|t| t.0.0).collect();
+    let predicted = predict(&samples, &times_ns, window_ns);
     let mut derived = vec![[0_u64; DERIVED]; n];
     for field in 0..DERIVED {
         for (row, p) in derived.iter_mut().zip(&predicted) {
@@ -635,10 +655,10 @@ pub fn decode_policy(
     if !r.is_empty() {
         return Err(FormatError::Malformed("trailing bytes in policy frame"));
     }
-    out.reserve(n);
-    for ((sample, (_, created)), d) in samples.into_iter().zip(times).zip(derived) {
+    let mut out = Vec::with_capacity(n);
+    for ((sample, ((at, _), (_, created))), d) in samples.into_iter().zip(times).zip(derived) {
         let [util, remaining, rate, eta, projection] = d;
-        out.push(StateRecord {
+        let record = StateRecord {
             policy: policy.clone(),
             sample,
             enrichment: Enrichment {
@@ -648,10 +668,11 @@ pub fn decode_policy(
                 recovery_eta_seconds: from_option_bits(eta),
                 exhaustion_projection_seconds: from_option_bits(projection),
             },
-            created_at: DateTime::from_timestamp_nanos(created),
-        });
+            created_at: created,
+        };
+        out.push((record, at));
     }
-    Ok(())
+    Ok(out)
 }
 
 fn from_option_bits(bits: u64) -> Option<f64> {
@@ -767,6 +788,7 @@ impl<'a> Reader<'a> {
 #[allow(clippy::indexing_slicing, reason = "tests index their own fixtures")]
 mod tests {
     use super::*;
+    use crate::domain::enrich;
 
     #[test]
     fn varint_and_zigzag_round_trip_extremes() {
@@ -843,7 +865,8 @@ mod tests {
                 cycles = Some(decode_cycles(&f, &mut buf).expect("cycles"));
             } else {
                 let c = cycles.as_ref().expect("cycles first");
-                decode_policy(&f, c, &mut buf, &mut out).expect("policy");
+                let rows = decode_policy(&f, c, &mut buf).expect("policy");
+                out.extend(rows.into_iter().map(|(r, _)| r));
             }
         }
         out

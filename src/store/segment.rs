@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use crate::domain::{PolicyName, StateRecord};
 
 use super::format::{
-    self, BLOCK_HEADER_LEN, BLOCK_MAGIC, BlockHeader, FormatError, SEGMENT_HEADER_LEN,
-    SegmentHeader,
+    self, BLOCK_HEADER_LEN, BLOCK_MAGIC, BlockHeader, BlockKind, FormatError, Frame,
+    SEGMENT_HEADER_LEN, SegmentHeader,
 };
 
 /// A block found in a segment.
@@ -229,6 +229,11 @@ pub fn read_rows(
 }
 
 /// Reads the rows of the given blocks of a segment (as found by [`layout`]).
+///
+/// Planning (checksums, cycle tables, which frames are wanted) runs on this thread; the policy
+/// frames are then decoded by up to four worker threads — one job per frame of a sealed block,
+/// one per live block — and their rows reach `sink` on this thread, in job order, so the
+/// output is the same as a sequential read. At most two decoded jobs wait per worker.
 pub fn read_blocks(
     path: &Path,
     bytes: &[u8],
@@ -237,60 +242,130 @@ pub fn read_blocks(
     sink: &mut dyn FnMut(StateRecord),
 ) -> Vec<Corruption> {
     let mut problems = Vec::new();
-    let (mut buf, mut rows) = (format::FrameBuffer::default(), Vec::new());
-    // §5: a (policy, time) is visible once, first written wins. Only blocks whose time ranges
-    // overlap can hold the same one twice, so only then is anything remembered.
-    let mut seen = overlapping(blocks).then(std::collections::HashSet::new);
+    let mut buf = format::FrameBuffer::default();
+    let report = |index: usize, error| Corruption {
+        file: path.to_owned(),
+        offset: blocks.get(index).map_or(0, |b| b.offset),
+        block: index,
+        error,
+    };
+    let mut cycle_tables: Vec<format::Cycles> = Vec::new();
+    let mut plan: Vec<(usize, usize, Vec<Frame<'_>>)> = Vec::new(); // (block, cycles, frames)
     for (index, block) in blocks.iter().enumerate() {
         if filter.skips_block(&block.header) {
             continue;
         }
-        let report = |error| Corruption {
-            file: path.to_owned(),
-            offset: block.offset,
-            block: index,
-            error,
-        };
-        let frames = format::frames(body(bytes, block));
-        let mut cycles = None;
-        for frame in frames {
-            let frame = match frame {
-                Ok(f) => f,
-                Err(e) => {
-                    problems.push(report(e));
-                    continue;
-                }
-            };
-            if frame.is_cycles() {
-                match format::decode_cycles(&frame, &mut buf) {
+        let (mut cycles, mut wanted) = (None, Vec::new());
+        for frame in format::frames(body(bytes, block)) {
+            match frame {
+                Err(e) => problems.push(report(index, e)),
+                Ok(f) if f.is_cycles() => match format::decode_cycles(&f, &mut buf) {
                     Ok(c) => cycles = Some(c),
-                    Err(e) => problems.push(report(e)),
-                }
-                continue;
+                    Err(e) => problems.push(report(index, e)),
+                },
+                Ok(f) if filter.wants_policy(f.name) => wanted.push(f),
+                Ok(_) => {}
             }
-            if !filter.wants_policy(frame.name) {
-                continue;
-            }
-            let Some(cycles) = cycles.as_ref() else {
-                problems.push(report(FormatError::Malformed("policy frame before cycles")));
-                continue;
-            };
-            rows.clear();
-            match format::decode_policy(&frame, cycles, &mut buf, &mut rows) {
-                Ok(()) => {
-                    for row in rows.drain(..) {
-                        let ns = row.sample.at.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        }
+        if wanted.is_empty() {
+            continue;
+        }
+        let Some(cycles) = cycles else {
+            problems.push(report(
+                index,
+                FormatError::Malformed("block without cycles frame"),
+            ));
+            continue;
+        };
+        cycle_tables.push(cycles);
+        let table = cycle_tables.len() - 1;
+        if block.header.kind == BlockKind::Sealed {
+            plan.extend(wanted.into_iter().map(|f| (index, table, vec![f])));
+        } else {
+            plan.push((index, table, wanted));
+        }
+    }
+
+    // §5: a (policy, time) is visible once, first written wins. Only blocks whose time ranges
+    // overlap can hold the same one twice, so only then is anything remembered.
+    let mut seen = overlapping(blocks).then(std::collections::HashSet::new);
+    let decode = |(_, table, frames): &(usize, usize, Vec<Frame<'_>>),
+                  buf: &mut format::FrameBuffer| {
+        let none = format::Cycles::default();
+        let cycles = cycle_tables.get(*table).unwrap_or(&none);
+        frames
+            .iter()
+            .map(|frame| {
+                format::decode_policy(frame, cycles, buf).map(|mut rows| {
+                    rows.retain(|&(_, ns)| filter.wants_time(ns));
+                    rows
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    run_in_order(&plan, decode, |(index, _, _), results| {
+        for result in results {
+            match result {
+                Ok(rows) => {
+                    for (row, ns) in rows {
                         let first = seen
                             .as_mut()
                             .is_none_or(|seen| seen.insert((row.policy.clone(), ns)));
-                        if first && filter.wants_time(ns) {
+                        if first {
                             sink(row);
                         }
                     }
                 }
-                Err(e) => problems.push(report(e)),
+                Err(e) => problems.push(report(*index, e)),
             }
         }
-    }
+    });
     problems
+}
+
+/// Runs `decode` over `jobs` on worker threads and hands the results to `emit` on this thread,
+/// in job order. Sequential when there is one job or one core.
+fn run_in_order<J: Sync, R: Send>(
+    jobs: &[J],
+    decode: impl Fn(&J, &mut format::FrameBuffer) -> R + Sync,
+    mut emit: impl FnMut(&J, R),
+) {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(4)
+        .min(jobs.len());
+    if workers <= 1 {
+        let mut buf = format::FrameBuffer::default();
+        for job in jobs {
+            emit(job, decode(job, &mut buf));
+        }
+        return;
+    }
+    std::thread::scope(|scope| {
+        let decode = &decode;
+        let receivers: Vec<_> = (0..workers)
+            .map(|w| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(2);
+                scope.spawn(move || {
+                    let mut buf = format::FrameBuffer::default();
+                    for job in jobs.iter().skip(w).step_by(workers) {
+                        if tx.send(decode(job, &mut buf)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
+        for (k, job) in jobs.iter().enumerate() {
+            // A worker only stops early if it panicked; the scope then re-raises it.
+            match receivers
+                .get(k % workers)
+                .map(std::sync::mpsc::Receiver::recv)
+            {
+                Some(Ok(result)) => emit(job, result),
+                _ => break,
+            }
+        }
+    });
 }
