@@ -270,7 +270,9 @@ impl Store {
                 .unwrap_or_default();
             let seg = self.open_segment(month)?;
             if seg.closed_live || seg.live_day.is_some_and(|d| d < batch_day) {
-                self.seal(month, Some(batch_day))?;
+                // Keep only the newest day's live blocks; everything before it is closed.
+                let newest = seg.live_day.max(Some(batch_day));
+                self.seal(month, newest)?;
             }
             let block = format::encode_block(BlockKind::Live, &rows, self.options.rate_window.span);
             let path = self.segment_path(month);
