@@ -49,7 +49,7 @@ fn readers_see_only_whole_batches_while_a_writer_appends() {
             assert_eq!(*rows, POLICIES, "scan {scans}: partial batch at {at}");
         }
         // A contiguous prefix of the batches, never shorter than the previous scan's.
-        let expected: Vec<i64> = (0..batches.len() as i64)
+        let expected: Vec<i64> = (0..i64::try_from(batches.len()).expect("small"))
             .map(|k| t0().timestamp() + k * 6 * 3600)
             .collect();
         assert_eq!(

@@ -16,7 +16,7 @@ fn fixture() -> Vec<u8> {
 fn rows(bytes: &[u8]) -> Vec<dictmon::domain::StateRecord> {
     let mut out = Vec::new();
     let _ = segment::read_rows(Path::new("x.seg"), bytes, &Filter::default(), &mut |r| {
-        out.push(r)
+        out.push(r);
     });
     out
 }
