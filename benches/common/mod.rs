@@ -1,7 +1,7 @@
 //! Shared by the benches: realistic buckets filled with 24 h of simulated traffic.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use dictmon::domain::dict_table::PSP_POLICIES;
+use dictmon::domain::dict_table::nth_policy;
 use dictmon::domain::{PolicyName, PspCategory, Sample};
 
 /// Poll interval of the simulated history (the default).
@@ -18,12 +18,7 @@ pub fn history(n: usize, samples: usize) -> Vec<(PolicyName, Vec<Sample>)> {
     let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
     (0..n)
         .map(|i| {
-            let row = PSP_POLICIES[i % PSP_POLICIES.len()];
-            let name = if i < PSP_POLICIES.len() {
-                row.name.to_owned()
-            } else {
-                format!("{}_{}", row.name, i / PSP_POLICIES.len())
-            };
+            let (name, row) = nth_policy(i);
             let bucket = row.bucket(PspCategory::C).expect("known category");
             let mut level = bucket.capacity;
             let samples = (0..i32::try_from(samples).expect("fits"))
@@ -42,7 +37,7 @@ pub fn history(n: usize, samples: usize) -> Vec<(PolicyName, Vec<Sample>)> {
                     }
                 })
                 .collect();
-            (PolicyName::new(&name).expect("valid"), samples)
+            (name, samples)
         })
         .collect()
 }

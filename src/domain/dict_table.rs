@@ -10,7 +10,7 @@
 //! RefillPeriodSec)` pair DICT returns; this table uses `(N, 60)` and `(N, 86400)`.
 //! The per-user buckets (`ENTRIES_READ_USER_ANTISCAN*`, one per end user) are left out.
 
-use super::policy::{BucketConfig, PspCategory};
+use super::policy::{BucketConfig, PolicyName, PspCategory};
 
 /// How a published policy refills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +97,23 @@ pub const PSP_POLICIES: [PublishedPolicy; 29] = [
     row("EVENT_LIST", per_min(40, 200)),
 ];
 
+/// The `i`-th of any number of policies shaped like the published ones: the table's rows in
+/// order, then again with a suffix (`ENTRIES_WRITE_1`, …). For simulations larger than DICT.
+pub fn nth_policy(i: usize) -> (PolicyName, PublishedPolicy) {
+    let row = PSP_POLICIES[i % PSP_POLICIES.len()];
+    let round = i / PSP_POLICIES.len();
+    let name = if round == 0 {
+        PolicyName::new(row.name)
+    } else {
+        PolicyName::new(&format!("{}_{round}", row.name))
+    };
+    // Table names are valid and a numeric suffix keeps them so (under 64 characters).
+    (
+        name.unwrap_or_else(|_| unreachable!("{} is a valid name", row.name)),
+        row,
+    )
+}
+
 /// The anti-scan bucket of a participant category (Manual Operacional 7.1 and later); none
 /// outside `A`–`H`.
 pub fn category_bucket(category: PspCategory) -> Option<BucketConfig> {
@@ -134,6 +151,13 @@ mod tests {
         }
         let names: std::collections::HashSet<_> = PSP_POLICIES.iter().map(|r| r.name).collect();
         assert_eq!(names.len(), PSP_POLICIES.len());
+    }
+
+    #[test]
+    fn nth_policy_cycles_with_a_suffix() {
+        assert_eq!(nth_policy(2).0.as_str(), "ENTRIES_WRITE");
+        assert_eq!(nth_policy(29 + 2).0.as_str(), "ENTRIES_WRITE_1");
+        assert_eq!(nth_policy(2 * 29).1, PSP_POLICIES[0]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use chrono::{DateTime, Timelike, Utc};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::domain::dict_table::PSP_POLICIES;
+use crate::domain::dict_table::{PSP_POLICIES, nth_policy};
 use crate::domain::{BucketConfig, PolicyName, PspCategory};
 
 #[derive(Clone, Copy, Debug)]
@@ -67,12 +67,7 @@ impl Traffic {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let buckets = (0..policies)
             .map(|i| {
-                let row = PSP_POLICIES[i % PSP_POLICIES.len()];
-                let name = if i < PSP_POLICIES.len() {
-                    row.name.to_owned()
-                } else {
-                    format!("{}_{}", row.name, i / PSP_POLICIES.len())
-                };
+                let (name, row) = nth_policy(i);
                 let config = row
                     .bucket(category)
                     .or_else(|| row.bucket(PspCategory::H))
@@ -101,9 +96,7 @@ impl Traffic {
                     },
                 };
                 SimBucket {
-                    name: PolicyName::new(&name).unwrap_or_else(|_| {
-                        PolicyName::new("SIMULATED").unwrap_or_else(|_| unreachable!())
-                    }),
+                    name,
                     config,
                     row: i % PSP_POLICIES.len(),
                     level: config.capacity as f64,
