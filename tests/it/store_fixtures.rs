@@ -102,3 +102,80 @@ fn version_1_corrupt_segment_is_reported_at_block_1() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Everything under `dir`: relative path → bytes.
+fn snapshot_of(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                out.insert(path.strip_prefix(dir).expect("inside").to_owned(), bytes);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn readers_change_nothing_in_a_copied_data_directory() {
+    // A data directory as a writer leaves it, with a torn tail a reader must not cut, copied
+    // elsewhere for forensics.
+    let live = tempfile::tempdir().expect("temp");
+    let status = dictmon()
+        .args(["simulate", "--backfill", "2d", "--data-dir"])
+        .arg(live.path())
+        .status()
+        .expect("run");
+    assert!(status.success());
+    let copy = tempfile::tempdir().expect("temp");
+    for (rel, bytes) in snapshot_of(live.path()) {
+        let target = copy.path().join(&rel);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&target, bytes).expect("copy");
+    }
+    std::fs::remove_file(copy.path().join("LOCK")).expect("no lock on a copy");
+    let segment = StoreReader::open(copy.path())
+        .expect("reader")
+        .months()
+        .expect("months")[0];
+    let seg_path = copy.path().join("segments").join(segment.file_name());
+    let mut bytes = std::fs::read(&seg_path).expect("segment");
+    bytes.extend_from_slice(b"DMBK\x10\x00"); // an append cut short
+    std::fs::write(&seg_path, bytes).expect("torn tail");
+    let before = snapshot_of(copy.path());
+
+    let report = verify(copy.path(), &mut |_, _, _| {}).expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.torn_tails.len(), 1);
+    let reader = StoreReader::open(copy.path()).expect("reader");
+    let mut rows = 0;
+    reader
+        .scan(&Filter::default(), &mut |_| rows += 1)
+        .expect("scan");
+    assert!(rows > 0);
+    assert!(
+        !reader
+            .catalog()
+            .expect("catalog")
+            .policies()
+            .expect("policies")
+            .is_empty()
+    );
+    let out = dictmon()
+        .args(["verify", "--data-dir"])
+        .arg(copy.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+
+    assert_eq!(
+        snapshot_of(copy.path()),
+        before,
+        "a reader changed the data directory"
+    );
+}
