@@ -35,8 +35,11 @@
 //! ([`ring::RingSetWriter`]); any number of readers (HTTP handlers, the dashboard) read windows
 //! concurrently without blocking it.
 
+pub mod config;
 pub mod domain;
+pub mod http;
 pub mod monitor;
 pub mod ring;
 pub mod source;
 pub mod store;
+pub mod telemetry;

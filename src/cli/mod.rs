@@ -2,10 +2,13 @@
 //! only: 0 success, 1 a check failed (verify found corruption), 2 usage or I/O error.
 //! Errors carry their context (file, offset, what to do) and are printed once, here.
 
+mod config_check;
 mod debug;
 mod duration;
 mod retention;
+mod serve;
 mod simulate;
+mod status;
 mod verify;
 
 use std::process::ExitCode;
@@ -14,8 +17,9 @@ use clap::{Parser, Subcommand};
 
 /// Monitor for the rate-limit buckets (token buckets) of BACEN's DICT, the PIX key directory.
 ///
-/// Data lives in a data directory (default ./dictmon-data): one segment file per month under
-/// segments/, and catalog.redb.
+/// Start with `dictmon serve` (built-in simulator, HTTP on 127.0.0.1:9464). Data lives in a data
+/// directory (default ./dictmon-data): one segment file per month under segments/, and
+/// catalog.redb.
 #[derive(Parser, Debug)]
 #[command(name = "dictmon", version, about, arg_required_else_help = true)]
 struct Cli {
@@ -25,9 +29,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    Serve(serve::Args),
     Simulate(simulate::Args),
+    Status(status::Args),
     Verify(verify::Args),
     Retention(retention::Args),
+    Config(config_check::Args),
     #[command(hide = true)]
     Debug(debug::Args),
 }
@@ -55,7 +62,10 @@ pub fn run() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Serve(args) => serve::run(&args),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Config(args) => Ok(config_check::run(&args)),
         Command::Verify(args) => verify::run(&args),
         Command::Retention(args) => retention::run(&args),
         Command::Debug(args) => debug::run(&args),
@@ -68,6 +78,18 @@ pub fn run() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides `level`.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }
 
 /// The default data directory.

@@ -1,46 +1,131 @@
-//! `dictmon simulate --backfill`: write realistic history into a data directory.
+//! `dictmon simulate`: a fake DICT behind the Bridge's gRPC service (`--listen`), or months of
+//! realistic history written into a data directory (`--backfill`).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use chrono::Utc;
+use dictmon::domain::PspCategory;
 use dictmon::monitor::backfill::{BackfillPlan, backfill};
+use dictmon::source::simulator::{Scenario, Simulator, SimulatorService};
+use dictmon::source::tls::{ensure_pki, read_pem};
 use dictmon::store::{Store, StoreOptions, segment_bytes};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use super::{DEFAULT_DATA_DIR, Outcome, duration};
 
-/// Write realistic history: DICT's published policies drained by simulated PIX traffic
-/// (daily cycle, bursts that drain the anti-scan bucket, a category move halfway), with derived
-/// metrics and alerts, as `serve` would have stored it.
+/// A simulated DICT, for demos and tests.
 ///
-/// Example: `dictmon simulate --backfill 13mo --data-dir /tmp/demo` fills 13 months in seconds.
-/// The live simulator server (`--listen`) arrives with the serve issue.
+/// `--listen ADDR` serves DICT's policies over the Bridge's gRPC service until stopped, with
+/// mutual TLS when `--tls-dir` is given (a throw-away CA, server and client certificate are made
+/// there if absent, and the `serve` command that connects is printed). Example:
+/// `dictmon simulate --listen 127.0.0.1:50051 --scenario exhaustion`.
+///
+/// `--backfill DURATION` writes realistic history ending now into a data directory (daily
+/// cycle, bursts that drain the anti-scan bucket, a category move halfway), with derived
+/// metrics and alerts as `serve` would have stored them. Example:
+/// `dictmon simulate --backfill 13mo --data-dir /tmp/demo` fills 13 months in seconds.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["listen", "backfill"])))]
 pub struct Args {
-    /// How much history, ending now: 7d, 12h, 13mo …
+    /// Serve the simulator over gRPC on this address (port 0: any free port, printed).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Folder with ca.pem, server.pem, server-key.pem (made if absent): serve with mutual TLS.
+    #[arg(long, value_name = "DIR", requires = "listen")]
+    tls_dir: Option<PathBuf>,
+    /// Traffic scenario: steady, burst, exhaustion, capacity-change, flapping, malformed.
+    #[arg(long, default_value = "steady", requires = "listen")]
+    scenario: Scenario,
+    /// The simulated participant's category, A to H.
+    #[arg(long, default_value = "C")]
+    category: char,
+    /// How much history to write, ending now: 7d, 12h, 13mo …
     #[arg(long, value_name = "DURATION")]
-    backfill: String,
+    backfill: Option<String>,
     /// Data directory to write (created if missing; merged with what it holds).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
-    /// Seed of the traffic model: the same seed gives the same history.
+    /// Seed of the traffic model: the same seed gives the same traffic.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Number of policies (DICT's 29, then repeated with a suffix).
+    /// Number of policies (DICT's 29, then repeated with a suffix); backfill only.
     #[arg(long, default_value_t = 29)]
     policies: usize,
-    /// Poll interval of the simulated history.
+    /// Poll interval of the simulated history; backfill only.
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     interval: String,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+    let category = PspCategory::from_char(args.category);
+    anyhow::ensure!(category.is_known(), "--category: one letter, A to H");
+    match (&args.listen, &args.backfill) {
+        (Some(listen), _) => listen_grpc(args, listen, category),
+        (None, Some(span)) => write_history(args, span),
+        (None, None) => anyhow::bail!("give --listen ADDR or --backfill DURATION"),
+    }
+}
+
+fn listen_grpc(args: &Args, listen: &str, category: PspCategory) -> anyhow::Result<Outcome> {
+    super::init_logging("info");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let mut server = Server::builder();
+        let scheme = if let Some(dir) = &args.tls_dir {
+            let (files, made) = ensure_pki(dir)?;
+            let identity = Identity::from_pem(
+                read_pem(&files.server_cert, "server certificate")?,
+                read_pem(&files.server_key, "server key")?,
+            );
+            let ca = Certificate::from_pem(read_pem(&files.ca, "CA certificate")?);
+            server = server
+                .tls_config(ServerTlsConfig::new().identity(identity).client_ca_root(ca))
+                .context("TLS configuration")?;
+            if made {
+                eprintln!("made a throw-away CA and certificates in {}", dir.display());
+            }
+            eprintln!(
+                "connect with: dictmon serve --source bridge --bridge-url https://{addr} --ca-cert {} --client-cert {} --client-key {}",
+                files.ca.display(),
+                files.client_cert.display(),
+                files.client_key.display()
+            );
+            "https"
+        } else {
+            eprintln!("connect with: dictmon serve --source bridge --bridge-url http://{addr}");
+            "http"
+        };
+        // The address line goes to stdout, for scripts and tests.
+        println!("listening on {scheme}://{addr} (scenario {})", args.scenario);
+        std::io::stdout().flush().ok();
+        let sim = Simulator::new(args.seed, args.scenario, category);
+        server
+            .add_service(SimulatorService::new(sim))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+            )
+            .await
+            .context("gRPC server")?;
+        Ok(Outcome::Success)
+    })
+}
+
+fn write_history(args: &Args, span: &str) -> anyhow::Result<Outcome> {
     let to = Utc::now();
-    let from = duration::parse(&args.backfill)
-        .context("--backfill")?
-        .before(to)?;
+    let from = duration::parse(span).context("--backfill")?.before(to)?;
     let interval = duration::parse_fixed(&args.interval).context("--interval")?;
     let plan = BackfillPlan {
         from,

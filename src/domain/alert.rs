@@ -9,8 +9,11 @@
 //!   `hysteresis_points` (default 2) above its threshold. Escalation has no hysteresis. So a
 //!   bucket hovering at 19–21 % raises one WARNING, not a storm of them.
 //! - **Predictive warning** (beyond the legacy design; on by default): when the exhaustion
-//!   projection is at most the horizon (default 15 min), a WARNING opens even above the warning
-//!   threshold. Once open it holds while the projection stays within twice the horizon.
+//!   projection is at most the horizon (default 15 min) and at most half the bucket remains
+//!   ([`PREDICTIVE_MAX_REMAINING`]), a WARNING opens even above the warning threshold. Once open it
+//!   holds while the projection stays within twice the horizon. (Above half full, a projection
+//!   rests on too little drain to be trusted: a one-token drop read in whole tokens would raise
+//!   warnings on idle buckets.)
 //! - At most one open alert per policy. A change of level resolves the open alert and opens one
 //!   at the new level (escalation WARNING→CRITICAL and de-escalation alike); back to no level
 //!   resolves it.
@@ -29,6 +32,9 @@ use uuid::Uuid;
 use super::bucket::Enrichment;
 use super::policy::{PolicyName, PspCategory};
 use super::snapshot::Snapshot;
+
+/// A predictive warning opens only at or below this remaining %.
+pub const PREDICTIVE_MAX_REMAINING: f64 = 50.0;
 
 /// Namespace of dictmon's name-based (v5) alert and event ids. Never change it: ids already
 /// delivered would no longer match.
@@ -323,6 +329,9 @@ fn level(
     }
     if remaining <= warning {
         return Some((Severity::Warning, AlertCause::Threshold));
+    }
+    if remaining > PREDICTIVE_MAX_REMAINING {
+        return None;
     }
     let horizon = th.predictive_horizon?.as_seconds_f64();
     let horizon = if current.is_some() {

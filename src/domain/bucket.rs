@@ -14,30 +14,33 @@
 //! consumedᵢ = aᵢ₋₁ + r·Δt − aᵢ
 //! ```
 //!
-//! The pair is used only when it says something exact:
+//! That holds only while no refill was thrown away at capacity, so each pair is classified:
 //!
 //! - **reset** — `C`, `RefillTokens` or `RefillPeriodSec` differ between the two samples: DICT
 //!   re-configured the bucket (a category move). What happened to the balance at that moment is
 //!   unknown, so the window restarts after the change, as a Prometheus counter reset does. This is
 //!   what keeps a capacity change from showing as a spike or a negative rate.
-//! - **censored** — `aᵢ ≥ C`: the bucket was full at the end, so refill above capacity was thrown
-//!   away at some unknown moment, and `consumedᵢ` is only known to lie in
-//!   `[0, aᵢ₋₁ + r·Δt − C]`. Left out of the sum.
-//! - **observed** — every other pair.
+//! - **clear** — `C − max(aᵢ₋₁, aᵢ) ≥ RefillTokens`: the bucket had room for a whole refill step
+//!   throughout, so no refill can have been capped, whether DICT refills continuously or in steps
+//!   (it does not say): `consumedᵢ` is as above.
+//! - **near full** — otherwise: refill may have been thrown away at capacity at some unknown
+//!   moment, so only the observed drop is certain: `consumedᵢ = max(0, aᵢ₋₁ − aᵢ)`, a lower bound.
+//!   (Crediting the full `r·Δt` here would report an idle bucket refilled in steps as consuming
+//!   its whole refill rate.)
 //!
 //! The consumption rate is smoothed over the recent window — the pairs whose later sample lies
 //! within [`RateWindow::span`] of the latest sample, and always at least the latest pair (after a
 //! gap in polling, that pair spans the gap):
 //!
 //! ```text
-//! c = max(0, Σ consumedᵢ / Σ Δtᵢ)   over the observed pairs of the window   [tokens/s]
+//! c = max(0, Σ consumedᵢ / Σ Δtᵢ)   over the pairs of the window   [tokens/s]
 //! ```
 //!
-//! reported per minute (`60 · c`). Over consecutive observed pairs the sum telescopes to
+//! reported per minute (`60 · c`). Over consecutive clear pairs the sum telescopes to
 //! `(a_first − a_last) / T + r`: the exact mean rate over the window, whatever the pattern of
-//! consumption inside it. If DICT refills in discrete steps rather than continuously (not
-//! documented), the error is at most `RefillTokens` per window, hence the smoothing. With
-//! censored pairs only, `c = 0`: a full bucket hides any consumption below the refill rate.
+//! consumption inside it. If DICT refills in discrete steps rather than continuously, the error
+//! is at most `RefillTokens` per window, hence the smoothing. A bucket sitting full hides any
+//! consumption below its refill rate: it reports the drops it shows (0 when it never moves).
 //! With no usable pair at all (first sample, or right after a reset) the rate is unknown.
 //!
 //! With the net rate `n = r − c` (positive while filling):
@@ -167,11 +170,17 @@ fn consumption_per_second(
             break; // reset: the window restarts after it
         }
         any_pair = true;
-        if later.available_tokens >= later.bucket.capacity {
-            continue; // censored
-        }
-        let refill = later.bucket.refill_per_second();
-        consumed += earlier.available_tokens as f64 + refill * dt - later.available_tokens as f64;
+        let (a0, a1) = (earlier.available_tokens, later.available_tokens);
+        let room = later.bucket.capacity.saturating_sub(a0.max(a1));
+        consumed += if room >= later.bucket.refill_tokens {
+            // Room for a whole refill step: none of the refill can have been capped.
+            let refill = later.bucket.refill_per_second();
+            a0 as f64 + refill * dt - a1 as f64
+        } else {
+            // Near full: refill may have been thrown away at capacity; only the observed drop
+            // is certain (a lower bound).
+            a0.saturating_sub(a1).max(0) as f64
+        };
         seconds += dt;
     }
     if !any_pair {
@@ -256,7 +265,11 @@ mod tests {
     #[test]
     fn rate_accounts_for_refill_between_samples() {
         // 6 tokens/min refill; the balance fell by 4 in one minute, so 10 were consumed.
-        let w = [s(0, 15, LIST), s(60, 11, LIST)];
+        let big = BucketConfig {
+            capacity: 200,
+            ..LIST
+        };
+        let w = [s(0, 15, big), s(60, 11, big)];
         let e = enrich(&w, RateWindow::default()).expect("valid");
         assert!((e.consumption_rate_per_minute.expect("known") - 10.0).abs() < 1e-9);
         // Draining at 4 tokens/min from 11: empty in 165 s; never full.
@@ -270,19 +283,35 @@ mod tests {
         let w = [s(0, 9, LIST), s(60, 12, LIST)];
         let e = enrich(&w, RateWindow::default()).expect("valid");
         assert!((e.recovery_eta_seconds.expect("filling") - 160.0).abs() < 1e-9);
+        // (Room 8 ≥ one refill step of 6: refill is credited.)
         assert_eq!(e.exhaustion_projection_seconds, None);
         let full = enrich(&[s(0, 9, LIST), s(60, 20, LIST)], RateWindow::default());
         assert_eq!(full.and_then(|e| e.recovery_eta_seconds), Some(0.0));
     }
 
     #[test]
-    fn a_full_bucket_at_the_end_of_a_pair_is_censored() {
-        // 9 → 20 in 5 minutes: up to 21 tokens of refill were capped; consumption unknown
-        // below the refill rate, reported as 0 rather than a made-up figure.
+    fn near_full_pairs_count_only_their_drops() {
+        // 9 → 20 in 5 minutes: up to 21 tokens of refill were capped; nothing is known to have
+        // been consumed, and 0 is reported rather than a made-up figure.
         assert_eq!(rate(&[s(0, 9, LIST), s(300, 20, LIST)]), Some(0.0));
-        // With an observed pair in the window, only that pair counts.
-        let w = [s(0, 10, LIST), s(60, 20, LIST), s(120, 14, LIST)];
-        assert!((rate(&w).expect("known") - 12.0).abs() < 1e-9);
+        // 20 → 14 with no room for a refill step (6): 6 tokens certainly consumed; with the
+        // flat minute before, 6 tokens in 2 minutes.
+        let w = [s(0, 20, LIST), s(60, 20, LIST), s(120, 14, LIST)];
+        assert!((rate(&w).expect("known") - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_idle_bucket_refilled_in_steps_reports_its_drops_not_its_refill() {
+        // ENTRIES_WRITE-like: 1,200 per 60 s in one step, 1 token used per 10 s, polled every
+        // 10 s: the level saws between 36,000 and 35,995. Crediting r·Δt would claim 1,200/min.
+        let b = BucketConfig {
+            capacity: 36_000,
+            refill_tokens: 1_200,
+            refill_period_secs: 60,
+        };
+        let w: Vec<Sample> = (0..12).map(|k| s(10 * k, 36_000 - (k % 6), b)).collect();
+        let r = rate(&w).expect("known");
+        assert!(r > 0.0 && r <= 6.0, "{r} tokens/min");
     }
 
     #[test]
@@ -302,15 +331,19 @@ mod tests {
         // After the change, only pairs inside the new configuration count.
         let w = [
             s(0, 40_000, a),
-            s(300, 4_000, e),
-            s(360, 3_500, e), // 2,500 refilled, 500 net loss: 3,000 consumed
+            s(300, 2_000, e),
+            s(360, 1_500, e), // 2,500 refilled, 500 net loss: 3,000 consumed
         ];
         assert!((rate(&w).expect("known") - 3_000.0).abs() < 1e-9);
     }
 
     #[test]
     fn window_keeps_at_least_the_latest_pair_across_a_gap() {
-        let w = [s(0, 20, LIST), s(60, 18, LIST), s(7_260, 10, LIST)];
+        let big = BucketConfig {
+            capacity: 100,
+            ..LIST
+        };
+        let w = [s(0, 20, big), s(60, 18, big), s(7_260, 10, big)];
         // Only the 2-hour pair: 18 + 720 − 10 = 728 tokens in 120 min.
         let r = rate(&w).expect("known");
         assert!((r - 728.0 / 120.0).abs() < 1e-9, "{r}");

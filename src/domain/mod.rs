@@ -53,8 +53,8 @@ mod policy;
 mod snapshot;
 
 pub use alert::{
-    Alert, AlertCause, AlertEvent, AlertEventType, AlertState, Observation, Severity,
-    ThresholdError, Thresholds, Transition, evaluate,
+    Alert, AlertCause, AlertEvent, AlertEventType, AlertState, Observation,
+    PREDICTIVE_MAX_REMAINING, Severity, ThresholdError, Thresholds, Transition, evaluate,
 };
 pub use bucket::{Enrichment, RateWindow, enrich, enrich_timed};
 pub use policy::{BucketConfig, Policy, PolicyName, PspCategory};

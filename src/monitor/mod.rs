@@ -5,3 +5,4 @@
 //! May use: every module above it.
 
 pub mod backfill;
+pub mod cycle;

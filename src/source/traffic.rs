@@ -201,6 +201,13 @@ impl Traffic {
             .collect()
     }
 
+    /// Sets the level of the bucket `name` to `fraction` of its capacity (scripted scenarios).
+    pub fn set_level(&mut self, name: &str, fraction: f64) {
+        for b in self.buckets.iter_mut().filter(|b| b.name.as_str() == name) {
+            b.level = fraction * b.config.capacity as f64;
+        }
+    }
+
     /// A whole number in `low..high` from the model's generator (latencies, jitter).
     pub fn draw(&mut self, low: u32, high: u32) -> u32 {
         self.rng.random_range(low..high)

@@ -13,7 +13,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use redb::{
     Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
-    TableDefinition,
+    ReadableTableMetadata, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -226,6 +226,17 @@ impl Catalog {
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
         read_outbox(&self.db, &self.path)
+    }
+
+    /// Events in the outbox.
+    pub fn outbox_len(&self) -> Result<u64, CatalogError> {
+        let p = &self.path;
+        let tx = self.db.begin_read().map_err(|e| redb_err(p, e))?;
+        match tx.open_table(OUTBOX) {
+            Ok(t) => t.len().map_err(|e| redb_err(p, e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(redb_err(p, e)),
+        }
     }
 }
 

@@ -128,7 +128,7 @@ pub struct Recovery {
 pub struct Store {
     dir: PathBuf,
     options: StoreOptions,
-    catalog: Catalog,
+    catalog: std::sync::Arc<Catalog>,
     /// Open segments: file handle and the day of the newest live block.
     open: BTreeMap<Month, OpenSegment>,
     recovery: Recovery,
@@ -164,7 +164,7 @@ impl Store {
             }
         }
         let mut store = Self {
-            catalog: Catalog::open(&dir.join(CATALOG_FILE))?,
+            catalog: std::sync::Arc::new(Catalog::open(&dir.join(CATALOG_FILE))?),
             dir: dir.to_owned(),
             options,
             open: BTreeMap::new(),
@@ -185,6 +185,12 @@ impl Store {
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// A shared handle to the catalog, for readers in the same process (redb serves reads
+    /// concurrently with the writer's transactions).
+    pub fn catalog_handle(&self) -> std::sync::Arc<Catalog> {
+        self.catalog.clone()
     }
 
     /// The data directory.

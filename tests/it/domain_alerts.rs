@@ -268,10 +268,10 @@ fn flapping_around_a_threshold_raises_one_alert() {
 fn predictive_warning_opens_above_the_threshold_and_holds_within_twice_the_horizon() {
     let th = Thresholds::default(); // 15 min horizon
     let readings = [
-        (600, Some(1_000.0)), // 16.7 min: nothing
-        (550, Some(600.0)),   // 10 min: predictive WARNING
-        (500, Some(1_700.0)), // 28.3 min: within 2 × 15 min, holds
-        (480, Some(1_900.0)), // 31.7 min: resolves
+        (480, Some(1_000.0)), // 16.7 min: nothing
+        (450, Some(600.0)),   // 10 min: predictive WARNING (45 % remaining)
+        (400, Some(1_700.0)), // 28.3 min: within 2 × 15 min, holds
+        (380, Some(1_900.0)), // 31.7 min: resolves
     ];
     let (state, events) = run(&AlertState::default(), 0, &readings, &th);
     assert_eq!(
@@ -293,12 +293,27 @@ fn predictive_warning_opens_above_the_threshold_and_holds_within_twice_the_horiz
 }
 
 #[test]
+fn no_predictive_warning_above_half_full() {
+    // A near-full bucket with a short projection (a one-token drop read over a few seconds).
+    let th = Thresholds::default();
+    let (_, events) = run(
+        &AlertState::default(),
+        0,
+        &[(998, Some(120.0)), (510, Some(60.0))],
+        &th,
+    );
+    assert!(events.is_empty(), "{events:?}");
+    let (_, events) = run(&AlertState::default(), 0, &[(500, Some(60.0))], &th);
+    assert_eq!(kinds(&events), vec![(Created, Warning)]);
+}
+
+#[test]
 fn predictive_warning_can_be_turned_off() {
     let th = Thresholds {
         predictive_horizon: None,
         ..Thresholds::default()
     };
-    let (_, events) = run(&AlertState::default(), 0, &[(550, Some(60.0))], &th);
+    let (_, events) = run(&AlertState::default(), 0, &[(450, Some(60.0))], &th);
     assert!(events.is_empty());
 }
 

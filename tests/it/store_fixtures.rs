@@ -50,14 +50,14 @@ fn version_1_segment_reads_exactly() {
         assert_eq!(row.created_at, at + TimeDelta::microseconds(4_120));
         assert_eq!(Some(row.enrichment), enrich(&window, RateWindow::default()));
     }
-    // Third poll, over both pairs of the 15-minute window: 20 → 19 and 19 → 12 with 30 refilled
-    // in each 5 minutes: 31 + 37 = 68 consumed in 10 minutes, 6.8 tokens/min.
+    // Third poll, over both pairs of the 15-minute window: 20 → 19 and 19 → 12, each within one
+    // refill step (6) of capacity, so only the drops count: 1 + 7 = 8 in 10 minutes, 0.8/min.
     assert_eq!(
         rows[2]
             .enrichment
             .consumption_rate_per_minute
             .map(|r| (r * 10.0).round()),
-        Some(68.0)
+        Some(8.0)
     );
 }
 

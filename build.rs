@@ -1,0 +1,12 @@
+//! Generates the Bridge gRPC code from `proto/` with a pure-Rust protobuf compiler (protox):
+//! a fresh machine builds with cargo alone, no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(["proto/bridge.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

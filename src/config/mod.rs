@@ -1,0 +1,531 @@
+//! The configuration file (TOML): every option with its default, and validation whose errors
+//! name the file, line, column and key. `packaging/dictmon.toml` is the commented example.
+//!
+//! May use: `domain` (threshold checks), `source` (scenario names), serde, toml.
+//!
+//! Invariants: unknown keys are errors (a typo must not silently fall back to a default);
+//! a [`Config`] that was returned passed every check.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::domain::{PolicyName, PspCategory, Thresholds};
+use crate::source::simulator::Scenario;
+
+/// A configuration error, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    /// The file (or `<command line>`).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong and what to do, starting with the key.
+    pub message: String,
+}
+
+/// Where polls go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceConfig {
+    /// The built-in simulator.
+    Simulator {
+        /// Traffic scenario.
+        scenario: Scenario,
+        /// Seed of the traffic model.
+        seed: u64,
+        /// The simulated participant's category.
+        category: PspCategory,
+    },
+    /// A Bridge over gRPC.
+    Bridge(crate::source::bridge::BridgeConfig),
+}
+
+/// The whole configuration, defaults applied.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub listen: String,
+    /// Poll interval.
+    pub interval: Duration,
+    /// Up to this much random delay per interval.
+    pub jitter: Duration,
+    /// Deadline of one call to the source.
+    pub timeout: Duration,
+    /// Smoothing window of the consumption rate.
+    pub rate_window: TimeDelta,
+    /// fsync after every cycle.
+    pub fsync: bool,
+    /// The source.
+    pub source: SourceConfig,
+    /// Default thresholds.
+    pub thresholds: Thresholds,
+    /// Per-policy thresholds.
+    pub per_policy: HashMap<PolicyName, Thresholds>,
+    /// Months kept.
+    pub keep_months: u32,
+    /// Accepted lead of DICT's clock over ours.
+    pub max_future_skew: TimeDelta,
+    /// Log filter (`info`, `debug`, `dictmon=debug,warn` …).
+    pub log_level: String,
+    /// Whether the file was given (false: all defaults).
+    pub from_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("dictmon-data"),
+            listen: "127.0.0.1:9464".into(),
+            interval: Duration::from_secs(300),
+            jitter: Duration::ZERO,
+            timeout: Duration::from_secs(10),
+            rate_window: TimeDelta::minutes(15),
+            fsync: true,
+            source: SourceConfig::Simulator {
+                scenario: Scenario::Steady,
+                seed: 1,
+                category: PspCategory::C,
+            },
+            thresholds: Thresholds::default(),
+            per_policy: HashMap::new(),
+            keep_months: 13,
+            max_future_skew: TimeDelta::minutes(5),
+            log_level: "info".into(),
+            from_file: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    interval: Option<Spanned<String>>,
+    jitter: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    rate_window: Option<Spanned<String>>,
+    fsync: Option<bool>,
+    source: Option<SourceSection>,
+    thresholds: Option<ThresholdSection>,
+    retention: Option<RetentionSection>,
+    validation: Option<ValidationSection>,
+    log: Option<LogSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceSection {
+    kind: Option<Spanned<String>>,
+    simulator: Option<SimulatorSection>,
+    bridge: Option<BridgeSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimulatorSection {
+    scenario: Option<Spanned<String>>,
+    seed: Option<u64>,
+    category: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BridgeSection {
+    url: Option<Spanned<String>>,
+    ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    ispb: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct ThresholdSection {
+    warning_percent: Option<Spanned<f64>>,
+    critical_percent: Option<Spanned<f64>>,
+    hysteresis_points: Option<Spanned<f64>>,
+    predictive_horizon: Option<Spanned<String>>,
+    policies: Option<BTreeMap<Spanned<String>, ThresholdSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionSection {
+    keep_months: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidationSection {
+    max_future_skew: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    level: Option<String>,
+}
+
+/// Reads and checks a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read: {e}"),
+    })?;
+    let mut config = parse(&text, &path.display().to_string())?;
+    config.from_file = Some(path.to_owned());
+    Ok(config)
+}
+
+/// Parses and checks configuration text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let loc = Locator { text, file };
+    let raw: FileConfig = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        loc.at(offset, e.message().trim().to_owned())
+    })?;
+    let spanned_err =
+        |span: std::ops::Range<usize>, key: &str, what: String| loc.key(span, key, what);
+    let duration = |v: &Option<Spanned<String>>, key: &str, default: Duration| {
+        v.as_ref().map_or(Ok(default), |s| {
+            parse_duration(s.get_ref()).map_err(|e| spanned_err(s.span(), key, e))
+        })
+    };
+    let mut c = Config::default();
+    if let Some(d) = raw.data_dir {
+        c.data_dir = d;
+    }
+    if let Some(l) = raw.listen {
+        c.listen = l;
+    }
+    c.interval = duration(&raw.interval, "interval", c.interval)?;
+    if c.interval < Duration::from_secs(1) {
+        let span = raw.interval.as_ref().map_or(0..0, Spanned::span);
+        return Err(spanned_err(span, "interval", "must be at least 1s".into()));
+    }
+    c.jitter = duration(&raw.jitter, "jitter", c.jitter)?;
+    c.timeout = duration(&raw.timeout, "timeout", c.timeout)?;
+    c.rate_window = to_delta(duration(
+        &raw.rate_window,
+        "rate_window",
+        Duration::from_secs(900),
+    )?);
+    if let Some(f) = raw.fsync {
+        c.fsync = f;
+    }
+    if let Some(src) = raw.source {
+        c.source = source(src, c.timeout, &loc)?;
+    }
+    if let Some(t) = &raw.thresholds {
+        c.thresholds = thresholds(t, Thresholds::default(), "thresholds", &spanned_err)?;
+        for (name, section) in t.policies.iter().flatten() {
+            let policy = PolicyName::new(name.get_ref()).map_err(|e| {
+                spanned_err(
+                    name.span(),
+                    "thresholds.policies",
+                    format!("{:?}: {e}", name.get_ref()),
+                )
+            })?;
+            let key = format!("thresholds.policies.{}", name.get_ref());
+            let th = thresholds(section, c.thresholds, &key, &spanned_err)?;
+            c.per_policy.insert(policy, th);
+        }
+    }
+    if let Some(r) = raw.retention.and_then(|r| r.keep_months) {
+        if *r.get_ref() == 0 {
+            return Err(spanned_err(
+                r.span(),
+                "retention.keep_months",
+                "must be at least 1".into(),
+            ));
+        }
+        c.keep_months = r.into_inner();
+    }
+    if let Some(v) = raw.validation {
+        c.max_future_skew = to_delta(duration(
+            &v.max_future_skew,
+            "validation.max_future_skew",
+            Duration::from_secs(300),
+        )?);
+    }
+    if let Some(level) = raw.log.and_then(|l| l.level) {
+        c.log_level = level;
+    }
+    Ok(c)
+}
+
+/// The `[source]` section.
+fn source(
+    src: SourceSection,
+    timeout: Duration,
+    loc: &Locator<'_>,
+) -> Result<SourceConfig, ConfigError> {
+    let at = |offset: usize, message: String| loc.at(offset, message);
+    let spanned_err =
+        |span: std::ops::Range<usize>, key: &str, what: String| loc.key(span, key, what);
+    let kind = src
+        .kind
+        .as_ref()
+        .map_or("simulator", |k| k.get_ref().as_str());
+    Ok(match kind {
+        "simulator" => {
+            let sim = src.simulator.as_ref();
+            let scenario = match sim.and_then(|s| s.scenario.as_ref()) {
+                Some(s) => s
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: String| spanned_err(s.span(), "source.simulator.scenario", e))?,
+                None => Scenario::Steady,
+            };
+            let category = match sim.and_then(|s| s.category.as_ref()) {
+                Some(s) => PspCategory::parse(s.get_ref())
+                    .ok()
+                    .filter(|c| c.is_known())
+                    .ok_or_else(|| {
+                        spanned_err(
+                            s.span(),
+                            "source.simulator.category",
+                            "one letter, A to H".into(),
+                        )
+                    })?,
+                None => PspCategory::C,
+            };
+            SourceConfig::Simulator {
+                scenario,
+                seed: sim.and_then(|s| s.seed).unwrap_or(1),
+                category,
+            }
+        }
+        "bridge" => {
+            let b = src.bridge.ok_or_else(|| {
+                let span = src.kind.as_ref().map_or(0..0, Spanned::span);
+                spanned_err(
+                    span,
+                    "source.kind",
+                    "is bridge, but there is no [source.bridge] section with its url".into(),
+                )
+            })?;
+            let url = b.url.ok_or_else(|| {
+                at(
+                    0,
+                    "source.bridge.url: missing; e.g. url = \"https://bridge.internal:50051\""
+                        .into(),
+                )
+            })?;
+            if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://")) {
+                return Err(spanned_err(
+                    url.span(),
+                    "source.bridge.url",
+                    "must start with http:// or https://".into(),
+                ));
+            }
+            if url.get_ref().starts_with("https://") && b.ca_cert.is_none() {
+                return Err(spanned_err(
+                    url.span(),
+                    "source.bridge.url",
+                    "is https, so ca_cert (the CA that signs the Bridge's certificate) is required"
+                        .into(),
+                ));
+            }
+            if b.client_cert.is_some() != b.client_key.is_some() {
+                return Err(spanned_err(
+                    url.span(),
+                    "source.bridge",
+                    "client_cert and client_key go together: set both for mutual TLS, or neither"
+                        .into(),
+                ));
+            }
+            SourceConfig::Bridge(crate::source::bridge::BridgeConfig {
+                url: url.into_inner(),
+                ca_cert: b.ca_cert,
+                client_cert: b.client_cert,
+                client_key: b.client_key,
+                timeout,
+                ispb: b.ispb.unwrap_or_default(),
+            })
+        }
+        other => {
+            let span = src.kind.as_ref().map_or(0..0, Spanned::span);
+            return Err(spanned_err(
+                span,
+                "source.kind",
+                format!(
+                    "{other:?} is not a source; use \"simulator\" or \"bridge\" (\"dict\" comes with DICT's own API)"
+                ),
+            ));
+        }
+    })
+}
+
+/// Turns byte offsets into lines and columns of one file.
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    fn at(&self, offset: usize, message: String) -> ConfigError {
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |nl| before.len() - nl - 1)
+            + 1;
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn key(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        what: impl std::fmt::Display,
+    ) -> ConfigError {
+        self.at(span.start, format!("{key}: {what}"))
+    }
+}
+
+fn thresholds(
+    t: &ThresholdSection,
+    base: Thresholds,
+    key: &str,
+    err: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+) -> Result<Thresholds, ConfigError> {
+    let mut th = base;
+    if let Some(v) = &t.warning_percent {
+        th.warning_percent = *v.get_ref();
+    }
+    if let Some(v) = &t.critical_percent {
+        th.critical_percent = *v.get_ref();
+    }
+    if let Some(v) = &t.hysteresis_points {
+        th.hysteresis_points = *v.get_ref();
+    }
+    if let Some(v) = &t.predictive_horizon {
+        th.predictive_horizon = if v.get_ref() == "off" {
+            None
+        } else {
+            Some(to_delta(parse_duration(v.get_ref()).map_err(|e| {
+                err(v.span(), &format!("{key}.predictive_horizon"), e)
+            })?))
+        };
+    }
+    th.check().map_err(|e| {
+        let span = t
+            .critical_percent
+            .as_ref()
+            .or(t.warning_percent.as_ref())
+            .or(t.hysteresis_points.as_ref())
+            .map_or(0..0, Spanned::span);
+        err(span, key, e.to_string())
+    })?;
+    Ok(th)
+}
+
+fn to_delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// Parses `90s`, `5m`, `12h`, `7d`, `500ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a duration; write a number and a unit: 500ms, 30s, 5m, 12h, 7d")
+    })?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?}; use ms, s, m, h or d"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        parse(text, "t.toml").expect_err("should be refused")
+    }
+
+    #[test]
+    fn no_file_means_the_documented_defaults() {
+        let c = parse("", "t.toml").expect("empty is valid");
+        assert_eq!(c.interval, Duration::from_secs(300));
+        assert_eq!(c.listen, "127.0.0.1:9464");
+        assert_eq!(c.keep_months, 13);
+        assert!(matches!(
+            c.source,
+            SourceConfig::Simulator {
+                scenario: Scenario::Steady,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_are_located() {
+        let e = err("interval = \"5m\"\n\n[thresholds]\nwarnng_percent = 30\n");
+        assert_eq!((e.line, e.column), (4, 1));
+        assert!(e.message.contains("warnng_percent"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_line_and_column() {
+        let e = err("interval = \"5 minutes\"\n");
+        assert_eq!((e.line, e.column), (1, 12));
+        assert!(e.message.starts_with("interval:"), "{e}");
+        let e = err("[thresholds]\nwarning_percent = 10\ncritical_percent = 15\n");
+        assert_eq!(e.line, 3);
+        assert!(
+            e.message.contains("critical threshold must be below"),
+            "{e}"
+        );
+        let e = err("[source]\nkind = \"carrier-pigeon\"\n");
+        assert_eq!((e.line, e.column), (2, 8));
+        let e = err("[source]\nkind = \"bridge\"\n[source.bridge]\nurl = \"https://b:1\"\n");
+        assert!(e.message.contains("ca_cert"), "{e}");
+        let e = err("[thresholds.policies.entries_write]\nwarning_percent = 30\n");
+        assert!(e.message.contains("thresholds.policies"), "{e}");
+    }
+
+    #[test]
+    fn per_policy_thresholds_inherit_the_defaults() {
+        let c = parse(
+            "[thresholds]\nhysteresis_points = 5\n[thresholds.policies.ENTRIES_WRITE]\nwarning_percent = 40\npredictive_horizon = \"off\"\n",
+            "t.toml",
+        )
+        .expect("valid");
+        let name = PolicyName::new("ENTRIES_WRITE").expect("valid");
+        let th = c.per_policy[&name];
+        assert!((th.warning_percent - 40.0).abs() < 1e-9);
+        assert!((th.hysteresis_points - 5.0).abs() < 1e-9);
+        assert_eq!(th.predictive_horizon, None);
+    }
+}

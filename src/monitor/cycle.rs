@@ -1,0 +1,627 @@
+//! The poll cycle and its scheduler:
+//!
+//! ```text
+//! source.list (deadline, retries with capped backoff inside the interval)
+//!   → validate every sample (typed reason, counted, logged once per reason, never stored)
+//!   → ring push → enrich over the ring's window → alert state machine
+//!   → store append (fsync) + catalog (policies, alerts, events in one transaction)
+//!   → metrics, the readers' view
+//! ```
+//!
+//! Invariants: one cycle at a time (a late cycle delays the next, never overlaps it); records
+//! whose write failed stay pending in memory (bounded) and are written with the next cycle;
+//! state survives restarts (the last day of samples and the open alerts are loaded from the
+//! store), so a replayed response time stores and alerts nothing twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+use crate::domain::{
+    Alert, AlertCause, AlertEvent, AlertEventType, AlertState, Observation, Policy, PolicyName,
+    PspCategory, RateWindow, RejectReason, Sample, Severity, Snapshot, StateRecord, Thresholds,
+    ValidationLimits, enrich, evaluate, validate,
+};
+use crate::ring::{DEFAULT_CAPACITY, RingSet, RingSetWriter};
+use crate::source::{PolicyList, Source, SourceError};
+use crate::store::catalog::{Catalog, CatalogUpdate};
+use crate::store::{Filter, Store, StoreReader};
+use crate::telemetry::Metrics;
+
+/// The policy name of dictmon's own staleness alert.
+pub const SELF_POLICY: &str = "DICTMON_SOURCE";
+/// Records kept in memory while the store refuses writes.
+const MAX_PENDING: usize = 100_000;
+
+/// How the monitor runs.
+#[derive(Clone, Debug)]
+pub struct MonitorConfig {
+    /// Poll interval.
+    pub interval: Duration,
+    /// Random delay added to each interval, up to this much.
+    pub jitter: Duration,
+    /// Deadline of one call to the source.
+    pub timeout: Duration,
+    /// Thresholds of every policy not listed in `per_policy`.
+    pub thresholds: Thresholds,
+    /// Thresholds of named policies.
+    pub per_policy: HashMap<PolicyName, Thresholds>,
+    /// Sample validation limits.
+    pub validation: ValidationLimits,
+    /// Smoothing of the consumption rate.
+    pub rate_window: RateWindow,
+    /// Retention, in months (the current one included).
+    pub keep_months: u32,
+}
+
+/// A policy as readers see it: its latest stored state and its open alert's severity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyView {
+    /// Latest snapshot with derived metrics.
+    pub record: StateRecord,
+    /// Severity of the open alert, if any.
+    pub severity: Option<Severity>,
+}
+
+/// What the HTTP side reads; updated by the monitor after every cycle.
+pub struct Shared {
+    /// Recent samples per policy.
+    pub rings: RingSet,
+    /// Latest view of every policy, by name.
+    pub latest: ArcSwap<Vec<PolicyView>>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The catalog (alerts), for reading.
+    pub catalog: Arc<Catalog>,
+    /// Unix milliseconds of the last successful poll; 0 before the first.
+    pub last_success_ms: AtomicI64,
+    /// Whether the last store write succeeded.
+    pub store_ok: AtomicBool,
+    /// The poll interval (freshness is two of them).
+    pub interval: Duration,
+    /// What the source is, for the health endpoints.
+    pub source: String,
+}
+
+impl Shared {
+    /// Whether the source answered within two intervals.
+    pub fn source_fresh(&self, now: DateTime<Utc>) -> bool {
+        let last = self.last_success_ms.load(Ordering::Acquire);
+        let limit = i64::try_from(2 * self.interval.as_millis()).unwrap_or(i64::MAX);
+        last > 0 && now.timestamp_millis() - last <= limit
+    }
+}
+
+/// The poll cycle's owner: the one writer of the store and of the rings.
+pub struct Monitor<S: Source> {
+    source: S,
+    store: Store,
+    rings: RingSetWriter,
+    shared: Arc<Shared>,
+    config: MonitorConfig,
+    states: HashMap<PolicyName, AlertState>,
+    last_accepted: HashMap<PolicyName, DateTime<Utc>>,
+    latest: BTreeMap<PolicyName, PolicyView>,
+    pending: Vec<StateRecord>,
+    pending_catalog: Vec<CatalogUpdate>,
+    logged: HashSet<RejectReason>,
+    warned_category: bool,
+    self_alert: Option<Alert>,
+    last_maintenance: Option<Instant>,
+    started: Instant,
+}
+
+/// Samples of the rate window, plus the one before it, at this interval.
+fn window_len(config: &MonitorConfig) -> usize {
+    let per = config.interval.as_secs().max(1);
+    let span = u64::try_from(config.rate_window.span.num_seconds()).unwrap_or(0);
+    let n = usize::try_from(span.div_ceil(per)).unwrap_or(DEFAULT_CAPACITY);
+    n.saturating_add(2).clamp(2, DEFAULT_CAPACITY)
+}
+
+impl<S: Source> Monitor<S> {
+    /// Builds the monitor over an opened store, reloading the last day of samples and the open
+    /// alerts so that a restart continues where the last run stopped.
+    pub fn new(
+        source: S,
+        store: Store,
+        config: MonitorConfig,
+    ) -> Result<(Self, Arc<Shared>), crate::store::StoreError> {
+        let (mut rings, ring_set) = RingSetWriter::new(DEFAULT_CAPACITY);
+        let mut last_accepted = HashMap::new();
+        let mut latest: BTreeMap<PolicyName, PolicyView> = BTreeMap::new();
+        let since = Utc::now() - TimeDelta::days(1);
+        let filter = Filter {
+            since_ns: since.timestamp_nanos_opt(),
+            ..Filter::default()
+        };
+        let mut rows: Vec<StateRecord> = Vec::new();
+        let problems = StoreReader::open(store.dir())?.scan(&filter, &mut |r| rows.push(r))?;
+        for p in problems {
+            warn!("while reloading recent history: {p}");
+        }
+        rows.sort_by_key(|r| r.sample.at);
+        for r in rows {
+            rings.push(&r.policy, &r.sample);
+            last_accepted.insert(r.policy.clone(), r.sample.at);
+            latest.insert(
+                r.policy.clone(),
+                PolicyView {
+                    record: r,
+                    severity: None,
+                },
+            );
+        }
+        let catalog = store.catalog_handle();
+        let mut states: HashMap<PolicyName, AlertState> = HashMap::new();
+        let mut self_alert = None;
+        for alert in catalog
+            .alerts()?
+            .into_iter()
+            .filter(|a| a.resolved_at.is_none())
+        {
+            if alert.policy.as_str() == SELF_POLICY {
+                self_alert = Some(alert);
+                continue;
+            }
+            if let Some(view) = latest.get_mut(&alert.policy) {
+                view.severity = Some(alert.severity);
+            }
+            let last = last_accepted.get(&alert.policy).copied();
+            states.insert(
+                alert.policy.clone(),
+                AlertState {
+                    last_evaluated: last.or(Some(alert.opened_at)),
+                    open: Some(alert),
+                },
+            );
+        }
+        let metrics = Arc::new(Metrics::new());
+        for view in latest.values() {
+            metrics.observe(&view.record);
+        }
+        let shared = Arc::new(Shared {
+            rings: ring_set,
+            latest: ArcSwap::from_pointee(latest.values().cloned().collect()),
+            metrics,
+            catalog,
+            last_success_ms: AtomicI64::new(0),
+            store_ok: AtomicBool::new(true),
+            interval: config.interval,
+            source: source.describe(),
+        });
+        let monitor = Self {
+            source,
+            store,
+            rings,
+            shared: shared.clone(),
+            config,
+            states,
+            last_accepted,
+            latest,
+            pending: Vec::new(),
+            pending_catalog: Vec::new(),
+            logged: HashSet::new(),
+            warned_category: false,
+            self_alert,
+            last_maintenance: None,
+            started: Instant::now(),
+        };
+        Ok((monitor, shared))
+    }
+
+    /// Runs cycles until `shutdown` turns true. A cycle in flight finishes processing and
+    /// persisting; a fetch in flight is abandoned (nothing of it was received).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut next = tokio::time::Instant::now();
+        loop {
+            let started = Instant::now();
+            let deadline = started + self.config.interval.mul_f64(0.8);
+            tokio::select! {
+                result = self.fetch(deadline) => match result {
+                    Ok(list) => self.process(&list, Utc::now()),
+                    Err(e) => error!(error = %e, kind = e.kind(), "poll failed; retrying at the next cycle"),
+                },
+                _ = shutdown.changed() => {}
+            }
+            self.shared
+                .metrics
+                .duration
+                .with_label_values(&["cycle"])
+                .observe(started.elapsed().as_secs_f64());
+            self.check_staleness(Utc::now());
+            self.maintenance();
+            if *shutdown.borrow() {
+                break;
+            }
+            // Sub-second digits of the clock are random enough to spread polls.
+            let spread = f64::from(Utc::now().timestamp_subsec_nanos()) / 1e9;
+            let jitter = self.config.jitter.mul_f64(spread);
+            next += self.config.interval + jitter;
+            // A late cycle delays the next one; it never overlaps it.
+            next = next.max(tokio::time::Instant::now());
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.flush();
+        info!("monitor stopped");
+    }
+
+    /// One listing, retried with capped exponential backoff while `deadline` allows.
+    async fn fetch(&mut self, deadline: Instant) -> Result<PolicyList, SourceError> {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(self.config.timeout, self.source.list()).await {
+                Ok(r) => r,
+                Err(_) => Err(SourceError::Timeout {
+                    endpoint: self.source.describe(),
+                    after: self.config.timeout,
+                }),
+            };
+            self.shared
+                .metrics
+                .duration
+                .with_label_values(&["fetch"])
+                .observe(started.elapsed().as_secs_f64());
+            let error = match result {
+                Ok(list) => return Ok(list),
+                Err(e) => e,
+            };
+            self.shared.metrics.poll_error(error.kind());
+            let wait = backoff.max(error.retry_after().unwrap_or_default());
+            if !error.retryable() || Instant::now() + wait >= deadline {
+                return Err(error);
+            }
+            warn!(error = %error, retry_in = ?wait, "poll failed; retrying");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// Validates, enriches, evaluates and persists one listing.
+    pub fn process(&mut self, list: &PolicyList, now: DateTime<Utc>) {
+        let started = Instant::now();
+        self.shared
+            .last_success_ms
+            .store(now.timestamp_millis(), Ordering::Release);
+        self.shared
+            .metrics
+            .last_success
+            .set(now.timestamp_millis() as f64 / 1000.0);
+        self.shared.metrics.source_fresh.set(1);
+        let category = PspCategory::parse(&list.category);
+        if let Ok(PspCategory::Unknown(c)) = category
+            && !self.warned_category
+        {
+            warn!(category = %c, "DICT reported a category outside A–H; samples are kept");
+            self.warned_category = true;
+        }
+        let mut update = CatalogUpdate::default();
+        for raw in &list.policies {
+            match self.check(raw, category, list.response_time, now) {
+                Ok((policy, sample)) => {
+                    let record = self.observe(policy, sample, now, &mut update);
+                    self.pending.extend(record);
+                }
+                Err(reason) => {
+                    self.reject(reason, &raw.name, list.response_time, &list.correlation_id);
+                }
+            }
+        }
+        self.shared
+            .metrics
+            .duration
+            .with_label_values(&["process"])
+            .observe(started.elapsed().as_secs_f64());
+        self.shared
+            .latest
+            .store(Arc::new(self.latest.values().cloned().collect()));
+        if !update.alerts.is_empty() || !update.events.is_empty() || !update.policies.is_empty() {
+            self.pending_catalog.push(update);
+        }
+        self.flush();
+        debug!(policies = self.latest.len(), "cycle done");
+    }
+
+    /// Turns a raw policy into a valid sample, or says why not.
+    fn check(
+        &self,
+        raw: &crate::source::RawPolicy,
+        category: Result<PspCategory, RejectReason>,
+        response_time: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(PolicyName, Sample), RejectReason> {
+        let name = PolicyName::new(&raw.name)?;
+        let sample = Sample {
+            at: response_time,
+            available_tokens: raw.available_tokens,
+            bucket: crate::domain::BucketConfig {
+                capacity: raw.capacity,
+                refill_tokens: raw.refill_tokens,
+                refill_period_secs: raw.refill_period_secs,
+            },
+            category: category?,
+        };
+        let previous = self.last_accepted.get(&name).copied();
+        validate(&sample, previous, now, self.config.validation)?;
+        Ok((name, sample))
+    }
+
+    /// Pushes a valid sample through the ring, the bucket math and the alert state machine;
+    /// returns the record to store and adds what the catalog must learn to `update`.
+    fn observe(
+        &mut self,
+        policy: PolicyName,
+        sample: Sample,
+        now: DateTime<Utc>,
+        update: &mut CatalogUpdate,
+    ) -> Option<StateRecord> {
+        self.rings.push(&policy, &sample);
+        let window = self
+            .shared
+            .rings
+            .get(&policy)
+            .map(|r| r.window(window_len(&self.config)))
+            .unwrap_or_default();
+        let enrichment = enrich(&window, self.config.rate_window)?;
+        let snapshot = Snapshot {
+            policy: policy.clone(),
+            sample,
+        };
+        let thresholds = self
+            .config
+            .per_policy
+            .get(&policy)
+            .unwrap_or(&self.config.thresholds);
+        let state = self.states.entry(policy.clone()).or_default();
+        let t = evaluate(
+            state,
+            Observation {
+                snapshot: &snapshot,
+                enrichment: &enrichment,
+            },
+            thresholds,
+        );
+        update.alerts.extend(t.resolved.clone());
+        if t.events
+            .iter()
+            .any(|e| e.event_type == AlertEventType::Created)
+        {
+            update.alerts.extend(t.state.open.clone());
+        }
+        for e in &t.events {
+            self.shared.metrics.alert_event(e);
+            info!(policy = %e.endpoint_id, severity = %e.severity, event = ?e.event_type, "{}", e.message);
+        }
+        update.events.extend(t.events);
+        let severity = t.state.open.as_ref().map(|a| a.severity);
+        *state = t.state;
+        update.policies.push((
+            Policy {
+                name: policy.clone(),
+                bucket: sample.bucket,
+                category: sample.category,
+            },
+            sample.at,
+        ));
+        let record = StateRecord {
+            policy: policy.clone(),
+            sample,
+            enrichment,
+            created_at: now,
+        };
+        self.shared.metrics.observe(&record);
+        self.last_accepted.insert(policy.clone(), sample.at);
+        self.latest.insert(
+            policy,
+            PolicyView {
+                record: record.clone(),
+                severity,
+            },
+        );
+        Some(record)
+    }
+
+    fn reject(
+        &mut self,
+        reason: RejectReason,
+        name: &str,
+        response_time: DateTime<Utc>,
+        correlation_id: &str,
+    ) {
+        self.shared.metrics.rejected(reason);
+        if self.logged.insert(reason) {
+            warn!(
+                policy = name,
+                %response_time,
+                correlation_id,
+                reason = reason.label(),
+                "sample rejected: {reason}; not stored (further rejections for this reason are logged at debug level and counted in dictmon_rejected_samples_total)"
+            );
+        } else {
+            debug!(
+                policy = name,
+                reason = reason.label(),
+                "sample rejected: {reason}"
+            );
+        }
+    }
+
+    /// Writes pending records and catalog updates; on failure keeps them (bounded) for the
+    /// next cycle.
+    fn flush(&mut self) {
+        let started = Instant::now();
+        let written = tokio::task::block_in_place(|| {
+            if !self.pending.is_empty() {
+                self.store.append(&self.pending)?;
+                self.pending.clear();
+            }
+            while let Some(update) = self.pending_catalog.first() {
+                self.store.catalog().apply(update)?;
+                self.pending_catalog.remove(0);
+            }
+            Ok::<_, crate::store::StoreError>(())
+        });
+        let ok = match written {
+            Ok(()) => true,
+            Err(e) => {
+                error!(error = %e, pending = self.pending.len(), "cannot write to the store; samples are kept in memory and written when it works again");
+                if self.pending.len() > MAX_PENDING {
+                    let excess = self.pending.len() - MAX_PENDING;
+                    self.pending.drain(..excess);
+                    error!(
+                        dropped = excess,
+                        "memory bound reached: oldest unwritten samples dropped"
+                    );
+                }
+                false
+            }
+        };
+        self.shared.store_ok.store(ok, Ordering::Release);
+        self.shared.metrics.store_writable.set(i64::from(ok));
+        self.shared
+            .metrics
+            .duration
+            .with_label_values(&["persist"])
+            .observe(started.elapsed().as_secs_f64());
+        if let Ok(n) = self.store.catalog().outbox_len() {
+            self.shared
+                .metrics
+                .outbox_backlog
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Opens or resolves dictmon's own alert on the source's freshness.
+    fn check_staleness(&mut self, now: DateTime<Utc>) {
+        let fresh = self.shared.source_fresh(now);
+        self.shared.metrics.source_fresh.set(i64::from(fresh));
+        // Before the first successful poll, the source is stale once two intervals have passed.
+        let never_polled = self.shared.last_success_ms.load(Ordering::Acquire) == 0;
+        let stale = !fresh && (!never_polled || self.started.elapsed() >= self.config.interval * 2);
+        let event = match (&self.self_alert, fresh) {
+            (None, false) if stale => {
+                let alert = self_alert(now, &self.shared.source);
+                let event = self_event(&alert, AlertEventType::Created, now);
+                self.self_alert = Some(alert.clone());
+                error!(policy = SELF_POLICY, "{}", alert.message);
+                Some((alert, event))
+            }
+            (Some(open), true) => {
+                let mut alert = open.clone();
+                alert.resolved_at = Some(now);
+                alert.resolution = Some("the source answers again".into());
+                let event = self_event(&alert, AlertEventType::Resolved, now);
+                self.self_alert = None;
+                info!(
+                    policy = SELF_POLICY,
+                    "the source answers again; staleness alert resolved"
+                );
+                Some((alert, event))
+            }
+            _ => None,
+        };
+        if let Some((alert, event)) = event {
+            self.shared.metrics.alert_event(&event);
+            self.pending_catalog.push(CatalogUpdate {
+                alerts: vec![alert],
+                events: vec![event],
+                ..CatalogUpdate::default()
+            });
+            self.flush();
+        }
+    }
+
+    /// Daily: retention, sealing of closed days, store size metrics (those every cycle).
+    fn maintenance(&mut self) {
+        if let Ok(bytes) = crate::store::segment_bytes(self.store.dir()) {
+            self.shared
+                .metrics
+                .store_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        if let Ok(months) = StoreReader::open(self.store.dir()).and_then(|r| r.months()) {
+            self.shared
+                .metrics
+                .store_segments
+                .set(i64::try_from(months.len()).unwrap_or(i64::MAX));
+        }
+        if self
+            .last_maintenance
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(86_400))
+        {
+            return;
+        }
+        self.last_maintenance = Some(Instant::now());
+        let keep = self.config.keep_months;
+        let done = tokio::task::block_in_place(|| {
+            let report = self.store.apply_retention(Utc::now(), keep, false)?;
+            self.store.seal_closed_days()?;
+            Ok::<_, crate::store::StoreError>(report)
+        });
+        match done {
+            Ok(r) if !r.months.is_empty() || r.alerts > 0 => {
+                info!(months = ?r.months, alerts = r.alerts, "retention: deleted what is older than {keep} months");
+            }
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "daily maintenance failed; retried tomorrow"),
+        }
+    }
+}
+
+fn self_alert(now: DateTime<Utc>, source: &str) -> Alert {
+    let policy = PolicyName::new(SELF_POLICY).unwrap_or_else(|_| unreachable!("valid name"));
+    Alert {
+        id: Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("dictmon-self|{}", now.timestamp_nanos_opt().unwrap_or(0)).as_bytes(),
+        ),
+        policy,
+        severity: Severity::Critical,
+        cause: AlertCause::Threshold,
+        opened_at: now,
+        available_tokens: 0,
+        capacity: 0,
+        utilization_percent: 0.0,
+        psp_category: PspCategory::Unknown('-'),
+        message: format!(
+            "{SELF_POLICY}: no successful poll of {source} for two intervals; bucket states are stale"
+        ),
+        resolved_at: None,
+        resolution: None,
+    }
+}
+
+fn self_event(alert: &Alert, event_type: AlertEventType, at: DateTime<Utc>) -> AlertEvent {
+    let kind = match event_type {
+        AlertEventType::Created => "created",
+        AlertEventType::Resolved => "resolved",
+    };
+    AlertEvent {
+        event_id: Uuid::new_v5(&alert.id, kind.as_bytes()),
+        event_type,
+        timestamp: at,
+        endpoint_id: alert.policy.clone(),
+        severity: alert.severity,
+        available_tokens: 0,
+        capacity: 0,
+        utilization_percent: 0.0,
+        recovery_eta_seconds: None,
+        exhaustion_projection_seconds: None,
+        psp_category: alert.psp_category,
+        message: alert
+            .resolution
+            .clone()
+            .map_or_else(|| alert.message.clone(), |r| format!("{SELF_POLICY}: {r}")),
+    }
+}

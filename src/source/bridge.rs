@@ -1,0 +1,232 @@
+//! The Bridge client: a PSP's internal gateway to DICT, over gRPC (tonic), plain or TLS, with
+//! mutual TLS from PEM files, a deadline per call, and every failure classified retryable or
+//! permanent. The connection is made lazily and re-made after failures, so a Bridge that is
+//! down at start-up or restarts later needs no restart of dictmon.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::DateTime;
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use super::proto::ListPoliciesRequest;
+use super::proto::rate_limit_service_client::RateLimitServiceClient;
+use super::tls::{TlsError, read_pem};
+use super::{PolicyList, RawPolicy, Source, SourceError};
+
+/// How to reach the Bridge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// `http://host:port` or `https://host:port`.
+    pub url: String,
+    /// CA bundle that signs the Bridge's certificate (needed for `https`).
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate chain for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// Its private key.
+    pub client_key: Option<PathBuf>,
+    /// Deadline of one call, connection included.
+    pub timeout: Duration,
+    /// The participant's ISPB, passed on to DICT (may be empty).
+    pub ispb: String,
+}
+
+/// Why the client could not be built (before any call).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeSetupError {
+    /// The URL is not usable.
+    #[error("bridge url {url:?}: {detail}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A PEM file could not be read.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A certificate is set without its key, or the other way round.
+    #[error("client_cert and client_key go together: set both for mutual TLS, or neither")]
+    HalfIdentity,
+}
+
+/// The Bridge as a [`Source`].
+pub struct BridgeSource {
+    client: RateLimitServiceClient<Channel>,
+    url: String,
+    timeout: Duration,
+    ispb: String,
+}
+
+impl BridgeSource {
+    /// Builds the client; no connection is made until the first call.
+    pub fn new(config: &BridgeConfig) -> Result<Self, BridgeSetupError> {
+        let url_err = |detail: String| BridgeSetupError::Url {
+            url: config.url.clone(),
+            detail,
+        };
+        let mut endpoint = Endpoint::from_shared(config.url.clone())
+            .map_err(|e| url_err(e.to_string()))?
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout);
+        let https = config.url.starts_with("https://");
+        if https || config.ca_cert.is_some() {
+            let mut tls = ClientTlsConfig::new();
+            if let Some(ca) = &config.ca_cert {
+                tls = tls.ca_certificate(Certificate::from_pem(read_pem(ca, "CA certificate")?));
+            } else {
+                return Err(url_err(
+                    "https needs ca_cert: the CA bundle that signs the Bridge's certificate".into(),
+                ));
+            }
+            match (&config.client_cert, &config.client_key) {
+                (Some(cert), Some(key)) => {
+                    tls = tls.identity(Identity::from_pem(
+                        read_pem(cert, "client certificate")?,
+                        read_pem(key, "client key")?,
+                    ));
+                }
+                (None, None) => {}
+                _ => return Err(BridgeSetupError::HalfIdentity),
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| url_err(e.to_string()))?;
+        }
+        Ok(Self {
+            client: RateLimitServiceClient::new(endpoint.connect_lazy()),
+            url: config.url.clone(),
+            timeout: config.timeout,
+            ispb: config.ispb.clone(),
+        })
+    }
+
+    async fn call(&mut self) -> Result<PolicyList, SourceError> {
+        let mut request = tonic::Request::new(ListPoliciesRequest {
+            ispb: self.ispb.clone(),
+        });
+        request.set_timeout(self.timeout);
+        let response = self
+            .client
+            .list_policies(request)
+            .await
+            .map_err(|s| classify(&self.url, self.timeout, &s))?
+            .into_inner();
+        let malformed = |detail: &str| SourceError::Malformed {
+            endpoint: self.url.clone(),
+            detail: detail.to_owned(),
+        };
+        let time = response
+            .response_time
+            .ok_or_else(|| malformed("no response_time"))?;
+        let response_time = u32::try_from(time.nanos)
+            .ok()
+            .and_then(|n| DateTime::from_timestamp(time.seconds, n))
+            .ok_or_else(|| malformed("response_time out of range"))?;
+        Ok(PolicyList {
+            response_time,
+            category: response.category,
+            correlation_id: response.correlation_id,
+            policies: response
+                .policies
+                .into_iter()
+                .map(|p| RawPolicy {
+                    name: p.name,
+                    available_tokens: p.available_tokens,
+                    capacity: p.capacity,
+                    refill_tokens: p.refill_tokens,
+                    refill_period_secs: p.refill_period_sec,
+                })
+                .collect(),
+        })
+    }
+}
+
+impl Source for BridgeSource {
+    fn describe(&self) -> String {
+        format!("the Bridge at {}", self.url)
+    }
+
+    fn list(&mut self) -> impl Future<Output = Result<PolicyList, SourceError>> + Send {
+        self.call()
+    }
+}
+
+use std::future::Future;
+
+/// The whole error chain of a status, as one line.
+fn chain(status: &tonic::Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// Maps a gRPC status to what it means for the monitor.
+fn classify(url: &str, timeout: Duration, status: &tonic::Status) -> SourceError {
+    let endpoint = url.to_owned();
+    let detail = chain(status);
+    let lower = detail.to_ascii_lowercase();
+    if lower.contains("unknownissuer") || lower.contains("invalid peer certificate") {
+        return SourceError::Tls {
+            endpoint,
+            detail: format!(
+                "the Bridge's certificate is not trusted: it is not signed by the CA in ca_cert, or does not name this host ({detail})"
+            ),
+        };
+    }
+    if lower.contains("certificaterequired")
+        || lower.contains("certificate required")
+        || lower.contains("badcertificate")
+        || lower.contains("unknownca")
+        || lower.contains("handshakefailure")
+    {
+        return SourceError::Tls {
+            endpoint,
+            detail: format!(
+                "the Bridge rejected our client certificate or requires one: check client_cert and client_key, and that the Bridge trusts their CA ({detail})"
+            ),
+        };
+    }
+    match status.code() {
+        Code::DeadlineExceeded => SourceError::Timeout {
+            endpoint,
+            after: timeout,
+        },
+        Code::Cancelled if lower.contains("timeout") || lower.contains("timed out") => {
+            SourceError::Timeout {
+                endpoint,
+                after: timeout,
+            }
+        }
+        Code::ResourceExhausted => SourceError::RateLimited {
+            endpoint,
+            retry_after: status
+                .metadata()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok())
+                .map(Duration::from_secs),
+            detail,
+        },
+        Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::NotFound
+        | Code::Unimplemented
+        | Code::InvalidArgument
+        | Code::FailedPrecondition => SourceError::Refused { endpoint, detail },
+        Code::Internal | Code::DataLoss if !lower.contains("transport") => {
+            SourceError::Malformed { endpoint, detail }
+        }
+        _ => SourceError::Unavailable { endpoint, detail },
+    }
+}

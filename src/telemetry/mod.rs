@@ -1,0 +1,297 @@
+//! The Prometheus registry and every metric dictmon exports.
+//!
+//! May use: `domain`, prometheus.
+//!
+//! Names of the `dict_rate_limit_*` metrics are fixed by the legacy design (DESIGN.md):
+//! `endpoint_id` is the policy name. dictmon's own health is `dictmon_*`. Label values are
+//! bounded: policy names come from DICT, reasons and kinds from fixed enums.
+//!
+//! Conventions: a recovery ETA or exhaustion projection that is "never" is exported as `+Inf`;
+//! an unknown consumption rate (first sample of a policy) is not exported. When a policy's
+//! category changes, its series under the old category are removed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::domain::{AlertEvent, AlertEventType, RejectReason, StateRecord};
+
+const POLICY_LABELS: [&str; 2] = ["endpoint_id", "psp_category"];
+const ALERT_LABELS: [&str; 3] = ["endpoint_id", "severity", "psp_category"];
+
+/// Every metric, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    available: GaugeVec,
+    capacity: GaugeVec,
+    utilization: GaugeVec,
+    consumption: GaugeVec,
+    recovery_eta: GaugeVec,
+    exhaustion: GaugeVec,
+    error_404_rate: GaugeVec,
+    alerts_created: IntCounterVec,
+    alerts_resolved: IntCounterVec,
+    /// `dict_rate_limit_monitoring_duration_seconds{operation}`: `fetch`, `process`, `persist`,
+    /// `cycle`.
+    pub duration: HistogramVec,
+    /// Unix time of the last successful poll.
+    pub last_success: Gauge,
+    /// 1 while the source answered within two intervals.
+    pub source_fresh: IntGauge,
+    /// 1 while the last store write succeeded.
+    pub store_writable: IntGauge,
+    poll_errors: IntCounterVec,
+    rejected: IntCounterVec,
+    /// Bytes of segment files.
+    pub store_bytes: IntGauge,
+    /// Number of segment files.
+    pub store_segments: IntGauge,
+    /// Events waiting in the outbox.
+    pub outbox_backlog: IntGauge,
+    categories: Mutex<HashMap<String, String>>,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("{e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    g
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c =
+        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("{e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    c
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("{e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    g
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric. Names and labels are constants, so registration cannot fail.
+    #[expect(clippy::too_many_lines, reason = "one declaration per metric")]
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let p = &POLICY_LABELS;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "dict_rate_limit_monitoring_duration_seconds",
+                "Time spent per monitoring operation (fetch, process, persist, cycle).",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["operation"],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        r.register(Box::new(duration.clone()))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let last_success = Gauge::new(
+            "dictmon_last_successful_poll_timestamp_seconds",
+            "Unix time of the last poll that returned a listing.",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        r.register(Box::new(last_success.clone()))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let m = Self {
+            available: gauge(
+                &r,
+                "dict_rate_limit_available_tokens",
+                "Tokens available in the bucket (negative after a DICT penalty).",
+                p,
+            ),
+            capacity: gauge(
+                &r,
+                "dict_rate_limit_capacity",
+                "Most tokens the bucket holds.",
+                p,
+            ),
+            utilization: gauge(
+                &r,
+                "dict_rate_limit_utilization_percent",
+                "Share of the bucket used: 100 * (capacity - available) / capacity.",
+                p,
+            ),
+            consumption: gauge(
+                &r,
+                "dict_rate_limit_consumption_rate_per_minute",
+                "Tokens consumed per minute, net of refill, smoothed over the rate window.",
+                p,
+            ),
+            recovery_eta: gauge(
+                &r,
+                "dict_rate_limit_recovery_eta_seconds",
+                "Seconds until the bucket is full at the current net rate; +Inf when draining.",
+                p,
+            ),
+            exhaustion: gauge(
+                &r,
+                "dict_rate_limit_exhaustion_projection_seconds",
+                "Seconds until the bucket is empty at the current net rate; +Inf when not draining.",
+                p,
+            ),
+            error_404_rate: gauge(
+                &r,
+                "dict_rate_limit_error_404_rate",
+                "Share of key look-ups answered 404 (not reported by DICT's policy API; kept for the legacy dashboards).",
+                p,
+            ),
+            alerts_created: counter(
+                &r,
+                "dict_rate_limit_alerts_created_total",
+                "Alerts opened.",
+                &ALERT_LABELS,
+            ),
+            alerts_resolved: counter(
+                &r,
+                "dict_rate_limit_alerts_resolved_total",
+                "Alerts resolved.",
+                &ALERT_LABELS,
+            ),
+            duration,
+            last_success,
+            source_fresh: int_gauge(
+                &r,
+                "dictmon_source_fresh",
+                "1 while the source answered within two poll intervals, else 0.",
+            ),
+            store_writable: int_gauge(
+                &r,
+                "dictmon_store_writable",
+                "1 while the last write to the store succeeded, else 0.",
+            ),
+            poll_errors: counter(
+                &r,
+                "dictmon_poll_errors_total",
+                "Failed polls of the source, by kind of error.",
+                &["kind"],
+            ),
+            rejected: counter(
+                &r,
+                "dictmon_rejected_samples_total",
+                "Samples refused by validation, by reason (never stored).",
+                &["reason"],
+            ),
+            store_bytes: int_gauge(
+                &r,
+                "dictmon_store_bytes",
+                "Bytes of segment files in the data directory.",
+            ),
+            store_segments: int_gauge(
+                &r,
+                "dictmon_store_segments",
+                "Segment files in the data directory.",
+            ),
+            outbox_backlog: int_gauge(&r, "dictmon_outbox_backlog", "Alert events in the outbox."),
+            categories: Mutex::new(HashMap::new()),
+            registry: r,
+        };
+        for kind in crate::source::SourceError::KINDS {
+            m.poll_errors.with_label_values(&[kind]);
+        }
+        for reason in RejectReason::ALL {
+            m.rejected.with_label_values(&[reason.label()]);
+        }
+        m
+    }
+
+    /// Publishes a stored snapshot's gauges.
+    pub fn observe(&self, r: &StateRecord) {
+        let name = r.policy.as_str();
+        let category = r.sample.category.to_string();
+        if let Ok(mut known) = self.categories.lock()
+            && let Some(old) = known.insert(name.to_owned(), category.clone())
+            && old != category
+        {
+            for g in self.policy_gauges() {
+                let _ = g.remove_label_values(&[name, &old]);
+            }
+        }
+        let labels = [name, category.as_str()];
+        let e = &r.enrichment;
+        self.available
+            .with_label_values(&labels)
+            .set(r.sample.available_tokens as f64);
+        self.capacity
+            .with_label_values(&labels)
+            .set(r.sample.bucket.capacity as f64);
+        self.utilization
+            .with_label_values(&labels)
+            .set(e.utilization_percent);
+        match e.consumption_rate_per_minute {
+            Some(rate) => self.consumption.with_label_values(&labels).set(rate),
+            None => {
+                let _ = self.consumption.remove_label_values(&labels);
+            }
+        }
+        self.recovery_eta
+            .with_label_values(&labels)
+            .set(e.recovery_eta_seconds.unwrap_or(f64::INFINITY));
+        self.exhaustion
+            .with_label_values(&labels)
+            .set(e.exhaustion_projection_seconds.unwrap_or(f64::INFINITY));
+        self.error_404_rate.with_label_values(&labels).set(0.0);
+    }
+
+    fn policy_gauges(&self) -> [&GaugeVec; 7] {
+        [
+            &self.available,
+            &self.capacity,
+            &self.utilization,
+            &self.consumption,
+            &self.recovery_eta,
+            &self.exhaustion,
+            &self.error_404_rate,
+        ]
+    }
+
+    /// Counts an alert event.
+    pub fn alert_event(&self, e: &AlertEvent) {
+        let labels = [
+            e.endpoint_id.as_str(),
+            e.severity.as_str(),
+            &e.psp_category.to_string(),
+        ];
+        match e.event_type {
+            AlertEventType::Created => self.alerts_created.with_label_values(&labels).inc(),
+            AlertEventType::Resolved => self.alerts_resolved.with_label_values(&labels).inc(),
+        }
+    }
+
+    /// Counts a failed poll.
+    pub fn poll_error(&self, kind: &str) {
+        self.poll_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a refused sample.
+    pub fn rejected(&self, reason: RejectReason) {
+        self.rejected.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding our own registered families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
