@@ -2,12 +2,20 @@
 //!
 //! One module per topic, named `<module>_<topic>`.
 
+/// config check on the shipped example and on bad files.
+mod config_check;
 /// The alert state machine: transitions, hysteresis, prediction, replay, event schema.
 mod domain_alerts;
 /// Token-bucket math against a reference bucket simulation (proptest).
 mod domain_bucket_props;
 /// The lock-free ring under a million pushes and concurrent readers.
 mod ring_concurrency;
+/// serve end to end: gRPC simulator, HTTP, store, promtool, restart, SIGTERM.
+mod serve_e2e;
+/// serve when the Bridge fails or talks nonsense.
+mod serve_faults;
+/// Mutual TLS with the Bridge: right, wrong CA, no client certificate.
+mod serve_tls;
 /// Readers and verify while a writer process appends and seals.
 mod store_concurrent;
 /// Corruption: every single-byte flip reported, the rest readable.

@@ -36,3 +36,188 @@ pub fn record(policy: &str, at: DateTime<Utc>, tokens: i64) -> StateRecord {
 pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600, 0).expect("in range")
 }
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// GET over HTTP: status and body, any status.
+pub fn http_get(url: &str) -> Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+/// Polls `cond` every 100 ms until it holds; panics with `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Lines a child writes to a pipe, collected by a thread.
+fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            sink.lock().expect("log lock").push(line);
+        }
+    });
+    lines
+}
+
+/// A running `dictmon serve`.
+pub struct Serve {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    /// Starts `dictmon serve --data-dir DIR --listen 127.0.0.1:0 ARGS…` and waits for its first
+    /// log line, which names the HTTP address.
+    pub fn start(dir: &std::path::Path, args: &[&str]) -> Self {
+        let mut child = dictmon()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let log = collect(child.stderr.take().expect("piped"));
+        let mut base = None;
+        wait_until("serve's first log line", Duration::from_secs(30), || {
+            base = log.lock().expect("log").iter().find_map(|l| {
+                let at = l.find("HTTP on http://")? + "HTTP on ".len();
+                l[at..].split_whitespace().next().map(str::to_owned)
+            });
+            base.is_some()
+        });
+        Self {
+            child,
+            base: base.expect("found"),
+            log,
+        }
+    }
+
+    /// GET a path.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{path}", self.base)).unwrap_or((0, String::new()))
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    /// SIGTERM; waits for the exit; returns its status and how long it took.
+    pub fn terminate(mut self) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve ignored SIGTERM for 20 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `dictmon simulate --listen`.
+pub struct Simulator {
+    child: Child,
+    /// `http(s)://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Simulator {
+    /// Starts the gRPC simulator on `listen` with `args`, waits for its address line.
+    pub fn start(listen: &str, args: &[&str]) -> Self {
+        let mut child = dictmon()
+            .args(["simulate", "--listen", listen])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn simulate");
+        let out = collect(child.stdout.take().expect("piped"));
+        let mut url = None;
+        wait_until("the simulator's address", Duration::from_secs(30), || {
+            url = out.lock().expect("out").iter().find_map(|l| {
+                l.strip_prefix("listening on ")?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            });
+            url.is_some()
+        });
+        Self {
+            child,
+            url: url.expect("found"),
+        }
+    }
+
+    /// The `host:port` it listens on.
+    pub fn addr(&self) -> String {
+        self.url.split("://").nth(1).unwrap_or_default().to_owned()
+    }
+
+    /// Kills it (SIGKILL) and waits.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of one sample line of a Prometheus exposition (`name{labels}`), if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

@@ -1,0 +1,252 @@
+//! `serve` end to end, real processes on loopback: the simulator over the Bridge's gRPC, the
+//! poll cycle, HTTP, the store.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use dictmon::domain::dict_table::PSP_POLICIES;
+use dictmon::domain::{Alert, Severity};
+use dictmon::source::simulator::SCRIPTED_POLICY;
+use dictmon::store::{Filter, StoreReader};
+
+use crate::util::{Serve, Simulator, metric, wait_until};
+
+const GAUGES: [&str; 7] = [
+    "dict_rate_limit_available_tokens",
+    "dict_rate_limit_capacity",
+    "dict_rate_limit_utilization_percent",
+    "dict_rate_limit_consumption_rate_per_minute",
+    "dict_rate_limit_recovery_eta_seconds",
+    "dict_rate_limit_exhaustion_projection_seconds",
+    "dict_rate_limit_error_404_rate",
+];
+
+fn alerts(serve: &Serve, query: &str) -> Vec<Alert> {
+    let (status, body) = serve.get(&format!("/api/v1/alerts{query}"));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("alerts JSON")
+}
+
+fn critical_on_scripted(list: &[Alert]) -> Option<Alert> {
+    list.iter()
+        .find(|a| a.policy.as_str() == SCRIPTED_POLICY && a.severity == Severity::Critical)
+        .cloned()
+}
+
+#[test]
+fn exhaustion_over_the_bridge_opens_critical_before_zero_and_resolves_after_refill() {
+    let dir = tempfile::tempdir().expect("temp");
+    let sim = Simulator::start("127.0.0.1:0", &["--scenario", "exhaustion"]);
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--source",
+            "bridge",
+            "--bridge-url",
+            &sim.url,
+            "--interval",
+            "1s",
+        ],
+    );
+
+    // Every gauge, for every policy.
+    wait_until(
+        "every gauge for every policy",
+        Duration::from_secs(30),
+        || {
+            let (_, text) = serve.get("/metrics");
+            GAUGES.iter().all(|g| {
+                PSP_POLICIES.iter().all(|p| {
+                    // The consumption rate needs two samples; the rest appear with the first.
+                    text.contains(&format!("{g}{{endpoint_id=\"{}\",", p.name))
+                })
+            })
+        },
+    );
+
+    // A CRITICAL alert opens while tokens remain…
+    let mut critical = None;
+    wait_until(
+        "a CRITICAL alert on the scripted bucket",
+        Duration::from_secs(60),
+        || {
+            critical = critical_on_scripted(&alerts(&serve, "?open=true"));
+            critical.is_some()
+        },
+    );
+    let critical = critical.expect("found");
+    assert!(
+        critical.available_tokens > 0,
+        "opened only at {} tokens",
+        critical.available_tokens
+    );
+    // …and resolves once the bucket refills.
+    wait_until(
+        "the CRITICAL alert to resolve",
+        Duration::from_secs(60),
+        || {
+            alerts(&serve, "")
+                .iter()
+                .any(|a| a.id == critical.id && a.resolved_at.is_some())
+        },
+    );
+    let served = alerts(&serve, "");
+    let (status, elapsed) = serve.terminate();
+    assert!(status.success(), "exit {status:?}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?} to stop");
+
+    // The API and the store agree on every alert the API showed.
+    let stored = StoreReader::open(dir.path())
+        .expect("reader")
+        .catalog()
+        .expect("catalog")
+        .alerts()
+        .expect("alerts");
+    for a in &served {
+        let s = stored
+            .iter()
+            .find(|s| s.id == a.id)
+            .expect("alert in the store");
+        assert_eq!(
+            (s.policy.as_str(), s.severity, s.opened_at),
+            (a.policy.as_str(), a.severity, a.opened_at)
+        );
+        if a.resolved_at.is_some() {
+            assert_eq!(s.resolved_at, a.resolved_at);
+        }
+    }
+    // And every stored snapshot of the scripted bucket is a valid one.
+    let mut rows = 0;
+    StoreReader::open(dir.path())
+        .expect("reader")
+        .scan(&Filter::default(), &mut |r| {
+            rows += 1;
+            assert!(r.sample.available_tokens <= r.sample.bucket.capacity);
+        })
+        .expect("scan");
+    assert!(rows >= 29 * 10, "only {rows} snapshots stored");
+    drop(sim);
+}
+
+#[test]
+fn metrics_pass_promtool_check() {
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = Serve::start(dir.path(), &["--interval", "1s"]);
+    let mut text = String::new();
+    wait_until("the rate gauges", Duration::from_secs(30), || {
+        text = serve.get("/metrics").1;
+        text.contains("dict_rate_limit_consumption_rate_per_minute{")
+    });
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool not found: install the Debian package `prometheus` (.ci/run does)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = promtool.wait_with_output().expect("promtool ran");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}"
+    );
+}
+
+#[test]
+fn restart_keeps_the_open_alert_and_creates_no_duplicate() {
+    let dir = tempfile::tempdir().expect("temp");
+    // Flapping 19 % / 21 %: one WARNING that stays open (hysteresis).
+    let serve = Serve::start(dir.path(), &["--scenario", "flapping", "--interval", "1s"]);
+    let mut open = None;
+    wait_until("the WARNING", Duration::from_secs(30), || {
+        open = alerts(&serve, "?open=true")
+            .into_iter()
+            .find(|a| a.policy.as_str() == SCRIPTED_POLICY);
+        open.is_some()
+    });
+    let open = open.expect("found");
+    let (status, _) = serve.terminate();
+    assert!(status.success());
+
+    let serve = Serve::start(dir.path(), &["--scenario", "flapping", "--interval", "1s"]);
+    // Several cycles after the restart…
+    let first = serve.get("/api/v1/policies").1;
+    wait_until("three new cycles", Duration::from_secs(30), || {
+        let (_, text) = serve.get("/metrics");
+        metric(&text, "dictmon_last_successful_poll_timestamp_seconds").is_some()
+            && serve.get("/api/v1/policies").1 != first
+            && text.contains("dictmon_source_fresh 1")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let now_open: Vec<Alert> = alerts(&serve, "?open=true")
+        .into_iter()
+        .filter(|a| a.policy.as_str() == SCRIPTED_POLICY)
+        .collect();
+    assert_eq!(
+        now_open.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![open.id],
+        "{now_open:?}"
+    );
+    let all = alerts(&serve, "");
+    assert_eq!(
+        all.iter()
+            .filter(|a| a.policy.as_str() == SCRIPTED_POLICY)
+            .count(),
+        1,
+        "{all:?}"
+    );
+    let (status, _) = serve.terminate();
+    assert!(status.success());
+    let outbox = StoreReader::open(dir.path())
+        .expect("reader")
+        .catalog()
+        .expect("catalog")
+        .outbox()
+        .expect("outbox");
+    let created = outbox
+        .iter()
+        .filter(|(_, e)| e.endpoint_id.as_str() == SCRIPTED_POLICY)
+        .count();
+    assert_eq!(created, 1, "one event for the one alert: {outbox:?}");
+}
+
+#[test]
+fn sigterm_exits_zero_within_five_seconds_with_the_last_cycle_on_disk() {
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = Serve::start(dir.path(), &["--interval", "1s"]);
+    let mut latest = String::new();
+    wait_until("two cycles", Duration::from_secs(30), || {
+        let (_, body) = serve.get("/api/v1/policies");
+        let changed = !latest.is_empty() && body != latest && body.len() > 2;
+        latest = body;
+        changed
+    });
+    let served: serde_json::Value = serde_json::from_str(&latest).expect("json");
+    let last_time: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(served[0]["response_time"].clone()).expect("time");
+    let (status, elapsed) = serve.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    let mut newest = None;
+    StoreReader::open(dir.path())
+        .expect("reader")
+        .scan(&Filter::default(), &mut |r| {
+            newest = newest.max(Some(r.sample.at));
+        })
+        .expect("scan");
+    assert!(
+        newest >= Some(last_time),
+        "newest stored {newest:?}, served {last_time}"
+    );
+}
