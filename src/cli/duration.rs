@@ -1,7 +1,9 @@
-//! Durations as operators write them: `90s`, `5m`, `12h`, `7d`, `2w`, `13mo` (calendar months).
+//! Spans of time on the command line: the configuration's durations (`5m`, `12h`, `7d` …,
+//! `config::parse_duration`) plus calendar months (`13mo`).
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Months, TimeDelta, Utc};
+use dictmon::config::parse_duration;
 
 /// A span of time, fixed or in calendar months.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,28 +25,21 @@ impl Span {
     }
 }
 
-/// Parses `<number><unit>` with unit `s`, `m`, `h`, `d`, `w` or `mo`.
+/// Parses a duration, or `<number>mo` for calendar months.
 pub fn parse(text: &str) -> anyhow::Result<Span> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u32 = number.parse().with_context(|| {
-        format!("{text:?}: expected a number then a unit, e.g. 5m, 12h, 7d, 13mo")
-    })?;
-    let n64 = i64::from(n);
-    Ok(match unit {
-        "s" => Span::Fixed(TimeDelta::seconds(n64)),
-        "m" | "min" => Span::Fixed(TimeDelta::minutes(n64)),
-        "h" => Span::Fixed(TimeDelta::hours(n64)),
-        "d" => Span::Fixed(TimeDelta::days(n64)),
-        "w" => Span::Fixed(TimeDelta::weeks(n64)),
-        "mo" => Span::Months(n),
-        _ => bail!("{text:?}: unknown unit {unit:?}; use s, m, h, d, w or mo (months)"),
-    })
+    if let Some(months) = text.strip_suffix("mo") {
+        let n = months
+            .parse()
+            .with_context(|| format!("{text:?}: expected a number of months, e.g. 13mo"))?;
+        return Ok(Span::Months(n));
+    }
+    let fixed = parse_duration(text).map_err(anyhow::Error::msg)?;
+    Ok(Span::Fixed(
+        TimeDelta::from_std(fixed).context("duration too long")?,
+    ))
 }
 
-/// Parses a fixed duration (no months), for intervals.
+/// Parses a fixed duration longer than zero (no months), for intervals.
 pub fn parse_fixed(text: &str) -> anyhow::Result<TimeDelta> {
     match parse(text)? {
         Span::Fixed(d) if d > TimeDelta::zero() => Ok(d),
@@ -62,6 +57,7 @@ mod tests {
         assert_eq!(parse("13mo").ok(), Some(Span::Months(13)));
         assert_eq!(parse("5m").ok(), Some(Span::Fixed(TimeDelta::minutes(5))));
         assert_eq!(parse("7d").ok(), Some(Span::Fixed(TimeDelta::days(7))));
+        assert_eq!(parse("2w").ok(), Some(Span::Fixed(TimeDelta::weeks(2))));
         assert!(parse("5").is_err());
         assert!(parse("m5").is_err());
         assert!(parse("3y").is_err());

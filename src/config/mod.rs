@@ -442,7 +442,7 @@ fn to_delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
-/// Parses `90s`, `5m`, `12h`, `7d`, `500ms`.
+/// Parses `500ms`, `90s`, `5m`, `12h`, `7d`, `2w` (also `min`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -454,12 +454,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => 1,
-        "m" => 60,
+        "m" | "min" => 60,
         "h" => 3_600,
         "d" => 86_400,
+        "w" => 604_800,
         _ => {
             return Err(format!(
-                "{text:?}: unknown unit {unit:?}; use ms, s, m, h or d"
+                "{text:?}: unknown unit {unit:?}; use ms, s, m, h, d or w"
             ));
         }
     };

@@ -247,6 +247,27 @@ pub struct Transition {
     pub events: Vec<AlertEvent>,
 }
 
+impl Transition {
+    /// The alerts this transition wrote: the one it resolved and the one it opened, as they
+    /// must now be stored.
+    pub fn changed_alerts(&self) -> impl Iterator<Item = &Alert> {
+        let opened = self
+            .events
+            .iter()
+            .any(|e| e.event_type == AlertEventType::Created)
+            .then_some(self.state.open.as_ref())
+            .flatten();
+        self.resolved.iter().chain(opened)
+    }
+
+    /// Whether it opened an alert.
+    pub fn opened(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| e.event_type == AlertEventType::Created)
+    }
+}
+
 /// The state machine: evaluates one observation against a policy's state and thresholds.
 pub fn evaluate(state: &AlertState, obs: Observation<'_>, thresholds: &Thresholds) -> Transition {
     let at = obs.snapshot.sample.at;

@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 use crate::domain::{
-    AlertEventType, AlertState, Observation, Policy, PspCategory, Sample, Snapshot, StateRecord,
-    Thresholds, enrich, evaluate,
+    AlertState, Observation, Policy, PspCategory, Sample, Snapshot, StateRecord, Thresholds,
+    enrich, evaluate,
 };
 use crate::source::traffic::Traffic;
 use crate::store::catalog::CatalogUpdate;
@@ -113,14 +113,8 @@ pub fn backfill(
                 },
                 &thresholds,
             );
-            update.alerts.extend(t.resolved);
-            if t.events
-                .iter()
-                .any(|e| e.event_type == AlertEventType::Created)
-            {
-                update.alerts.extend(t.state.open.clone());
-                report.alerts += 1;
-            }
+            update.alerts.extend(t.changed_alerts().cloned());
+            report.alerts += usize::from(t.opened());
             *state = t.state;
             rows.push(StateRecord {
                 policy: snapshot.policy,

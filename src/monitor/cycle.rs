@@ -392,13 +392,7 @@ impl<S: Source> Monitor<S> {
             },
             thresholds,
         );
-        update.alerts.extend(t.resolved.clone());
-        if t.events
-            .iter()
-            .any(|e| e.event_type == AlertEventType::Created)
-        {
-            update.alerts.extend(t.state.open.clone());
-        }
+        update.alerts.extend(t.changed_alerts().cloned());
         for e in &t.events {
             self.shared.metrics.alert_event(e);
             info!(policy = %e.endpoint_id, severity = %e.severity, event = ?e.event_type, "{}", e.message);
