@@ -10,6 +10,7 @@
 //! for metrics ([`SourceError::kind`]).
 
 pub mod bridge;
+pub mod dict_xml;
 pub mod simulator;
 pub mod tls;
 pub mod traffic;

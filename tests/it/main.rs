@@ -4,6 +4,8 @@
 
 /// config check on the shipped example and on bad files.
 mod config_check;
+/// DICT's XML bodies: spec fixtures and variants.
+mod dict_xml;
 /// The alert state machine: transitions, hysteresis, prediction, replay, event schema.
 mod domain_alerts;
 /// Token-bucket math against a reference bucket simulation (proptest).
