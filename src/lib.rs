@@ -11,13 +11,20 @@
 //!
 //! | module | owns | may use |
 //! |---|---|---|
-//! | [`domain`] | policies, snapshots, validation, token-bucket math, thresholds, alert state machine; pure | std, chrono, serde, uuid |
+//! | [`domain`] | policies, snapshots, validation, token-bucket math, thresholds, alert state machine, DICT's published rate table; pure | std, chrono, serde, uuid |
 //! | [`ring`] | lock-free per-policy ring of recent samples | domain |
-//! | `store` | segment files, redb catalog, retention, verify *(issue 3)* | domain |
-//! | `source` | DICT HTTPS/XML, Bridge gRPC, simulator *(issues 4, 5)* | domain |
-//! | `monitor` | the poll cycle and its scheduler *(issue 4)* | everything above |
-//! | `notify`, `telemetry`, `http`, `export`, `config` | *(issues 4–7)* | |
+//! | [`store`] | segment files (`storage-format.md`), redb catalog, retention, verify | domain |
+//! | [`source`] | the `Source` trait; Bridge gRPC client; DICT's XML; simulator and traffic model | domain |
+//! | [`monitor`] | the poll cycle and its scheduler; history backfill | domain, ring, store, source, telemetry |
+//! | [`telemetry`] | Prometheus metrics; the state published to readers | domain |
+//! | [`http`] | `/metrics`, `/healthz`, `/readyz`, `/api/v1/…` | domain, store, telemetry |
+//! | [`config`] | TOML configuration, defaults, checks with line and column | domain, source |
+//! | `notify`, `export` | *(issues 6, 7)* | |
 //! | `cli` (binary only) | argument parsing and dispatch | everything |
+//!
+//! One deliberate departure from DESIGN.md's table: `config` uses `domain` and `source` types
+//! (thresholds, scenario names, the Bridge's settings), so that each value is checked where it
+//! is defined, once, instead of through a parallel set of plain types.
 //!
 //! ## One poll cycle
 //!
@@ -31,9 +38,11 @@
 //!
 //! ## Tasks and threads
 //!
-//! One writer task runs the poll cycle and is the only writer of the rings
-//! ([`ring::RingSetWriter`]); any number of readers (HTTP handlers, the dashboard) read windows
-//! concurrently without blocking it.
+//! `serve` runs a multi-threaded tokio runtime with two long tasks: the monitor (the only writer
+//! of the store, the catalog and the rings — [`ring::RingSetWriter`]; store I/O runs in
+//! `block_in_place`) and the HTTP server, whose handlers only read what the monitor publishes
+//! ([`telemetry::Published`], the catalog). Full scans of the store decode on up to four worker
+//! threads.
 
 pub mod config;
 pub mod domain;

@@ -223,11 +223,12 @@ async fn run_with<S: Source + 'static>(
     config: MonitorConfig,
     listener: TcpListener,
 ) -> anyhow::Result<()> {
-    let (monitor, shared) = Monitor::new(source, store, config)?;
+    let (monitor, readers) = Monitor::new(source, store, config)?;
     let (stop, stopped) = watch::channel(false);
     let http = tokio::spawn(dictmon::http::serve(
         listener,
-        Arc::clone(&shared),
+        Arc::clone(&readers.published),
+        Arc::clone(&readers.catalog),
         stopped.clone(),
     ));
     let monitor = tokio::spawn(monitor.run(stopped));

@@ -1,7 +1,8 @@
 //! The HTTP server (hyper): `/metrics`, `/healthz`, `/readyz`, `/api/v1/policies`,
 //! `/api/v1/alerts[?open=true]`. Bound to loopback unless configured otherwise.
 //!
-//! May use: `domain`, `monitor`'s shared view, `store`'s catalog, `telemetry`.
+//! May use: `domain`, `store` (the catalog's alerts), `telemetry` (the published state and the
+//! metrics).
 //!
 //! Invariants: handlers only read (the ring, the latest view, the catalog); none blocks the
 //! poll cycle.
@@ -22,12 +23,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::monitor::cycle::{PolicyView, Shared};
+use crate::store::catalog::Catalog;
+use crate::telemetry::{PolicyView, Published};
 
 /// Serves until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    published: Arc<Published>,
+    catalog: Arc<Catalog>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -35,16 +38,18 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors or similar: back off rather than spin.
                     warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },
             _ = shutdown.changed() => break,
         };
-        let shared = shared.clone();
+        let (published, catalog) = (published.clone(), catalog.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let reply = handle(&req, &shared);
+                let reply = handle(&req, &published, &catalog);
                 async move { Ok::<_, Infallible>(reply) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -78,7 +83,7 @@ fn json<T: Serialize>(value: &T) -> Reply {
     }
 }
 
-fn handle(req: &Request<Incoming>, shared: &Shared) -> Reply {
+fn handle(req: &Request<Incoming>, shared: &Published, catalog: &Catalog) -> Reply {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -101,7 +106,7 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Reply {
                 .uri()
                 .query()
                 .is_some_and(|q| q.split('&').any(|kv| kv == "open=true" || kv == "open=1"));
-            match shared.catalog.alerts() {
+            match catalog.alerts() {
                 Ok(mut alerts) => {
                     if open_only {
                         alerts.retain(|a| a.resolved_at.is_none());
@@ -124,7 +129,7 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Reply {
     }
 }
 
-fn readyz(shared: &Shared) -> Reply {
+fn readyz(shared: &Published) -> Reply {
     let mut problems = Vec::new();
     if !shared.store_ok.load(Ordering::Acquire) {
         problems.push("the store cannot be written (see the log)".to_owned());
@@ -165,7 +170,7 @@ struct PolicyJson<'a> {
     severity: Option<crate::domain::Severity>,
 }
 
-fn policies(shared: &Shared) -> Vec<serde_json::Value> {
+fn policies(shared: &Published) -> Vec<serde_json::Value> {
     let latest = shared.latest.load();
     latest
         .iter()

@@ -33,7 +33,7 @@ use crate::ring::{DEFAULT_CAPACITY, RingSet, RingSetWriter};
 use crate::source::{PolicyList, Source, SourceError};
 use crate::store::catalog::{Catalog, CatalogUpdate};
 use crate::store::{Filter, Store, StoreReader};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, PolicyView, Published};
 
 /// The policy name of dictmon's own staleness alert.
 pub const SELF_POLICY: &str = "DICTMON_SOURCE";
@@ -61,42 +61,15 @@ pub struct MonitorConfig {
     pub keep_months: u32,
 }
 
-/// A policy as readers see it: its latest stored state and its open alert's severity.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PolicyView {
-    /// Latest snapshot with derived metrics.
-    pub record: StateRecord,
-    /// Severity of the open alert, if any.
-    pub severity: Option<Severity>,
-}
-
-/// What the HTTP side reads; updated by the monitor after every cycle.
-pub struct Shared {
+/// What the readers of a running monitor need: the published state, the rings and the
+/// catalog. `cli` hands them to `http`.
+pub struct Readers {
+    /// Latest views, health, metrics.
+    pub published: Arc<Published>,
     /// Recent samples per policy.
     pub rings: RingSet,
-    /// Latest view of every policy, by name.
-    pub latest: ArcSwap<Vec<PolicyView>>,
-    /// The metrics.
-    pub metrics: Arc<Metrics>,
     /// The catalog (alerts), for reading.
     pub catalog: Arc<Catalog>,
-    /// Unix milliseconds of the last successful poll; 0 before the first.
-    pub last_success_ms: AtomicI64,
-    /// Whether the last store write succeeded.
-    pub store_ok: AtomicBool,
-    /// The poll interval (freshness is two of them).
-    pub interval: Duration,
-    /// What the source is, for the health endpoints.
-    pub source: String,
-}
-
-impl Shared {
-    /// Whether the source answered within two intervals.
-    pub fn source_fresh(&self, now: DateTime<Utc>) -> bool {
-        let last = self.last_success_ms.load(Ordering::Acquire);
-        let limit = i64::try_from(2 * self.interval.as_millis()).unwrap_or(i64::MAX);
-        last > 0 && now.timestamp_millis() - last <= limit
-    }
 }
 
 /// The poll cycle's owner: the one writer of the store and of the rings.
@@ -104,7 +77,8 @@ pub struct Monitor<S: Source> {
     source: S,
     store: Store,
     rings: RingSetWriter,
-    shared: Arc<Shared>,
+    shared: Arc<Published>,
+    ring_reader: RingSet,
     config: MonitorConfig,
     states: HashMap<PolicyName, AlertState>,
     last_accepted: HashMap<PolicyName, DateTime<Utc>>,
@@ -133,7 +107,7 @@ impl<S: Source> Monitor<S> {
         source: S,
         store: Store,
         config: MonitorConfig,
-    ) -> Result<(Self, Arc<Shared>), crate::store::StoreError> {
+    ) -> Result<(Self, Readers), crate::store::StoreError> {
         let (mut rings, ring_set) = RingSetWriter::new(DEFAULT_CAPACITY);
         let mut last_accepted = HashMap::new();
         let mut latest: BTreeMap<PolicyName, PolicyView> = BTreeMap::new();
@@ -184,24 +158,29 @@ impl<S: Source> Monitor<S> {
             );
         }
         let metrics = Arc::new(Metrics::new());
+        metrics.register_poll_error_kinds(&SourceError::KINDS);
         for view in latest.values() {
             metrics.observe(&view.record);
         }
-        let shared = Arc::new(Shared {
-            rings: ring_set,
+        let shared = Arc::new(Published {
             latest: ArcSwap::from_pointee(latest.values().cloned().collect()),
             metrics,
-            catalog,
             last_success_ms: AtomicI64::new(0),
             store_ok: AtomicBool::new(true),
             interval: config.interval,
             source: source.describe(),
         });
+        let readers = Readers {
+            published: shared.clone(),
+            rings: ring_set.clone(),
+            catalog,
+        };
         let monitor = Self {
             source,
             store,
             rings,
-            shared: shared.clone(),
+            shared,
+            ring_reader: ring_set,
             config,
             states,
             last_accepted,
@@ -214,7 +193,7 @@ impl<S: Source> Monitor<S> {
             last_maintenance: None,
             started: Instant::now(),
         };
-        Ok((monitor, shared))
+        Ok((monitor, readers))
     }
 
     /// Runs cycles until `shutdown` turns true. A cycle in flight finishes processing and
@@ -368,8 +347,7 @@ impl<S: Source> Monitor<S> {
     ) -> Option<StateRecord> {
         self.rings.push(&policy, &sample);
         let window = self
-            .shared
-            .rings
+            .ring_reader
             .get(&policy)
             .map(|r| r.window(window_len(&self.config)))
             .unwrap_or_default();

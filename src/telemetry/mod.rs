@@ -10,6 +10,10 @@
 //! an unknown consumption rate (first sample of a policy) is not exported. When a policy's
 //! category changes, its series under the old category are removed.
 
+mod published;
+
+pub use published::{PolicyView, Published};
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -205,9 +209,6 @@ impl Metrics {
             categories: Mutex::new(HashMap::new()),
             registry: r,
         };
-        for kind in crate::source::SourceError::KINDS {
-            m.poll_errors.with_label_values(&[kind]);
-        }
         for reason in RejectReason::ALL {
             m.rejected.with_label_values(&[reason.label()]);
         }
@@ -274,6 +275,13 @@ impl Metrics {
         match e.event_type {
             AlertEventType::Created => self.alerts_created.with_label_values(&labels).inc(),
             AlertEventType::Resolved => self.alerts_resolved.with_label_values(&labels).inc(),
+        }
+    }
+
+    /// Exports every poll-error kind at zero, so that rates work before the first error.
+    pub fn register_poll_error_kinds(&self, kinds: &[&str]) {
+        for kind in kinds {
+            self.poll_errors.with_label_values(&[kind]);
         }
     }
 

@@ -1,0 +1,47 @@
+//! What the appliance publishes to its readers (HTTP, dashboard) after every poll cycle: the
+//! latest view of every policy and the health flags. Written by the monitor only; read
+//! lock-free.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+
+use super::Metrics;
+use crate::domain::{Severity, StateRecord};
+
+/// A policy as readers see it: its latest stored state and its open alert's severity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyView {
+    /// Latest snapshot with derived metrics.
+    pub record: StateRecord,
+    /// Severity of the open alert, if any.
+    pub severity: Option<Severity>,
+}
+
+/// The published state.
+pub struct Published {
+    /// Latest view of every policy, by name.
+    pub latest: ArcSwap<Vec<PolicyView>>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// Unix milliseconds of the last successful poll; 0 before the first.
+    pub last_success_ms: AtomicI64,
+    /// Whether the last store write succeeded.
+    pub store_ok: AtomicBool,
+    /// The poll interval (freshness is two of them).
+    pub interval: Duration,
+    /// What the source is, for the health endpoints.
+    pub source: String,
+}
+
+impl Published {
+    /// Whether the source answered within two intervals.
+    pub fn source_fresh(&self, now: DateTime<Utc>) -> bool {
+        let last = self.last_success_ms.load(Ordering::Acquire);
+        let limit = i64::try_from(2 * self.interval.as_millis()).unwrap_or(i64::MAX);
+        last > 0 && now.timestamp_millis() - last <= limit
+    }
+}
