@@ -163,6 +163,19 @@ fn leaves(xml: &[u8]) -> Result<(String, Vec<Leaf>), XmlError> {
     Ok((root, out))
 }
 
+/// The leaves of a document whose root must be `root`.
+fn document(xml: &[u8], root: &'static str) -> Result<Vec<Leaf>, XmlError> {
+    let (found, leaves) = leaves(xml)?;
+    if found == root {
+        Ok(leaves)
+    } else {
+        Err(XmlError::WrongRoot {
+            expected: root,
+            found,
+        })
+    }
+}
+
 /// The text of the element at `path` below the root (first occurrence).
 fn find<'a>(leaves: &'a [Leaf], path: &[&str]) -> Option<&'a str> {
     leaves
@@ -232,13 +245,7 @@ fn policy(fields: &[(String, &str)]) -> Result<RawPolicy, XmlError> {
 
 /// Reads a `ListPoliciesResponse` (the body of `GET /policies/`).
 pub fn parse_list(xml: &[u8]) -> Result<PolicyList, XmlError> {
-    let (root, leaves) = leaves(xml)?;
-    if root != "ListPoliciesResponse" {
-        return Err(XmlError::WrongRoot {
-            expected: "ListPoliciesResponse",
-            found: root,
-        });
-    }
+    let leaves = document(xml, "ListPoliciesResponse")?;
     let (response_time, category, correlation_id) = header(&leaves)?;
     // Group the leaves under each <Policies><Policy> by its position: a leaf at depth 4 whose
     // parent is a Policy; the Policy elements close in order, so a new group starts after a
@@ -268,13 +275,7 @@ pub fn parse_list(xml: &[u8]) -> Result<PolicyList, XmlError> {
 
 /// Reads a `GetPolicyResponse` (the body of `GET /policies/{policy}`): a listing of one.
 pub fn parse_get(xml: &[u8]) -> Result<PolicyList, XmlError> {
-    let (root, leaves) = leaves(xml)?;
-    if root != "GetPolicyResponse" {
-        return Err(XmlError::WrongRoot {
-            expected: "GetPolicyResponse",
-            found: root,
-        });
-    }
+    let leaves = document(xml, "GetPolicyResponse")?;
     let (response_time, category, correlation_id) = header(&leaves)?;
     let fields: Vec<(String, &str)> = leaves
         .iter()
@@ -300,13 +301,7 @@ pub fn parse_get(xml: &[u8]) -> Result<PolicyList, XmlError> {
 
 /// Reads an RFC 7807 problem (`application/problem+xml`); lenient: absent fields are empty.
 pub fn parse_problem(xml: &[u8]) -> Result<Problem, XmlError> {
-    let (root, leaves) = leaves(xml)?;
-    if root != "problem" {
-        return Err(XmlError::WrongRoot {
-            expected: "problem",
-            found: root,
-        });
-    }
+    let leaves = document(xml, "problem")?;
     let text = |name: &str| find(&leaves, &[name]).unwrap_or_default().trim().to_owned();
     Ok(Problem {
         kind: text("type"),
