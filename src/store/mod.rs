@@ -498,6 +498,9 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io_err(dir))
 }
 
+/// How long a writer waits for the lock before saying who holds it.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// §1: one writer per data directory. The lock is an OS file lock on `LOCK`, released by the
 /// kernel when the process ends (even by SIGKILL); the file names the holder for the error.
 fn take_lock(dir: &Path) -> Result<File> {
@@ -509,7 +512,19 @@ fn take_lock(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(io_err(&path))?;
-    match file.try_lock() {
+    // A holder on its way out (a writer still exiting while systemd restarts `serve`, or a
+    // copy of the descriptor held for an instant by a process being spawned) gets a moment.
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    let locked = loop {
+        match file.try_lock() {
+            Ok(()) => break Ok(()),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();

@@ -30,7 +30,7 @@ mod store_decode_props;
 mod store_fixtures;
 /// The store against a BTreeMap model (proptest).
 mod store_model;
-/// Retention with a fake clock.
+/// Retention with a fake clock; one writer per data directory.
 mod store_retention;
 /// Helpers: synthetic records, the real binary.
 mod util;

@@ -94,3 +94,39 @@ fn fifteen_months_keep_thirteen() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_second_writer_is_refused_with_the_holder_named() {
+    let dir = tempfile::tempdir().expect("temp");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("first writer");
+    let started = std::time::Instant::now();
+    let out = crate::util::dictmon()
+        .args(["simulate", "--backfill", "1d", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("process {}", std::process::id())),
+        "{err}"
+    );
+    assert!(
+        err.contains("only one `serve` or `import` may write a data directory"),
+        "{err}"
+    );
+    // It waited for a holder that might have been on its way out.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    drop(store);
+    // Once the holder is gone, the same command writes.
+    let out = crate::util::dictmon()
+        .args(["simulate", "--backfill", "1d", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
