@@ -111,10 +111,30 @@ fn builder() -> Builder {
 }
 
 impl Catalog {
-    /// Opens (creating if absent) the catalog for writing.
+    /// Opens (creating if absent) the catalog for writing. A new catalog is made under a
+    /// temporary name and renamed into place once initialised (§10), so a reader never opens a
+    /// half-made file.
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
         let p = path.display().to_string();
-        let db = builder().create(path).map_err(|e| redb_err(&p, e))?;
+        if !path.exists() {
+            let tmp = path.with_extension("redb.tmp");
+            let tmp_text = tmp.display().to_string();
+            let _ = std::fs::remove_file(&tmp);
+            let fresh = Self {
+                db: builder().create(&tmp).map_err(|e| redb_err(&tmp_text, e))?,
+                path: tmp_text.clone(),
+            };
+            fresh.init()?;
+            drop(fresh);
+            let io = |e: std::io::Error| redb_err(&p, redb::StorageError::Io(e));
+            std::fs::rename(&tmp, path).map_err(io)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
+            }
+        }
+        let db = builder().open(path).map_err(|e| redb_err(&p, e))?;
         let catalog = Self { db, path: p };
         catalog.init()?;
         Ok(catalog)
