@@ -227,6 +227,10 @@ fn classify(url: &str, timeout: Duration, status: &tonic::Status) -> SourceError
         Code::Internal | Code::DataLoss if !lower.contains("transport") => {
             SourceError::Malformed { endpoint, detail }
         }
-        _ => SourceError::Unavailable { endpoint, detail },
+        _ => SourceError::Unavailable {
+            endpoint,
+            retry_after: None,
+            detail,
+        },
     }
 }

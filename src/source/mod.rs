@@ -10,6 +10,7 @@
 //! for metrics ([`SourceError::kind`]).
 
 pub mod bridge;
+pub mod dict;
 pub mod dict_xml;
 pub mod simulator;
 pub mod tls;
@@ -63,12 +64,15 @@ pub struct PolicyList {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SourceError {
-    /// Cannot connect, or the connection broke. Retryable.
-    #[error("{endpoint} is unreachable: {detail}")]
+    /// Cannot connect, the connection broke, or the service is down for now. Retryable,
+    /// after `retry_after` when given (DICT's 503).
+    #[error("{endpoint} is unavailable: {detail}")]
     Unavailable {
         /// Where.
         endpoint: String,
-        /// What the transport said.
+        /// Wait at least this long.
+        retry_after: Option<Duration>,
+        /// What the transport or the service said.
         detail: String,
     },
     /// No answer within the deadline. Retryable.
@@ -149,7 +153,9 @@ impl SourceError {
     /// The least time to wait before trying again, when the source said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after, .. } => *retry_after,
+            Self::RateLimited { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }

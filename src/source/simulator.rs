@@ -246,6 +246,7 @@ impl Source for SimulatorSource {
             .map(|mut s| s.list_at(Utc::now()))
             .map_err(|_| SourceError::Unavailable {
                 endpoint: "simulator".into(),
+                retry_after: None,
                 detail: "the simulator panicked earlier".into(),
             });
         std::future::ready(list)
