@@ -61,13 +61,11 @@ pub struct MonitorConfig {
     pub keep_months: u32,
 }
 
-/// What the readers of a running monitor need: the published state, the rings and the
-/// catalog. `cli` hands them to `http`.
+/// What the readers of a running monitor need: the published state and the catalog. `cli`
+/// hands them to `http`.
 pub struct Readers {
     /// Latest views, health, metrics.
     pub published: Arc<Published>,
-    /// Recent samples per policy.
-    pub rings: RingSet,
     /// The catalog (alerts), for reading.
     pub catalog: Arc<Catalog>,
 }
@@ -172,7 +170,6 @@ impl<S: Source> Monitor<S> {
         });
         let readers = Readers {
             published: shared.clone(),
-            rings: ring_set.clone(),
             catalog,
         };
         let monitor = Self {
@@ -516,17 +513,14 @@ impl<S: Source> Monitor<S> {
 
     /// Daily: retention, sealing of closed days, store size metrics (those every cycle).
     fn maintenance(&mut self) {
-        if let Ok(bytes) = crate::store::segment_bytes(self.store.dir()) {
-            self.shared
-                .metrics
+        if let Ok((segments, bytes)) = crate::store::segment_stats(self.store.dir()) {
+            let metrics = &self.shared.metrics;
+            metrics
                 .store_bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-        }
-        if let Ok(months) = StoreReader::open(self.store.dir()).and_then(|r| r.months()) {
-            self.shared
-                .metrics
+            metrics
                 .store_segments
-                .set(i64::try_from(months.len()).unwrap_or(i64::MAX));
+                .set(i64::try_from(segments).unwrap_or(i64::MAX));
         }
         if self
             .last_maintenance

@@ -714,13 +714,19 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(usize, usize, &Path)) -> Resu
     Ok(report)
 }
 
-/// Total bytes of the segment files of a data directory.
-pub fn segment_bytes(dir: &Path) -> Result<u64> {
+/// Number and total bytes of the segment files of a data directory (one listing).
+pub fn segment_stats(dir: &Path) -> Result<(usize, u64)> {
     let reader = StoreReader::open(dir)?;
+    let months = reader.months()?;
     let mut total = 0;
-    for m in reader.months()? {
-        let path = reader.segment_path(m);
+    for m in &months {
+        let path = reader.segment_path(*m);
         total += fs::metadata(&path).map_err(io_err(&path))?.len();
     }
-    Ok(total)
+    Ok((months.len(), total))
+}
+
+/// Total bytes of the segment files of a data directory.
+pub fn segment_bytes(dir: &Path) -> Result<u64> {
+    segment_stats(dir).map(|(_, bytes)| bytes)
 }
