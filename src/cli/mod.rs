@@ -8,6 +8,7 @@ mod duration;
 mod retention;
 mod serve;
 mod simulate;
+mod source_args;
 mod status;
 mod verify;
 

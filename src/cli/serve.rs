@@ -2,21 +2,19 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use dictmon::config::{self, Config, SourceConfig};
 use dictmon::domain::{RateWindow, ValidationLimits};
 use dictmon::monitor::cycle::{Monitor, MonitorConfig};
 use dictmon::source::Source;
-use dictmon::source::bridge::{BridgeConfig, BridgeSource};
-use dictmon::source::simulator::{Scenario, Simulator, SimulatorSource};
 use dictmon::store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::Outcome;
+use super::source_args::{SourceArgs, WithSource, check_interval, with_source};
 
 /// Run the appliance: poll every policy, keep history, raise alerts, serve metrics.
 ///
@@ -36,27 +34,11 @@ pub struct Args {
     /// HTTP listen address (port 0: any free port, printed in the first log line).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// Where policy states come from.
-    #[arg(long, value_parser = ["simulator", "bridge"])]
-    source: Option<String>,
-    /// The Bridge's gRPC address, http://… or https://… (with --source bridge).
-    #[arg(long, value_name = "URL")]
-    bridge_url: Option<String>,
-    /// CA bundle that signs the Bridge's certificate (PEM).
-    #[arg(long, value_name = "PEM")]
-    ca_cert: Option<PathBuf>,
-    /// Client certificate for mutual TLS (PEM).
-    #[arg(long, value_name = "PEM")]
-    client_cert: Option<PathBuf>,
-    /// Its private key (PEM).
-    #[arg(long, value_name = "PEM")]
-    client_key: Option<PathBuf>,
-    /// Poll interval: 5s, 1m, 5m …
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Poll interval: 5s, 1m, 5m … (at least 10s with --source dict).
     #[arg(long, value_name = "DURATION")]
     interval: Option<String>,
-    /// Simulator scenario (steady, burst, exhaustion, capacity-change, flapping, malformed).
-    #[arg(long)]
-    scenario: Option<Scenario>,
 }
 
 fn apply(args: &Args, c: &mut Config) -> anyhow::Result<()> {
@@ -70,64 +52,9 @@ fn apply(args: &Args, c: &mut Config) -> anyhow::Result<()> {
         c.interval = config::parse_duration(i)
             .map_err(anyhow::Error::msg)
             .context("--interval")?;
-        anyhow::ensure!(
-            c.interval >= Duration::from_secs(1),
-            "--interval must be at least 1s"
-        );
     }
-    match args.source.as_deref() {
-        Some("bridge") => {
-            let url = args
-                .bridge_url
-                .clone()
-                .or_else(|| match &c.source {
-                    SourceConfig::Bridge(b) => Some(b.url.clone()),
-                    SourceConfig::Simulator { .. } => None,
-                })
-                .context(
-                    "--source bridge needs --bridge-url (or [source.bridge] url in the config)",
-                )?;
-            c.source = SourceConfig::Bridge(BridgeConfig {
-                url,
-                ca_cert: None,
-                client_cert: None,
-                client_key: None,
-                timeout: c.timeout,
-                ispb: String::new(),
-            });
-        }
-        Some("simulator") => {
-            c.source = SourceConfig::Simulator {
-                scenario: Scenario::Steady,
-                seed: 1,
-                category: dictmon::domain::PspCategory::C,
-            };
-        }
-        _ => {}
-    }
-    match &mut c.source {
-        SourceConfig::Bridge(b) => {
-            if let Some(u) = &args.bridge_url {
-                b.url.clone_from(u);
-            }
-            for (flag, slot) in [
-                (&args.ca_cert, &mut b.ca_cert),
-                (&args.client_cert, &mut b.client_cert),
-                (&args.client_key, &mut b.client_key),
-            ] {
-                if flag.is_some() {
-                    slot.clone_from(flag);
-                }
-            }
-            b.timeout = c.timeout;
-        }
-        SourceConfig::Simulator { scenario, .. } => {
-            if let Some(s) = args.scenario {
-                *scenario = s;
-            }
-        }
-    }
-    Ok(())
+    args.source.apply(c)?;
+    check_interval(c)
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
@@ -153,12 +80,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?;
     let http = listener.local_addr().context("listening address")?;
-    let source_text = match &config.source {
-        SourceConfig::Simulator { scenario, .. } => {
-            format!("the built-in simulator (scenario {scenario})")
-        }
-        SourceConfig::Bridge(b) => format!("the Bridge at {}", b.url),
-    };
+    let source_text = config.source.describe();
     info!(
         "dictmon {} polling {source_text} every {:?}; data in {}; HTTP on http://{http} ({})",
         env!("CARGO_PKG_VERSION"),
@@ -201,44 +123,49 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         keep_months: config.keep_months,
     };
-    match &config.source {
-        SourceConfig::Simulator {
-            scenario,
-            seed,
-            category,
-        } => {
-            let source = SimulatorSource::new(Simulator::new(*seed, *scenario, *category));
-            run_with(source, store, monitor_config, listener).await
-        }
-        SourceConfig::Bridge(b) => {
-            let source = BridgeSource::new(b)?;
-            run_with(source, store, monitor_config, listener).await
-        }
+    if let SourceConfig::Dict(_) = &config.source {
+        warn!(
+            "DICT's response signatures are NOT verified: this build has no XML-DSig verifier (see README, \"DICT source\"); the answers are trusted on the strength of mutual TLS alone"
+        );
     }
+    with_source(
+        &config.source,
+        Serve {
+            store,
+            config: monitor_config,
+            listener,
+        },
+    )
+    .await
 }
 
-async fn run_with<S: Source + 'static>(
-    source: S,
+struct Serve {
     store: Store,
     config: MonitorConfig,
     listener: TcpListener,
-) -> anyhow::Result<()> {
-    let (monitor, readers) = Monitor::new(source, store, config)?;
-    let (stop, stopped) = watch::channel(false);
-    let http = tokio::spawn(dictmon::http::serve(
-        listener,
-        Arc::clone(&readers.published),
-        Arc::clone(&readers.catalog),
-        stopped.clone(),
-    ));
-    let monitor = tokio::spawn(monitor.run(stopped));
-    shutdown_signal().await;
-    info!("stopping: finishing the cycle in flight");
-    let _ = stop.send(true);
-    monitor.await.context("the monitor task failed")?;
-    http.await.context("the HTTP task failed")?;
-    info!("stopped");
-    Ok(())
+}
+
+impl WithSource for Serve {
+    type Output = ();
+
+    async fn run<S: Source + 'static>(self, source: S) -> anyhow::Result<()> {
+        let (monitor, readers) = Monitor::new(source, self.store, self.config)?;
+        let (stop, stopped) = watch::channel(false);
+        let http = tokio::spawn(dictmon::http::serve(
+            self.listener,
+            Arc::clone(&readers.published),
+            Arc::clone(&readers.catalog),
+            stopped.clone(),
+        ));
+        let monitor = tokio::spawn(monitor.run(stopped));
+        shutdown_signal().await;
+        info!("stopping: finishing the cycle in flight");
+        let _ = stop.send(true);
+        monitor.await.context("the monitor task failed")?;
+        http.await.context("the HTTP task failed")?;
+        info!("stopped");
+        Ok(())
+    }
 }
 
 /// SIGTERM or SIGINT.

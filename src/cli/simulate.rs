@@ -1,8 +1,9 @@
-//! `dictmon simulate`: a fake DICT behind the Bridge's gRPC service (`--listen`), or months of
-//! realistic history written into a data directory (`--backfill`).
+//! `dictmon simulate`: a fake DICT behind the Bridge's gRPC service or DICT's own HTTPS API
+//! (`--listen`), or months of realistic history written into a data directory (`--backfill`).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -10,6 +11,7 @@ use chrono::Utc;
 use dictmon::domain::PspCategory;
 use dictmon::monitor::backfill::{BackfillPlan, backfill};
 use dictmon::source::simulator::{Scenario, Simulator, SimulatorService};
+use dictmon::source::simulator_dict::{self, Fault, SimulatedDict};
 use dictmon::source::tls::{ensure_pki, read_pem};
 use dictmon::store::{Store, StoreOptions, segment_bytes};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -18,10 +20,13 @@ use super::{DEFAULT_DATA_DIR, Outcome, duration};
 
 /// A simulated DICT, for demos and tests.
 ///
-/// `--listen ADDR` serves DICT's policies over the Bridge's gRPC service until stopped, with
-/// mutual TLS when `--tls-dir` is given (a throw-away CA, server and client certificate are made
-/// there if absent, and the `serve` command that connects is printed). Example:
-/// `dictmon simulate --listen 127.0.0.1:50051 --scenario exhaustion`.
+/// `--listen ADDR` serves DICT's policies until stopped, over the Bridge's gRPC service
+/// (`--protocol bridge`, mutual TLS when `--tls-dir` is given) or as DICT's own HTTPS API
+/// (`--protocol dict`: `GET /api/v2/policies/`, always mutual TLS, 429 when its `POLICIES_LIST`
+/// bucket is empty). A throw-away CA, server and client certificate are made in the TLS folder
+/// if absent, and the `serve` command that connects is printed. Examples:
+/// `dictmon simulate --listen 127.0.0.1:50051 --scenario exhaustion`;
+/// `dictmon simulate --listen 127.0.0.1:16422 --protocol dict --tls-dir /tmp/pki`.
 ///
 /// `--backfill DURATION` writes realistic history ending now into a data directory (daily
 /// cycle, bursts that drain the anti-scan bucket, a category move halfway), with derived
@@ -33,9 +38,20 @@ pub struct Args {
     /// Serve the simulator over gRPC on this address (port 0: any free port, printed).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// Folder with ca.pem, server.pem, server-key.pem (made if absent): serve with mutual TLS.
+    /// Protocol: the Bridge's gRPC service, or DICT's own HTTPS API.
+    #[arg(long, default_value = "bridge", value_parser = ["bridge", "dict"], requires = "listen")]
+    protocol: String,
+    /// Folder with ca.pem, server.pem, server-key.pem, client.pem, client-key.pem (made if
+    /// absent): serve with mutual TLS. With --protocol dict it defaults to ./dictmon-sim-pki.
     #[arg(long, value_name = "DIR", requires = "listen")]
     tls_dir: Option<PathBuf>,
+    /// Inject a fault (--protocol dict): STATUS@N answers every N-th request with STATUS, e.g.
+    /// 503@4; repeatable.
+    #[arg(long, value_name = "STATUS@N", requires = "listen")]
+    fault: Vec<Fault>,
+    /// Retry-After, in seconds, of injected 429 and 503 answers.
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    retry_after: u64,
     /// Traffic scenario: steady, burst, exhaustion, capacity-change, flapping, malformed.
     #[arg(long, default_value = "steady", requires = "listen")]
     scenario: Scenario,
@@ -63,7 +79,14 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let category = PspCategory::from_char(args.category);
     anyhow::ensure!(category.is_known(), "--category: one letter, A to H");
     match (&args.listen, &args.backfill) {
-        (Some(listen), _) => listen_grpc(args, listen, category),
+        (Some(listen), _) if args.protocol == "dict" => listen_dict(args, listen, category),
+        (Some(listen), _) => {
+            anyhow::ensure!(
+                args.fault.is_empty(),
+                "--fault works with --protocol dict only"
+            );
+            listen_grpc(args, listen, category)
+        }
         (None, Some(span)) => write_history(args, span),
         (None, None) => anyhow::bail!("give --listen ADDR or --backfill DURATION"),
     }
@@ -119,6 +142,54 @@ fn listen_grpc(args: &Args, listen: &str, category: PspCategory) -> anyhow::Resu
             )
             .await
             .context("gRPC server")?;
+        Ok(Outcome::Success)
+    })
+}
+
+fn listen_dict(args: &Args, listen: &str, category: PspCategory) -> anyhow::Result<Outcome> {
+    super::init_logging("info");
+    let dir = args
+        .tls_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("dictmon-sim-pki"));
+    let (files, made) = ensure_pki(&dir)?;
+    if made {
+        eprintln!("made a throw-away CA and certificates in {}", dir.display());
+    }
+    let tls = simulator_dict::server_tls(&files)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        eprintln!(
+            "connect with: dictmon serve --source dict --dict-url https://{addr}{} --ispb 12345678 --ca-cert {} --client-cert {} --client-key {} --interval 10s",
+            simulator_dict::API_PREFIX,
+            files.ca.display(),
+            files.client_cert.display(),
+            files.client_key.display()
+        );
+        // The address line goes to stdout, for scripts and tests.
+        println!(
+            "listening on https://{addr}{} (scenario {})",
+            simulator_dict::API_PREFIX,
+            args.scenario
+        );
+        std::io::stdout().flush().ok();
+        let dict = Arc::new(SimulatedDict::new(
+            Simulator::new(args.seed, args.scenario, category),
+            args.fault.clone(),
+            args.retry_after,
+        ));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(simulator_dict::serve(listener, tls, dict, stopped));
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+        server.await.context("HTTPS server")?;
         Ok(Outcome::Success)
     })
 }

@@ -3,14 +3,23 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use anyhow::Context;
+use dictmon::config::{self, Config};
 use dictmon::domain::{Severity, StateRecord};
+use dictmon::source::{PolicyList, Source};
 use dictmon::store::{Filter, StoreReader};
 
+use super::source_args::{SourceArgs, WithSource, with_source};
 use super::{DEFAULT_DATA_DIR, Outcome};
 
 /// The latest state of every policy: remaining %, open alert, consumption rate, recovery ETA,
 /// exhaustion projection. Reads the data directory only, so it works while `serve` runs and on
 /// a copy.
+///
+/// `--live NAME` asks the source instead, now, for that one policy (DICT: `GET
+/// /policies/{NAME}`, which costs a `POLICIES_READ` token, not a `POLICIES_LIST` one), with the
+/// source given as to `serve`: `--config FILE` and/or the source flags. Example:
+/// `dictmon status --live ENTRIES_READ_PARTICIPANT_ANTISCAN --config /etc/dictmon/dictmon.toml`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The data directory.
@@ -19,9 +28,20 @@ pub struct Args {
     /// Output format.
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     format: String,
+    /// Ask the source for this policy now, instead of reading the data directory.
+    #[arg(long, value_name = "NAME")]
+    live: Option<String>,
+    /// TOML configuration naming the source (with --live).
+    #[arg(long, value_name = "FILE", requires = "live")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    source: SourceArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+    if let Some(name) = &args.live {
+        return live(args, name);
+    }
     let reader = StoreReader::open(&args.data_dir)?;
     let catalog = reader.catalog()?;
     let policies = catalog.policies()?;
@@ -82,6 +102,70 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::Success)
+}
+
+/// `--live NAME`: one policy, from the source, now.
+fn live(args: &Args, name: &str) -> anyhow::Result<Outcome> {
+    let mut config = match &args.config {
+        Some(path) => config::load(path)?,
+        None => Config::default(),
+    };
+    args.source.apply(&mut config)?;
+    super::init_logging("warn");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let list = runtime.block_on(with_source(&config.source, Live(name.to_owned())))?;
+    for p in &list.policies {
+        if args.format == "json" {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "name": p.name,
+                    "available_tokens": p.available_tokens,
+                    "capacity": p.capacity,
+                    "refill_tokens": p.refill_tokens,
+                    "refill_period_sec": p.refill_period_secs,
+                    "category": list.category,
+                    "response_time": list.response_time,
+                    "correlation_id": list.correlation_id,
+                })
+            );
+        } else {
+            let percent = if p.capacity > 0 {
+                100.0 * p.available_tokens as f64 / p.capacity as f64
+            } else {
+                0.0
+            };
+            println!(
+                "{}: {}/{} tokens ({percent:.1}% left), refill {} every {}s; category {}; DICT time {} (correlationId {})",
+                p.name,
+                p.available_tokens,
+                p.capacity,
+                p.refill_tokens,
+                p.refill_period_secs,
+                list.category,
+                list.response_time.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+                list.correlation_id,
+            );
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+struct Live(String);
+
+impl WithSource for Live {
+    type Output = PolicyList;
+
+    async fn run<S: Source + 'static>(self, mut source: S) -> anyhow::Result<PolicyList> {
+        let what = source.describe();
+        source
+            .get(&self.0)
+            .await
+            .with_context(|| format!("asking {what} for {}", self.0))
+    }
 }
 
 /// Seconds in human units; none is "never".

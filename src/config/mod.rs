@@ -45,6 +45,30 @@ pub enum SourceConfig {
     },
     /// A Bridge over gRPC.
     Bridge(crate::source::bridge::BridgeConfig),
+    /// DICT's own HTTPS API.
+    Dict(crate::source::dict::DictConfig),
+}
+
+impl SourceConfig {
+    /// For logs: what the source is and where.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Simulator { scenario, .. } => {
+                format!("the built-in simulator (scenario {scenario})")
+            }
+            Self::Bridge(b) => format!("the Bridge at {}", b.url),
+            Self::Dict(d) => format!("DICT at {} as ISPB {}", d.url, d.ispb),
+        }
+    }
+
+    /// The shortest poll interval the source allows (DICT: `POLICIES_LIST` sustains one
+    /// listing per 10 s).
+    pub fn min_interval(&self) -> Duration {
+        match self {
+            Self::Dict(_) => crate::source::dict::POLICIES_LIST_SPACING,
+            _ => Duration::from_secs(1),
+        }
+    }
 }
 
 /// The whole configuration, defaults applied.
@@ -128,6 +152,18 @@ struct SourceSection {
     kind: Option<Spanned<String>>,
     simulator: Option<SimulatorSection>,
     bridge: Option<BridgeSection>,
+    dict: Option<DictSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DictSection {
+    url: Option<Spanned<String>>,
+    ispb: Option<Spanned<String>>,
+    ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    signing_cert: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +263,18 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     }
     if let Some(src) = raw.source {
         c.source = source(src, c.timeout, &loc)?;
+    }
+    let least = c.source.min_interval();
+    if c.interval < least {
+        let span = raw.interval.as_ref().map_or(0..0, Spanned::span);
+        return Err(spanned_err(
+            span,
+            "interval",
+            format!(
+                "must be at least {}s with this source: DICT's POLICIES_LIST bucket refills 6 listings a minute, and a shorter poll would drain it",
+                least.as_secs()
+            ),
+        ));
     }
     if let Some(t) = &raw.thresholds {
         c.thresholds = thresholds(t, Thresholds::default(), "thresholds", &spanned_err)?;
@@ -356,16 +404,71 @@ fn source(
                 ispb: b.ispb.unwrap_or_default(),
             })
         }
+        "dict" => SourceConfig::Dict(dict_source(src, timeout, loc)?),
         other => {
             let span = src.kind.as_ref().map_or(0..0, Spanned::span);
             return Err(spanned_err(
                 span,
                 "source.kind",
-                format!(
-                    "{other:?} is not a source; use \"simulator\" or \"bridge\" (\"dict\" comes with DICT's own API)"
-                ),
+                format!("{other:?} is not a source; use \"simulator\", \"bridge\" or \"dict\""),
             ));
         }
+    })
+}
+
+/// The `[source.dict]` section.
+fn dict_source(
+    src: SourceSection,
+    timeout: Duration,
+    loc: &Locator<'_>,
+) -> Result<crate::source::dict::DictConfig, ConfigError> {
+    let kind_span = src.kind.as_ref().map_or(0..0, Spanned::span);
+    let d = src.dict.ok_or_else(|| {
+        loc.key(
+            kind_span.clone(),
+            "source.kind",
+            "is dict, but there is no [source.dict] section (url, ispb, ca_cert, client_cert, client_key)",
+        )
+    })?;
+    let missing = |key: &str, example: &str| {
+        loc.key(
+            kind_span.clone(),
+            &format!("source.dict.{key}"),
+            format!("missing; e.g. {key} = {example}"),
+        )
+    };
+    let url = d
+        .url
+        .ok_or_else(|| missing("url", "\"https://dict.pi.rsfn.net.br:16422/api/v2/\""))?;
+    if !url.get_ref().starts_with("https://") {
+        return Err(loc.key(
+            url.span(),
+            "source.dict.url",
+            "must start with https:// (DICT is reached only over mutual TLS)",
+        ));
+    }
+    let ispb = d.ispb.ok_or_else(|| missing("ispb", "\"12345678\""))?;
+    if !crate::source::dict::valid_ispb(ispb.get_ref()) {
+        return Err(loc.key(
+            ispb.span(),
+            "source.dict.ispb",
+            "must be the participant's 8-character ISPB, e.g. \"12345678\"",
+        ));
+    }
+    Ok(crate::source::dict::DictConfig {
+        url: url.into_inner(),
+        ispb: ispb.into_inner(),
+        ca_cert: d
+            .ca_cert
+            .ok_or_else(|| missing("ca_cert", "\"/etc/dictmon/dict-ca.pem\""))?,
+        client_cert: d
+            .client_cert
+            .ok_or_else(|| missing("client_cert", "\"/etc/dictmon/client.pem\""))?,
+        client_key: d
+            .client_key
+            .ok_or_else(|| missing("client_key", "\"/etc/dictmon/client-key.pem\""))?,
+        signing_cert: d.signing_cert,
+        timeout,
     })
 }
 
@@ -514,6 +617,36 @@ mod tests {
         assert!(e.message.contains("ca_cert"), "{e}");
         let e = err("[thresholds.policies.entries_write]\nwarning_percent = 30\n");
         assert!(e.message.contains("thresholds.policies"), "{e}");
+    }
+
+    #[test]
+    fn the_dict_source_is_checked_where_it_is_written() {
+        let dict = "[source]\nkind = \"dict\"\n[source.dict]\nurl = \"https://dict:16422/api/v2/\"\nispb = \"12345678\"\nca_cert = \"ca.pem\"\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"\n";
+        let c = parse(dict, "t.toml").expect("valid");
+        let SourceConfig::Dict(d) = &c.source else {
+            panic!("{:?}", c.source)
+        };
+        assert_eq!(
+            (d.ispb.as_str(), d.signing_cert.as_ref()),
+            ("12345678", None)
+        );
+        // The POLICIES_LIST guard: a 5 s poll would drain DICT's 6-a-minute bucket.
+        let e = err(&format!("interval = \"5s\"\n{dict}"));
+        assert_eq!((e.line, e.column), (1, 12));
+        assert!(e.message.contains("POLICIES_LIST"), "{e}");
+        assert!(parse(&format!("interval = \"10s\"\n{dict}"), "t.toml").is_ok());
+        let e = err(&dict.replace("12345678", "1234"));
+        assert_eq!(e.line, 5);
+        assert!(e.message.starts_with("source.dict.ispb"), "{e}");
+        let e = err(&dict.replace("https://", "http://"));
+        assert!(e.message.contains("https"), "{e}");
+        let e = err(&dict.replace("client_key = \"k.pem\"\n", ""));
+        assert!(
+            e.message.starts_with("source.dict.client_key: missing"),
+            "{e}"
+        );
+        let e = err("[source]\nkind = \"dict\"\n");
+        assert!(e.message.contains("[source.dict]"), "{e}");
     }
 
     #[test]

@@ -200,10 +200,19 @@ impl<S: Source> Monitor<S> {
         loop {
             let started = Instant::now();
             let deadline = started + self.config.interval.mul_f64(0.8);
+            // The source's Retry-After, when it reaches past the next cycle.
+            let mut hold = None;
             tokio::select! {
                 result = self.fetch(deadline) => match result {
                     Ok(list) => self.process(&list, Utc::now()),
-                    Err(e) => error!(error = %e, kind = e.kind(), "poll failed; retrying at the next cycle"),
+                    Err(e) => {
+                        hold = e.retry_after();
+                        if let Some(wait) = hold {
+                            error!(error = %e, kind = e.kind(), "poll failed; the source asked to wait {wait:?}: no poll before then");
+                        } else {
+                            error!(error = %e, kind = e.kind(), "poll failed; retrying at the next cycle");
+                        }
+                    }
                 },
                 _ = shutdown.changed() => {}
             }
@@ -223,6 +232,9 @@ impl<S: Source> Monitor<S> {
             next += self.config.interval + jitter;
             // A late cycle delays the next one; it never overlaps it.
             next = next.max(tokio::time::Instant::now());
+            if let Some(wait) = hold {
+                next = next.max(tokio::time::Instant::now() + wait);
+            }
             tokio::select! {
                 () = tokio::time::sleep_until(next) => {}
                 _ = shutdown.changed() => break,
@@ -232,9 +244,12 @@ impl<S: Source> Monitor<S> {
         info!("monitor stopped");
     }
 
-    /// One listing, retried with capped exponential backoff while `deadline` allows.
+    /// One listing, retried with capped exponential backoff while `deadline` allows, waiting at
+    /// least what the source asked (`Retry-After`) and its minimum spacing.
     async fn fetch(&mut self, deadline: Instant) -> Result<PolicyList, SourceError> {
-        let mut backoff = Duration::from_millis(250);
+        // Never closer than the source allows (DICT's POLICIES_LIST), retries included.
+        let spacing = self.source.min_spacing();
+        let mut backoff = Duration::from_millis(250).max(spacing);
         loop {
             let started = Instant::now();
             let result = match tokio::time::timeout(self.config.timeout, self.source.list()).await {
@@ -254,13 +269,19 @@ impl<S: Source> Monitor<S> {
                 Err(e) => e,
             };
             self.shared.metrics.poll_error(error.kind());
+            if let Some(wait) = error.retry_after() {
+                self.shared
+                    .metrics
+                    .source_retry_after
+                    .set(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+            }
             let wait = backoff.max(error.retry_after().unwrap_or_default());
             if !error.retryable() || Instant::now() + wait >= deadline {
                 return Err(error);
             }
             warn!(error = %error, retry_in = ?wait, "poll failed; retrying");
             tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+            backoff = (backoff * 2).min(Duration::from_secs(30).max(spacing));
         }
     }
 
@@ -275,6 +296,7 @@ impl<S: Source> Monitor<S> {
             .last_success
             .set(now.timestamp_millis() as f64 / 1000.0);
         self.shared.metrics.source_fresh.set(1);
+        self.shared.metrics.source_retry_after.set(0);
         let category = PspCategory::parse(&list.category);
         if let Ok(PspCategory::Unknown(c)) = category
             && !self.warned_category

@@ -10,8 +10,8 @@ use chrono::DateTime;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use super::proto::ListPoliciesRequest;
 use super::proto::rate_limit_service_client::RateLimitServiceClient;
+use super::proto::{GetPolicyRequest, ListPoliciesRequest, PolicyState};
 use super::tls::{TlsError, read_pem};
 use super::{PolicyList, RawPolicy, Source, SourceError};
 
@@ -108,29 +108,56 @@ impl BridgeSource {
             ispb: self.ispb.clone(),
         });
         request.set_timeout(self.timeout);
-        let response = self
+        let r = self
             .client
             .list_policies(request)
             .await
             .map_err(|s| classify(&self.url, self.timeout, &s))?
             .into_inner();
+        self.listing(r.response_time, r.category, r.correlation_id, r.policies)
+    }
+
+    async fn call_one(&mut self, name: String) -> Result<PolicyList, SourceError> {
+        let mut request = tonic::Request::new(GetPolicyRequest {
+            ispb: self.ispb.clone(),
+            name,
+        });
+        request.set_timeout(self.timeout);
+        let r = self
+            .client
+            .get_policy(request)
+            .await
+            .map_err(|s| classify(&self.url, self.timeout, &s))?
+            .into_inner();
+        self.listing(
+            r.response_time,
+            r.category,
+            r.correlation_id,
+            r.policy.into_iter().collect(),
+        )
+    }
+
+    fn listing(
+        &self,
+        time: Option<prost_types::Timestamp>,
+        category: String,
+        correlation_id: String,
+        policies: Vec<PolicyState>,
+    ) -> Result<PolicyList, SourceError> {
         let malformed = |detail: &str| SourceError::Malformed {
             endpoint: self.url.clone(),
             detail: detail.to_owned(),
         };
-        let time = response
-            .response_time
-            .ok_or_else(|| malformed("no response_time"))?;
+        let time = time.ok_or_else(|| malformed("no response_time"))?;
         let response_time = u32::try_from(time.nanos)
             .ok()
             .and_then(|n| DateTime::from_timestamp(time.seconds, n))
             .ok_or_else(|| malformed("response_time out of range"))?;
         Ok(PolicyList {
             response_time,
-            category: response.category,
-            correlation_id: response.correlation_id,
-            policies: response
-                .policies
+            category,
+            correlation_id,
+            policies: policies
                 .into_iter()
                 .map(|p| RawPolicy {
                     name: p.name,
@@ -151,6 +178,10 @@ impl Source for BridgeSource {
 
     fn list(&mut self) -> impl Future<Output = Result<PolicyList, SourceError>> + Send {
         self.call()
+    }
+
+    fn get(&mut self, name: &str) -> impl Future<Output = Result<PolicyList, SourceError>> + Send {
+        self.call_one(name.to_owned())
     }
 }
 

@@ -1,19 +1,407 @@
-//! DICT's own policy API (`GET {base}/policies/`, HTTPS with mutual TLS, XML). Today: what an
-//! HTTP answer that is not a listing means — the HTTPS client itself comes with the rest of the
-//! DICT source.
+//! DICT's own policy API: `GET {base}/policies/` and `GET {base}/policies/{name}` over HTTPS
+//! with mutual TLS, answered in XML ([`super::dict_xml`]).
+//!
+//! The client ([`DictSource`]) keeps its connection alive between polls (DICT asks for reuse:
+//! mutual-TLS handshakes are expensive), sends `Accept-Encoding: gzip` and the
+//! `PI-RequestingParticipant` header with the configured ISPB, and bounds each call by a
+//! deadline and each body by [`MAX_BODY`].
 //!
 //! DICT answers errors as RFC 7807 `application/problem+xml` (spec v2.12.1): 403 `Forbidden`,
 //! 404 `NotFound`, 410 `Gone`/`DeprecatedResource`, 429 `RateLimited`, 500
 //! `InternalServerError`, 503 `ServiceUnavailable` with `Retry-After` (seconds). Each maps to a
 //! [`SourceError`] that says whether to retry and when, and carries DICT's `correlationId` for
-//! BACEN's support.
+//! BACEN's support ([`classify`]).
+//!
+//! The listing is itself metered (`POLICIES_LIST`: 6 a minute, 20 in a burst), so calls are
+//! never closer than [`POLICIES_LIST_SPACING`], retries included.
+//!
+//! Signatures: DICT signs every response (enveloped XML-DSig). No well-kept Rust library
+//! verifies XML-DSig today (the `xmlsec` bindings need the C libxmlsec1; the pure-Rust
+//! `xml-sec` calls itself pre-release, not for production), and canonicalisation is not to be
+//! hand-rolled, so responses are **not verified**: `serve` says so at start-up, and a
+//! configured `signing_cert` is refused rather than silently ignored. [`SignatureCheck`] is
+//! the hook where a verifier goes.
 
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, HeaderValue, RETRY_AFTER};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 
-use super::SourceError;
-use super::dict_xml::parse_problem;
+use super::dict_xml::{parse_get, parse_list, parse_problem};
+use super::tls::{TlsError, read_pem};
+use super::{PolicyList, Source, SourceError};
+
+/// DICT's sustained rate for `GET /policies/` (`POLICIES_LIST`: 6 tokens a minute): no two
+/// listings closer than this, and no poll interval shorter.
+pub const POLICIES_LIST_SPACING: Duration = Duration::from_secs(10);
+
+/// The largest body accepted, compressed or not (DICT's listing is a few kilobytes).
+pub const MAX_BODY: usize = 4 << 20;
+
+/// How to reach DICT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DictConfig {
+    /// Base URL of the API, e.g. `https://dict.pi.rsfn.net.br:16422/api/v2/`.
+    pub url: String,
+    /// The participant's ISPB, sent as `PI-RequestingParticipant`.
+    pub ispb: String,
+    /// CA bundle that signs DICT's server certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// The participant's client certificate chain (PEM).
+    pub client_cert: PathBuf,
+    /// Its private key (PEM).
+    pub client_key: PathBuf,
+    /// DICT's signing certificate, to verify response signatures (see the module doc).
+    pub signing_cert: Option<PathBuf>,
+    /// Deadline of one call, connection and TLS handshake included.
+    pub timeout: Duration,
+}
+
+/// Why the client could not be built (before any call).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DictSetupError {
+    /// The URL is not usable.
+    #[error("dict_url {url:?}: {detail}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The ISPB is not 8 letters or digits.
+    #[error("ispb {0:?}: DICT wants the participant's 8-character ISPB, e.g. 12345678")]
+    Ispb(String),
+    /// A PEM file could not be read.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A PEM file holds nothing usable.
+    #[error("{what} {path}: {detail}")]
+    Pem {
+        /// Which file.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A signing certificate was configured, and this build cannot verify signatures.
+    #[error(
+        "signing_cert {0}: verifying DICT's XML signatures is not available in this build (no well-kept Rust XML-DSig library yet); remove signing_cert to poll without verification"
+    )]
+    SignatureUnsupported(PathBuf),
+}
+
+/// What is checked of DICT's response signatures: the hook for an XML-DSig verifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureCheck {
+    /// Signatures are not verified (said at start-up).
+    NotVerified,
+}
+
+/// Checks an ISPB: 8 ASCII letters or digits (spec v2.12.1: `^(?i)[a-z0-9]{8}`).
+pub fn valid_ispb(ispb: &str) -> bool {
+    ispb.len() == 8 && ispb.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Parses PEM certificates, erroring when there are none.
+fn certificates(
+    path: &std::path::Path,
+    what: &'static str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, DictSetupError> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = read_pem(path, what)?;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| DictSetupError::Pem {
+            what,
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(DictSetupError::Pem {
+            what,
+            path: path.to_owned(),
+            detail: "no CERTIFICATE block in it".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Reads the client identity and trust anchors into a rustls client configuration.
+fn tls_config(config: &DictConfig) -> Result<rustls::ClientConfig, DictSetupError> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(&config.ca_cert, "CA certificate")? {
+        roots.add(cert).map_err(|e| DictSetupError::Pem {
+            what: "CA certificate",
+            path: config.ca_cert.clone(),
+            detail: e.to_string(),
+        })?;
+    }
+    let chain = certificates(&config.client_cert, "client certificate")?;
+    let key_pem = read_pem(&config.client_key, "client key")?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| DictSetupError::Pem {
+        what: "client key",
+        path: config.client_key.clone(),
+        detail: format!("no usable private key: {e}"),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let pem_err = |detail: String| DictSetupError::Pem {
+        what: "client certificate",
+        path: config.client_cert.clone(),
+        detail,
+    };
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| pem_err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| pem_err(format!("does not go with the client key: {e}")))
+}
+
+/// DICT's HTTPS API as a [`Source`].
+pub struct DictSource {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    base: String,
+    ispb: HeaderValue,
+    timeout: Duration,
+    signatures: SignatureCheck,
+}
+
+impl DictSource {
+    /// Builds the client; no connection is made until the first call.
+    pub fn new(config: &DictConfig) -> Result<Self, DictSetupError> {
+        let url_err = |detail: &str| DictSetupError::Url {
+            url: config.url.clone(),
+            detail: detail.to_owned(),
+        };
+        let uri: hyper::Uri = config
+            .url
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| url_err(&e.to_string()))?;
+        if uri.scheme_str() != Some("https") || uri.host().is_none() {
+            return Err(url_err(
+                "must be https://host:port/api/v2/ (DICT is reached only over mutual TLS)",
+            ));
+        }
+        if !valid_ispb(&config.ispb) {
+            return Err(DictSetupError::Ispb(config.ispb.clone()));
+        }
+        if let Some(path) = &config.signing_cert {
+            return Err(DictSetupError::SignatureUnsupported(path.clone()));
+        }
+        let ispb = HeaderValue::from_str(&config.ispb)
+            .map_err(|_| DictSetupError::Ispb(config.ispb.clone()))?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(config.timeout));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(config)?)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1)
+            .build(https);
+        let mut base = config.url.clone();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        Ok(Self {
+            client,
+            base,
+            ispb,
+            timeout: config.timeout,
+            signatures: SignatureCheck::NotVerified,
+        })
+    }
+
+    /// What is checked of DICT's signatures.
+    pub fn signatures(&self) -> SignatureCheck {
+        self.signatures
+    }
+
+    /// `GET {base}/policies/`: every policy (costs a `POLICIES_LIST` token).
+    pub async fn list_policies(&self) -> Result<PolicyList, SourceError> {
+        let body = self.get("policies/").await?;
+        parse_list(&body).map_err(|e| self.malformed(&e.to_string()))
+    }
+
+    /// `GET {base}/policies/{name}`: one policy (costs a `POLICIES_READ` token).
+    pub async fn get_policy(&self, name: &str) -> Result<PolicyList, SourceError> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(SourceError::Refused {
+                endpoint: self.base.clone(),
+                detail: format!("{name:?} is not a policy name (letters, digits and _)"),
+            });
+        }
+        let body = self.get(&format!("policies/{name}")).await?;
+        parse_get(&body).map_err(|e| self.malformed(&e.to_string()))
+    }
+
+    fn malformed(&self, detail: &str) -> SourceError {
+        SourceError::Malformed {
+            endpoint: self.base.clone(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    /// One GET, within the deadline: the (decompressed) body of a 200, or what the error means.
+    async fn get(&self, path: &str) -> Result<Vec<u8>, SourceError> {
+        let url = format!("{}{path}", self.base);
+        let request = hyper::Request::get(&url)
+            .header(ACCEPT, "application/xml, application/problem+xml")
+            .header(ACCEPT_ENCODING, "gzip")
+            .header("PI-RequestingParticipant", self.ispb.clone())
+            .body(Empty::new())
+            .map_err(|e| self.malformed(&format!("cannot build the request {url}: {e}")))?;
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| transport_error(&self.base, &e))?;
+            let (parts, body) = response.into_parts();
+            let bytes = Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| SourceError::Unavailable {
+                    endpoint: self.base.clone(),
+                    retry_after: None,
+                    detail: format!("the answer broke off or exceeded {MAX_BODY} bytes: {e}"),
+                })?
+                .to_bytes();
+            Ok::<_, SourceError>((parts, bytes))
+        };
+        let (parts, bytes) = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| SourceError::Timeout {
+                endpoint: self.base.clone(),
+                after: self.timeout,
+            })??;
+        let gzip = parts
+            .headers
+            .get(CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let body = if gzip {
+            gunzip(&bytes).map_err(|e| self.malformed(&format!("bad gzip body: {e}")))?
+        } else {
+            bytes.to_vec()
+        };
+        if parts.status.is_success() {
+            return Ok(body);
+        }
+        let retry_after = parts.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok());
+        Err(classify(
+            &self.base,
+            parts.status.as_u16(),
+            retry_after,
+            &body,
+            Utc::now(),
+        ))
+    }
+}
+
+/// Decompresses at most [`MAX_BODY`] bytes.
+fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut out)?;
+    if out.len() > MAX_BODY {
+        return Err(std::io::Error::other(format!(
+            "more than {MAX_BODY} bytes once decompressed"
+        )));
+    }
+    Ok(out)
+}
+
+/// The whole error chain, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// What a failure below HTTP (connect, TLS, broken connection) means.
+fn transport_error(endpoint: &str, error: &hyper_util::client::legacy::Error) -> SourceError {
+    let endpoint = endpoint.to_owned();
+    let detail = chain(error);
+    let lower = detail.to_ascii_lowercase();
+    if lower.contains("unknownissuer")
+        || lower.contains("invalid peer certificate")
+        || lower.contains("notvalidforname")
+    {
+        return SourceError::Tls {
+            endpoint,
+            detail: format!(
+                "DICT's server certificate is not trusted: it is not signed by the CA in ca_cert, or does not name this host ({detail})"
+            ),
+        };
+    }
+    if lower.contains("certificaterequired")
+        || lower.contains("certificate required")
+        || lower.contains("badcertificate")
+        || lower.contains("unknownca")
+        || lower.contains("handshakefailure")
+        || lower.contains("received fatal alert")
+    {
+        return SourceError::Tls {
+            endpoint,
+            detail: format!(
+                "DICT rejected our client certificate: check client_cert and client_key, and that the certificate is registered for this ISPB ({detail})"
+            ),
+        };
+    }
+    SourceError::Unavailable {
+        endpoint,
+        retry_after: None,
+        detail,
+    }
+}
+
+impl Source for DictSource {
+    fn describe(&self) -> String {
+        format!("DICT at {}", self.base)
+    }
+
+    fn list(&mut self) -> impl Future<Output = Result<PolicyList, SourceError>> + Send {
+        self.list_policies()
+    }
+
+    fn get(&mut self, name: &str) -> impl Future<Output = Result<PolicyList, SourceError>> + Send {
+        let name = name.to_owned();
+        async move { self.get_policy(&name).await }
+    }
+
+    fn min_spacing(&self) -> Duration {
+        POLICIES_LIST_SPACING
+    }
+}
+
+use std::future::Future;
 
 /// `Retry-After` as DICT may send it: delta-seconds, or an HTTP-date (then relative to `now`).
 /// Nonsense is ignored (the caller's own backoff applies).
@@ -76,10 +464,16 @@ pub fn classify(
                 "{detail}; check the ISPB (PI-RequestingParticipant) and that the client certificate belongs to it"
             ),
         },
-        404 | 410 => SourceError::Refused {
+        404 => SourceError::Refused {
             endpoint,
             detail: format!(
-                "{detail}; check dict_url: the policy endpoints live on the main DICT host under /api/v2/"
+                "{detail}; check the policy name, and dict_url: the API lives under /api/v2/ on the main DICT host"
+            ),
+        },
+        410 => SourceError::Refused {
+            endpoint,
+            detail: format!(
+                "{detail}; check dict_url: the policy endpoints moved to the main DICT host, under /api/v2/"
             ),
         },
         500..=599 => SourceError::Unavailable {

@@ -1,5 +1,6 @@
 //! DICT's XML bodies: `ListPoliciesResponse` and `GetPolicyResponse` (API spec v2.12.1), and
-//! RFC 7807 problems (`application/problem+xml`), read with quick-xml's streaming reader.
+//! RFC 7807 problems (`application/problem+xml`), read with quick-xml's streaming reader — and
+//! written, in the spec's shape and element order, for the simulator.
 //!
 //! Elements are matched by local name, so namespace prefixes and default namespaces are
 //! tolerated; element order is free; unknown elements (and their subtrees) are ignored; the
@@ -310,4 +311,68 @@ pub fn parse_problem(xml: &[u8]) -> Result<Problem, XmlError> {
         detail: text("detail"),
         correlation_id: text("correlationId"),
     })
+}
+
+/// Writes a `ListPoliciesResponse` in the spec's element order (with an empty `Signature`, as
+/// the spec's examples have).
+pub fn write_list(list: &PolicyList) -> String {
+    let mut xml = header_xml("ListPoliciesResponse", list);
+    xml.push_str("  <Policies>\n");
+    for p in &list.policies {
+        push_policy(&mut xml, "    ", p);
+    }
+    xml.push_str("  </Policies>\n</ListPoliciesResponse>\n");
+    xml
+}
+
+/// Writes a `GetPolicyResponse` for the first policy of `list`.
+pub fn write_get(list: &PolicyList) -> String {
+    let mut xml = header_xml("GetPolicyResponse", list);
+    if let Some(p) = list.policies.first() {
+        push_policy(&mut xml, "  ", p);
+    }
+    xml.push_str("</GetPolicyResponse>\n");
+    xml
+}
+
+/// Writes an RFC 7807 problem as DICT does (`type` under `https://dict.pi.rsfn.net.br/api/v2/error/`).
+pub fn write_problem(
+    short_type: &str,
+    title: &str,
+    status: u16,
+    detail: &str,
+    correlation_id: &str,
+) -> String {
+    use quick_xml::escape::escape;
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<problem xmlns=\"urn:ietf:rfc:7807\">\n  <type>https://dict.pi.rsfn.net.br/api/v2/error/{}</type>\n  <title>{}</title>\n  <status>{status}</status>\n  <detail>{}</detail>\n  <correlationId>{}</correlationId>\n</problem>\n",
+        escape(short_type),
+        escape(title),
+        escape(detail),
+        escape(correlation_id)
+    )
+}
+
+fn header_xml(root: &str, list: &PolicyList) -> String {
+    use quick_xml::escape::escape;
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root}>\n  <Signature></Signature>\n  <CorrelationId>{}</CorrelationId>\n  <ResponseTime>{}</ResponseTime>\n  <Category>{}</Category>\n",
+        escape(&list.correlation_id),
+        list.response_time
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        escape(&list.category)
+    )
+}
+
+fn push_policy(xml: &mut String, indent: &str, p: &RawPolicy) {
+    use std::fmt::Write;
+    let _ = write!(
+        xml,
+        "{indent}<Policy>\n{indent}  <AvailableTokens>{}</AvailableTokens>\n{indent}  <Capacity>{}</Capacity>\n{indent}  <RefillTokens>{}</RefillTokens>\n{indent}  <RefillPeriodSec>{}</RefillPeriodSec>\n{indent}  <Name>{}</Name>\n{indent}</Policy>\n",
+        p.available_tokens,
+        p.capacity,
+        p.refill_tokens,
+        p.refill_period_secs,
+        quick_xml::escape::escape(&p.name)
+    );
 }

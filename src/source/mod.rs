@@ -1,6 +1,6 @@
 //! Where policy states come from: a Bridge over gRPC ([`bridge`]), the built-in simulator
-//! ([`simulator`], also served over gRPC by `dictmon simulate --listen`), and, with the DICT
-//! issue, DICT's own HTTPS API.
+//! ([`simulator`], also served over gRPC or DICT's HTTPS API by `dictmon simulate --listen`),
+//! and DICT's own HTTPS API ([`dict`]).
 //!
 //! May use: `domain`.
 //!
@@ -13,6 +13,7 @@ pub mod bridge;
 pub mod dict;
 pub mod dict_xml;
 pub mod simulator;
+pub mod simulator_dict;
 pub mod tls;
 pub mod traffic;
 
@@ -167,4 +168,27 @@ pub trait Source: Send {
     fn describe(&self) -> String;
     /// Asks for every policy now.
     fn list(&mut self) -> impl Future<Output = Result<PolicyList, SourceError>> + Send;
+    /// Asks for one policy now (`dictmon status --live`); the listing holds it alone.
+    /// By default, a listing narrowed to it.
+    fn get(&mut self, name: &str) -> impl Future<Output = Result<PolicyList, SourceError>> + Send {
+        let name = name.to_owned();
+        let endpoint = self.describe();
+        let listing = self.list();
+        async move {
+            let mut list = listing.await?;
+            list.policies.retain(|p| p.name == name);
+            if list.policies.is_empty() {
+                return Err(SourceError::Refused {
+                    endpoint,
+                    detail: format!("no policy named {name:?}"),
+                });
+            }
+            Ok(list)
+        }
+    }
+    /// The least time between two calls, retries included, so that polling never drains the
+    /// source's own rate limit (DICT's `POLICIES_LIST`). The poll interval may not be shorter.
+    fn min_spacing(&self) -> Duration {
+        Duration::ZERO
+    }
 }

@@ -1,7 +1,8 @@
 //! The built-in DICT simulator: DICT's published policies driven by the traffic model, with a
 //! scripted scenario on the participant anti-scan bucket (`ENTRIES_READ_PARTICIPANT_ANTISCAN`),
-//! in real time. Used in-process by `serve` (the default source) and over gRPC by
-//! `dictmon simulate --listen`.
+//! in real time. Used in-process by `serve` (the default source), and by
+//! `dictmon simulate --listen` over the Bridge's gRPC service or, with `--protocol dict`, over
+//! DICT's HTTPS API ([`super::simulator_dict`]).
 //!
 //! Scenarios (`--scenario`), each a cycle in wall-clock time since the simulator started:
 //!
@@ -9,7 +10,7 @@
 //! |---|---|
 //! | `steady` | ordinary traffic, plus every 10 min a near-exhaustion episode: drains to 5 % over 2 min, holds 1 min, recovers over 2 min |
 //! | `burst` | every 60 s, a 10 s burst drops it to 40 % |
-//! | `exhaustion` | every 30 s: full 4 s, drains to zero over 10 s, −2 (penalty) for 2 s, refills over 10 s, full 4 s |
+//! | `exhaustion` | every 35 s: full 4 s, drains to zero over 10 s, −2 (penalty) for 6 s, refills over 10 s, full 5 s |
 //! | `capacity-change` | the participant moves between categories C and E every 30 s |
 //! | `flapping` | alternates between 19 % and 21 % remaining at every poll |
 //! | `malformed` | ordinary traffic, and nonsense injected: tokens above capacity (every 3rd poll, `CLAIMS_READ`), capacity 0 (every 4th, `KEYS_CHECK`), a response time 1 min in the past (every 5th poll) |
@@ -17,6 +18,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
@@ -117,23 +119,62 @@ impl Simulator {
         }
     }
 
-    /// The listing DICT would give at `now`.
-    pub fn list_at(&mut self, now: DateTime<Utc>) -> PolicyList {
-        let started = *self.started.get_or_insert(now);
+    /// Runs the traffic model up to `now`.
+    fn advance_to(&mut self, now: DateTime<Utc>) {
         if let Some(last) = self.last.filter(|l| *l < now) {
             let dt = (now - last).as_seconds_f64().min(86_400.0);
             self.traffic.advance(last, dt);
         }
         self.last = Some(self.last.map_or(now, |l| l.max(now)));
+    }
+
+    /// DICT's answer to `GET /policies/` at `now`, which costs a `POLICIES_LIST` token: the
+    /// listing, or — as DICT answers 429 — the wait until that bucket refills, when it is
+    /// empty.
+    pub fn list_policies_at(&mut self, now: DateTime<Utc>) -> Result<PolicyList, Duration> {
+        self.advance_to(now);
+        let listing = self
+            .traffic
+            .buckets()
+            .iter()
+            .find(|b| b.name.as_str() == "POLICIES_LIST");
+        if let Some(b) = listing.filter(|b| b.available() < 1) {
+            let step = b.config.refill_period_secs / b.config.refill_tokens.max(1);
+            return Err(Duration::from_secs(step.max(1).unsigned_abs()));
+        }
+        Ok(self.list_at(now))
+    }
+
+    /// DICT's answer to `GET /policies/{name}` at `now` (no `POLICIES_LIST` token): the policy
+    /// alone, or `None` when there is no such policy.
+    pub fn policy_at(&mut self, now: DateTime<Utc>, name: &str) -> Option<PolicyList> {
+        self.advance_to(now);
+        let mut list = self.listing(now, false);
+        list.policies.retain(|p| p.name == name);
+        (!list.policies.is_empty()).then_some(list)
+    }
+
+    /// The listing DICT would give at `now` (a poll: it costs a `POLICIES_LIST` token, and
+    /// the balance may go negative, as the Bridge does not ask first).
+    pub fn list_at(&mut self, now: DateTime<Utc>) -> PolicyList {
+        self.advance_to(now);
+        self.listing(now, true)
+    }
+
+    fn listing(&mut self, now: DateTime<Utc>, poll: bool) -> PolicyList {
+        let started = *self.started.get_or_insert(now);
         self.polls += 1;
         let t = (now - started).as_seconds_f64();
         self.apply_scenario(t);
         let mut response_time = now
             .duration_trunc(TimeDelta::milliseconds(1))
             .unwrap_or(now);
-        let mut policies: Vec<RawPolicy> = self
-            .traffic
-            .poll()
+        let observed = if poll {
+            self.traffic.poll()
+        } else {
+            self.traffic.observe()
+        };
+        let mut policies: Vec<RawPolicy> = observed
             .into_iter()
             .map(|(name, available, bucket)| RawPolicy {
                 name: name.to_string(),
@@ -169,11 +210,13 @@ impl Simulator {
         let level = match self.scenario {
             Scenario::Steady => episode(t % 600.0, 300.0, 120.0, 60.0, 120.0, 0.05),
             Scenario::Burst => (t % 60.0 < 10.0).then_some(0.40),
-            Scenario::Exhaustion => Some(match t % 30.0 {
+            // 35 s, not 30: polls every 10 s (DICT's least interval) then visit every 5 s of
+            // phase, and the 8 s below 10 % cannot be stepped over.
+            Scenario::Exhaustion => Some(match t % 35.0 {
                 p if p < 4.0 => 1.0,
                 p if p < 14.0 => 1.0 - (p - 4.0) / 10.0,
-                p if p < 16.0 => -0.0001, // below zero: a penalty
-                p if p < 26.0 => (p - 16.0) / 10.0,
+                p if p < 20.0 => -0.0001, // below zero: a penalty
+                p if p < 30.0 => (p - 20.0) / 10.0,
                 _ => 1.0,
             }),
             Scenario::CapacityChange => {
@@ -347,14 +390,21 @@ mod tests {
     #[test]
     fn exhaustion_drains_below_zero_and_refills() {
         let mut sim = Simulator::new(1, Scenario::Exhaustion, PspCategory::C);
-        let levels: Vec<i64> = (0..30)
+        let levels: Vec<i64> = (0..35)
             .map(|s| scripted(&sim.list_at(at(s * 1000))).available_tokens)
             .collect();
-        let capacity = scripted(&sim.list_at(at(30_000))).capacity;
+        let capacity = scripted(&sim.list_at(at(35_000))).capacity;
         assert_eq!(levels[0], capacity);
-        assert!(levels[14] < 0, "{levels:?}");
+        assert!(levels[14] < 0 && levels[19] < 0, "{levels:?}");
         assert!(levels[10] < capacity / 2 && levels[10] > 0);
-        assert_eq!(levels[27], capacity);
+        assert_eq!(levels[32], capacity);
+        // Polled every 10 s from any start, one of 7 polls (70 s) lands below 10 %.
+        for start in 0..35 {
+            let low = (0..7)
+                .map(|k| (start + 10 * k) % 35)
+                .any(|s| levels[s] < capacity / 10);
+            assert!(low, "polls from {start}s miss the exhaustion");
+        }
     }
 
     #[test]

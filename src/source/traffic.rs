@@ -195,6 +195,11 @@ impl Traffic {
                 b.level -= 1.0;
             }
         }
+        self.observe()
+    }
+
+    /// Every bucket as DICT would report it now, charging nothing.
+    pub fn observe(&self) -> Vec<(PolicyName, i64, BucketConfig)> {
         self.buckets
             .iter()
             .map(|b| (b.name.clone(), b.available(), b.config))

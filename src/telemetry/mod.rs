@@ -46,6 +46,8 @@ pub struct Metrics {
     pub last_success: Gauge,
     /// 1 while the source answered within two intervals.
     pub source_fresh: IntGauge,
+    /// The wait the source last asked for (`Retry-After`), seconds; 0 after a success.
+    pub source_retry_after: IntGauge,
     /// 1 while the last store write succeeded.
     pub store_writable: IntGauge,
     poll_errors: IntCounterVec,
@@ -177,6 +179,11 @@ impl Metrics {
                 &r,
                 "dictmon_source_fresh",
                 "1 while the source answered within two poll intervals, else 0.",
+            ),
+            source_retry_after: int_gauge(
+                &r,
+                "dictmon_source_retry_after_seconds",
+                "The wait the source last asked for (Retry-After of a 429 or 503), honoured before the next poll; 0 once a poll succeeds.",
             ),
             store_writable: int_gauge(
                 &r,

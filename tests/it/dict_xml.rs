@@ -222,3 +222,74 @@ mod hostile {
         }
     }
 }
+
+mod round_trip {
+    use chrono::DateTime;
+    use dictmon::source::dict_xml::{
+        parse_get, parse_list, parse_problem, write_get, write_list, write_problem,
+    };
+    use dictmon::source::{PolicyList, RawPolicy};
+    use proptest::prelude::*;
+
+    fn policy() -> impl Strategy<Value = RawPolicy> {
+        (
+            "[A-Z_]{1,40}",
+            any::<i64>(),
+            any::<i64>(),
+            any::<i64>(),
+            any::<i64>(),
+        )
+            .prop_map(|(name, a, c, r, p)| RawPolicy {
+                name,
+                available_tokens: a,
+                capacity: c,
+                refill_tokens: r,
+                refill_period_secs: p,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// What the simulator writes, the client reads back unchanged (escaping included).
+        #[test]
+        fn what_is_written_is_read_back(
+            ms in 0i64..4_102_444_800_000,
+            category in "[A-H<&>]",
+            correlation in "[ -~]{0,32}",
+            policies in prop::collection::vec(policy(), 1..30),
+        ) {
+            let list = PolicyList {
+                response_time: DateTime::from_timestamp_millis(ms).expect("in range"),
+                category,
+                correlation_id: correlation.trim().to_owned(),
+                policies,
+            };
+            prop_assert_eq!(parse_list(write_list(&list).as_bytes()).expect("list"), list.clone());
+            let one = PolicyList { policies: list.policies[..1].to_vec(), ..list };
+            prop_assert_eq!(parse_get(write_get(&one).as_bytes()).expect("get"), one);
+        }
+    }
+
+    #[test]
+    fn problems_are_read_back() {
+        let xml = write_problem("RateLimited", "Rate <limited>", 429, "wait & see", "c0ffee");
+        let p = parse_problem(xml.as_bytes()).expect("problem");
+        assert_eq!(
+            (
+                p.short_type(),
+                p.title.as_str(),
+                p.status,
+                p.detail.as_str(),
+                p.correlation_id.as_str()
+            ),
+            (
+                "RateLimited",
+                "Rate <limited>",
+                Some(429),
+                "wait & see",
+                "c0ffee"
+            )
+        );
+    }
+}

@@ -12,6 +12,8 @@ mod domain_alerts;
 mod domain_bucket_props;
 /// The lock-free ring under a million pushes and concurrent readers.
 mod ring_concurrency;
+/// serve over DICT's HTTPS API: mutual TLS, exhaustion, 429/503 with Retry-After.
+mod serve_dict;
 /// serve end to end: gRPC simulator, HTTP, store, promtool, restart, SIGTERM.
 mod serve_e2e;
 /// serve when the Bridge fails or talks nonsense.

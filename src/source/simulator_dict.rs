@@ -1,0 +1,396 @@
+//! The simulator served as DICT's own HTTPS API (`dictmon simulate --protocol dict`):
+//! `GET /api/v2/policies/` and `GET /api/v2/policies/{name}` in DICT's XML, over TLS that
+//! requires a client certificate signed by the simulator's CA.
+//!
+//! It answers as DICT does: 403 without a valid `PI-RequestingParticipant`, 429 when its own
+//! `POLICIES_LIST` bucket is empty (6 listings a minute, 20 in a burst), 404 for an unknown
+//! policy or path, problems as RFC 7807 `application/problem+xml`, gzip when asked, and
+//! keep-alive. Injected faults ([`Fault`]) answer chosen requests with a chosen status (with
+//! `Retry-After`), so that outages can be tried on purpose.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::dict::valid_ispb;
+use super::dict_xml::{write_get, write_list, write_problem};
+use super::simulator::Simulator;
+use super::tls::{PkiFiles, TlsError, read_pem};
+
+/// The path prefix of DICT's API v2.
+pub const API_PREFIX: &str = "/api/v2/";
+
+/// A fault to inject: every `every`-th request is answered with `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The HTTP status (429, 500, 503 …).
+    pub status: u16,
+    /// Which requests: the `every`-th, `2·every`-th …
+    pub every: u64,
+}
+
+impl FromStr for Fault {
+    type Err = String;
+    /// `STATUS@N`, e.g. `503@4`: every 4th request gets a 503.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?}: write STATUS@N, e.g. 503@4 (every 4th request answers 503)");
+        let (status, every) = s.split_once('@').ok_or_else(bad)?;
+        let status: u16 = status.parse().map_err(|_| bad())?;
+        let every: u64 = every.parse().map_err(|_| bad())?;
+        if !(400..=599).contains(&status) || every == 0 {
+            return Err(bad());
+        }
+        Ok(Self { status, every })
+    }
+}
+
+/// One answer of the simulated DICT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// `Retry-After`, seconds.
+    pub retry_after: Option<u64>,
+    /// `application/xml` or `application/problem+xml`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+}
+
+impl Answer {
+    fn problem(status: u16, short_type: &str, title: &str, detail: &str, n: u64) -> Self {
+        Self {
+            status,
+            retry_after: None,
+            content_type: "application/problem+xml",
+            body: write_problem(short_type, title, status, detail, &format!("SIMERR{n:026}")),
+        }
+    }
+}
+
+/// The simulated DICT behind the socket: the simulator, the faults, a request counter.
+pub struct SimulatedDict {
+    sim: Mutex<Simulator>,
+    faults: Vec<Fault>,
+    retry_after: u64,
+    requests: AtomicU64,
+}
+
+impl SimulatedDict {
+    /// DICT answering from `sim`, with `faults` injected; injected 429/503 answers carry
+    /// `Retry-After: retry_after`.
+    pub fn new(sim: Simulator, faults: Vec<Fault>, retry_after: u64) -> Self {
+        Self {
+            sim: Mutex::new(sim),
+            faults,
+            retry_after,
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// The answer to `method path` from participant `ispb` (the `PI-RequestingParticipant`
+    /// header), now.
+    pub fn answer(&self, method: &str, path: &str, ispb: Option<&str>) -> Answer {
+        self.answer_at(Utc::now(), method, path, ispb)
+    }
+
+    /// The answer at DICT's time `now`.
+    pub fn answer_at(
+        &self,
+        now: DateTime<Utc>,
+        method: &str,
+        path: &str,
+        ispb: Option<&str>,
+    ) -> Answer {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(f) = self.faults.iter().find(|f| n.is_multiple_of(f.every)) {
+            let (kind, title) = match f.status {
+                429 => ("RateLimited", "Rate limited"),
+                503 => ("ServiceUnavailable", "Service Unavailable"),
+                500 => ("InternalServerError", "Internal Server Error"),
+                403 => ("Forbidden", "Forbidden"),
+                _ => ("InternalServerError", "Injected fault"),
+            };
+            let mut a = Answer::problem(f.status, kind, title, "injected by the simulator", n);
+            if matches!(f.status, 429 | 503) {
+                a.retry_after = Some(self.retry_after);
+            }
+            return a;
+        }
+        if method != "GET" {
+            return Answer::problem(405, "MethodNotAllowed", "Method not allowed", "GET only", n);
+        }
+        let Some(rest) = path.strip_prefix(API_PREFIX) else {
+            return Answer::problem(
+                404,
+                "NotFound",
+                "Not found",
+                &format!("the API lives under {API_PREFIX}"),
+                n,
+            );
+        };
+        if !ispb.is_some_and(valid_ispb) {
+            return Answer::problem(
+                403,
+                "Forbidden",
+                "Forbidden",
+                "PI-RequestingParticipant must be the participant's 8-character ISPB",
+                n,
+            );
+        }
+        let Ok(mut sim) = self.sim.lock() else {
+            return Answer::problem(500, "InternalServerError", "Internal error", "", n);
+        };
+        match rest {
+            "policies/" | "policies" => match sim.list_policies_at(now) {
+                Ok(list) => Answer {
+                    status: 200,
+                    retry_after: None,
+                    content_type: "application/xml",
+                    body: write_list(&list),
+                },
+                Err(wait) => {
+                    let mut a = Answer::problem(
+                        429,
+                        "RateLimited",
+                        "Rate limited",
+                        "POLICIES_LIST is empty: 6 listings a minute, 20 in a burst",
+                        n,
+                    );
+                    a.retry_after = Some(wait.as_secs());
+                    a
+                }
+            },
+            other => match other.strip_prefix("policies/") {
+                Some(name) => match sim.policy_at(now, name) {
+                    Some(list) => Answer {
+                        status: 200,
+                        retry_after: None,
+                        content_type: "application/xml",
+                        body: write_get(&list),
+                    },
+                    None => Answer::problem(
+                        404,
+                        "NotFound",
+                        "Not found",
+                        &format!("no policy named {name:?}"),
+                        n,
+                    ),
+                },
+                None => Answer::problem(404, "NotFound", "Not found", "unknown path", n),
+            },
+        }
+    }
+}
+
+/// The server's TLS: its certificate, and client certificates required, signed by the CA.
+pub fn server_tls(files: &PkiFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |e: &dyn std::fmt::Display| TlsError::Generate(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&read_pem(&files.ca, "CA certificate")?) {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| bad(&e))?;
+    let chain =
+        CertificateDer::pem_slice_iter(&read_pem(&files.server_cert, "server certificate")?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(&read_pem(&files.server_key, "server key")?)
+        .map_err(|e| bad(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| bad(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `dict` on `listener` with `tls` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    dict: Arc<SimulatedDict>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let acceptor = acceptor.clone();
+        let dict = Arc::clone(&dict);
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!("TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let dict = Arc::clone(&dict);
+                async move { Ok::<_, Infallible>(respond(&dict, &req)) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!("connection with {peer}: {e}");
+            }
+        });
+    }
+}
+
+fn respond(dict: &SimulatedDict, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let ispb = req
+        .headers()
+        .get("PI-RequestingParticipant")
+        .and_then(|v| v.to_str().ok());
+    let answer = dict.answer(req.method().as_str(), req.uri().path(), ispb);
+    let gzip = req
+        .headers()
+        .get(ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(CONTENT_TYPE, answer.content_type)
+        .header("Keep-Alive", "timeout=60");
+    if let Some(s) = answer.retry_after {
+        builder = builder.header(RETRY_AFTER, s.to_string());
+    }
+    let mut body = answer.body.into_bytes();
+    if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if encoder.write_all(&body).is_ok()
+            && let Ok(zipped) = encoder.finish()
+        {
+            body = zipped;
+            builder = builder.header(CONTENT_ENCODING, "gzip");
+        }
+    }
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PspCategory;
+    use crate::source::dict_xml::{parse_list, parse_problem};
+    use crate::source::simulator::Scenario;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_800_000_000_000).expect("in range")
+    }
+
+    fn get(d: &SimulatedDict, path: &str, ispb: Option<&str>) -> Answer {
+        d.answer_at(at(), "GET", path, ispb)
+    }
+
+    fn dict(faults: Vec<Fault>) -> SimulatedDict {
+        SimulatedDict::new(
+            Simulator::new(1, Scenario::Steady, PspCategory::C),
+            faults,
+            2,
+        )
+    }
+
+    #[test]
+    fn listings_run_out_after_the_burst_of_twenty() {
+        let d = dict(vec![]);
+        let answers: Vec<Answer> = (0..22)
+            .map(|_| get(&d, "/api/v2/policies/", Some("12345678")))
+            .collect();
+        assert!(answers[..20].iter().all(|a| a.status == 200));
+        let last = parse_list(answers[19].body.as_bytes()).expect("listing");
+        let budget = last
+            .policies
+            .iter()
+            .find(|p| p.name == "POLICIES_LIST")
+            .expect("listed");
+        assert_eq!(budget.available_tokens, 0, "the listing shows its own cost");
+        assert_eq!(answers[20].status, 429);
+        assert_eq!(answers[20].retry_after, Some(10));
+        let p = parse_problem(answers[20].body.as_bytes()).expect("problem");
+        assert_eq!(p.short_type(), "RateLimited");
+        // Reading one policy does not cost a listing.
+        let one = get(&d, "/api/v2/policies/KEYS_CHECK", Some("12345678"));
+        assert_eq!(one.status, 200);
+    }
+
+    #[test]
+    fn answers_as_dict_does_to_bad_requests() {
+        let d = dict(vec![]);
+        assert_eq!(get(&d, "/api/v2/policies/", None).status, 403);
+        assert_eq!(get(&d, "/api/v2/policies/", Some("123")).status, 403);
+        assert_eq!(get(&d, "/api/v1/policies/", Some("12345678")).status, 404);
+        assert_eq!(
+            get(&d, "/api/v2/policies/NOPE", Some("12345678")).status,
+            404
+        );
+        assert_eq!(
+            d.answer_at(at(), "POST", "/api/v2/policies/", Some("12345678"))
+                .status,
+            405
+        );
+    }
+
+    #[test]
+    fn faults_hit_the_chosen_requests() {
+        let d = dict(vec!["503@3".parse().expect("fault")]);
+        let statuses: Vec<(u16, Option<u64>)> = (0..6)
+            .map(|_| {
+                let a = get(&d, "/api/v2/policies/", Some("12345678"));
+                (a.status, a.retry_after)
+            })
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                (200, None),
+                (200, None),
+                (503, Some(2)),
+                (200, None),
+                (200, None),
+                (503, Some(2))
+            ]
+        );
+        assert!("503".parse::<Fault>().is_err());
+        assert!("200@1".parse::<Fault>().is_err());
+        assert!("503@0".parse::<Fault>().is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! `serve --source dict` against `simulate --protocol dict`: DICT's HTTPS API over real mutual
+//! TLS on loopback, with certificates generated for the test.
+
+use std::path::Path;
+use std::time::Duration;
+
+use dictmon::domain::{Alert, Severity};
+use dictmon::source::simulator::SCRIPTED_POLICY;
+use dictmon::source::tls::{PkiFiles, ensure_pki};
+
+use crate::util::{Serve, Simulator, dictmon, metric, wait_until};
+
+fn simulate(pki: &Path, args: &[&str]) -> Simulator {
+    let dir = pki.display().to_string();
+    let mut all = vec!["--protocol", "dict", "--tls-dir", &dir];
+    all.extend_from_slice(args);
+    let sim = Simulator::start("127.0.0.1:0", &all);
+    assert!(sim.url.ends_with("/api/v2/"), "{}", sim.url);
+    sim
+}
+
+fn dict_args(url: &str, ca: &Path, client: &PkiFiles) -> Vec<String> {
+    [
+        "--source",
+        "dict",
+        "--dict-url",
+        url,
+        "--ispb",
+        "12345678",
+        "--ca-cert",
+        &ca.display().to_string(),
+        "--client-cert",
+        &client.client_cert.display().to_string(),
+        "--client-key",
+        &client.client_key.display().to_string(),
+        "--interval",
+        "10s",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn start(dir: &Path, args: &[String]) -> Serve {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Serve::start(dir, &args)
+}
+
+fn alerts(serve: &Serve, query: &str) -> Vec<Alert> {
+    let (status, body) = serve.get(&format!("/api/v1/alerts{query}"));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("alerts JSON")
+}
+
+#[test]
+fn exhaustion_over_dict_opens_and_resolves_a_critical_alert() {
+    let pki = tempfile::tempdir().expect("temp");
+    let sim = simulate(pki.path(), &["--scenario", "exhaustion"]);
+    let files = PkiFiles::in_dir(pki.path());
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = start(dir.path(), &dict_args(&sim.url, &files.ca, &files));
+    assert!(
+        serve.log().contains("signatures are NOT verified"),
+        "{}",
+        serve.log()
+    );
+    let mut critical = None;
+    wait_until(
+        "a CRITICAL alert on the scripted bucket",
+        Duration::from_secs(90),
+        || {
+            critical = alerts(&serve, "?open=true")
+                .into_iter()
+                .find(|a| a.policy.as_str() == SCRIPTED_POLICY && a.severity == Severity::Critical);
+            critical.is_some()
+        },
+    );
+    let critical = critical.expect("found");
+    wait_until(
+        "the CRITICAL alert to resolve",
+        Duration::from_secs(90),
+        || {
+            alerts(&serve, "")
+                .iter()
+                .any(|a| a.id == critical.id && a.resolved_at.is_some())
+        },
+    );
+    // dictmon's own use of the listing is one of the monitored buckets.
+    let (_, text) = serve.get("/metrics");
+    let own = text
+        .lines()
+        .find(|l| l.starts_with("dict_rate_limit_available_tokens{endpoint_id=\"POLICIES_LIST\""))
+        .unwrap_or_else(|| panic!("POLICIES_LIST not monitored:\n{text}"));
+    let left: f64 = own
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("value");
+    assert!(left < 20.0, "the listings cost nothing? {own}");
+    assert_eq!(
+        metric(&text, "dictmon_poll_errors_total{kind=\"tls\"}"),
+        Some(0.0)
+    );
+    let (status, _) = serve.terminate();
+    assert!(status.success());
+
+    // `status --live` reads one policy through GET /policies/{name}.
+    let out = dictmon()
+        .args(["status", "--live", SCRIPTED_POLICY, "--format", "json"])
+        .args(&dict_args(&sim.url, &files.ca, &files)[..12])
+        .output()
+        .expect("status --live");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(live["name"], SCRIPTED_POLICY);
+    assert_eq!(live["category"], "C");
+    assert!(live["capacity"].as_i64().is_some_and(|c| c > 0), "{live}");
+}
+
+#[test]
+fn a_client_certificate_dict_does_not_trust_fails_saying_so() {
+    let pki = tempfile::tempdir().expect("temp");
+    let other = tempfile::tempdir().expect("temp");
+    let sim = simulate(pki.path(), &[]);
+    let files = PkiFiles::in_dir(pki.path());
+    let (foreign, _) = ensure_pki(other.path()).expect("another CA");
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = start(dir.path(), &dict_args(&sim.url, &files.ca, &foreign));
+    wait_until(
+        "a TLS error about the client certificate",
+        Duration::from_secs(30),
+        || serve.log().contains("DICT rejected our client certificate"),
+    );
+    let (_, text) = serve.get("/metrics");
+    assert!(metric(&text, "dictmon_poll_errors_total{kind=\"tls\"}").unwrap_or(0.0) >= 1.0);
+    assert_ne!(serve.get("/readyz").0, 200);
+    drop(serve);
+
+    // And a server certificate our CA did not sign.
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = start(dir.path(), &dict_args(&sim.url, &foreign.ca, &files));
+    wait_until(
+        "a TLS error about DICT's certificate",
+        Duration::from_secs(30),
+        || serve.log().contains("server certificate is not trusted"),
+    );
+}
+
+#[test]
+fn rate_limited_and_unavailable_answers_wait_as_asked_and_are_counted() {
+    let pki = tempfile::tempdir().expect("temp");
+    // The 2nd request gets a 429, the 3rd a 503, each with Retry-After: 12 (past the 10 s
+    // interval, so honouring it shows as a held poll).
+    let sim = simulate(
+        pki.path(),
+        &[
+            "--fault",
+            "429@2",
+            "--fault",
+            "503@3",
+            "--retry-after",
+            "12",
+        ],
+    );
+    let files = PkiFiles::in_dir(pki.path());
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = start(dir.path(), &dict_args(&sim.url, &files.ca, &files));
+    let mut held = false;
+    wait_until("a 429 and a 503 counted", Duration::from_secs(60), || {
+        let (_, text) = serve.get("/metrics");
+        held |= metric(&text, "dictmon_source_retry_after_seconds") == Some(12.0);
+        metric(&text, "dictmon_poll_errors_total{kind=\"rate_limited\"}") >= Some(1.0)
+            && metric(&text, "dictmon_poll_errors_total{kind=\"unavailable\"}") >= Some(1.0)
+    });
+    let log = serve.log();
+    assert!(
+        log.contains("RateLimited") && log.contains("SIMERR"),
+        "{log}"
+    );
+    assert!(log.contains("ServiceUnavailable"), "{log}");
+    assert!(held, "dictmon_source_retry_after_seconds never showed 12");
+    // Honoured: the poll after the 429 came no sooner than 12 s later (the interval is 10 s).
+    let failed_at = |kind: &str| {
+        log.lines()
+            .find(|l| l.contains("asked to wait 12s: no poll before then") && l.contains(kind))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .unwrap_or_else(|| panic!("no timed {kind} line in:\n{log}"))
+    };
+    let gap = failed_at("ServiceUnavailable") - failed_at("RateLimited");
+    assert!(
+        gap >= chrono::TimeDelta::milliseconds(11_900),
+        "polled again after {gap} despite Retry-After: 12"
+    );
+    // The next listing succeeds again, and the gauge goes back to 0.
+    wait_until(
+        "a successful poll after the faults",
+        Duration::from_secs(60),
+        || {
+            let (_, text) = serve.get("/metrics");
+            metric(&text, "dictmon_source_retry_after_seconds") == Some(0.0)
+                && serve.get("/readyz").0 == 200
+        },
+    );
+}
