@@ -14,7 +14,7 @@
 //! | [`domain`] | policies, snapshots, validation, token-bucket math, thresholds, alert state machine, DICT's published rate table; pure | std, chrono, serde, uuid |
 //! | [`ring`] | lock-free per-policy ring of recent samples | domain |
 //! | [`store`] | segment files (`storage-format.md`), redb catalog, retention, verify | domain |
-//! | [`source`] | the `Source` trait; Bridge gRPC client; DICT's XML; simulator and traffic model | domain |
+//! | [`source`] | the `Source` trait; Bridge gRPC client; DICT HTTPS client and its XML; simulator (in-process, gRPC, DICT HTTPS) and traffic model | domain |
 //! | [`monitor`] | the poll cycle and its scheduler; history backfill | domain, ring, store, source, telemetry |
 //! | [`telemetry`] | Prometheus metrics; the state published to readers | domain |
 //! | [`http`] | `/metrics`, `/healthz`, `/readyz`, `/api/v1/…` | domain, store, telemetry |

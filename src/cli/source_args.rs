@@ -44,6 +44,37 @@ pub struct SourceArgs {
 impl SourceArgs {
     /// Applies the flags over `c.source`.
     pub fn apply(&self, c: &mut Config) -> anyhow::Result<()> {
+        self.apply_source(c)?;
+        // A flag for another source than the one in use is a mistake, not a no-op.
+        let misplaced = match &c.source {
+            SourceConfig::Simulator { .. } => [
+                ("--bridge-url", self.bridge_url.is_some()),
+                ("--dict-url", self.dict_url.is_some()),
+                ("--ispb", self.ispb.is_some()),
+                ("--ca-cert", self.ca_cert.is_some()),
+            ]
+            .into_iter()
+            .find(|(_, given)| *given),
+            SourceConfig::Bridge(_) => [("--dict-url", self.dict_url.is_some())]
+                .into_iter()
+                .find(|(_, given)| *given),
+            SourceConfig::Dict(_) => [("--bridge-url", self.bridge_url.is_some())]
+                .into_iter()
+                .find(|(_, given)| *given),
+        };
+        if let Some((flag, _)) = misplaced {
+            anyhow::bail!(
+                "{flag} does not apply to {}: choose the source with --source (or [source] kind in the config)",
+                c.source.describe()
+            );
+        }
+        if self.scenario.is_some() && !matches!(c.source, SourceConfig::Simulator { .. }) {
+            anyhow::bail!("--scenario applies to the simulator only");
+        }
+        Ok(())
+    }
+
+    fn apply_source(&self, c: &mut Config) -> anyhow::Result<()> {
         match self.source.as_deref() {
             Some("bridge") if !matches!(c.source, SourceConfig::Bridge(_)) => {
                 let url = self.bridge_url.clone().context(
