@@ -19,7 +19,8 @@
 //! | [`telemetry`] | Prometheus metrics; the state published to readers | domain |
 //! | [`http`] | `/metrics`, `/healthz`, `/readyz`, `/api/v1/…` | domain, store, telemetry |
 //! | [`config`] | TOML configuration, defaults, checks with line and column | domain, source |
-//! | `notify`, `export` | *(issues 6, 7)* | |
+//! | [`export`] | query engine over segments; table/CSV/pg-csv/JSON writers; PostgreSQL export; legacy CSV import | domain, store |
+//! | `notify` | *(issue 7)* | |
 //! | `cli` (binary only) | argument parsing and dispatch | everything |
 //!
 //! One deliberate departure from DESIGN.md's table: `config` uses `domain` and `source` types
@@ -46,6 +47,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod export;
 pub mod http;
 pub mod monitor;
 pub mod ring;

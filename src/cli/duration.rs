@@ -48,6 +48,35 @@ pub fn parse_fixed(text: &str) -> anyhow::Result<TimeDelta> {
     }
 }
 
+/// A point in time on the command line: RFC 3339 (`2026-11-23T14:00:00Z`), a PostgreSQL
+/// timestamp with offset, a UTC date (`2026-11-23`) or date and time (`2026-11-23 14:00`), or a
+/// span ago (`7d`, `13mo`).
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    let t = text.trim();
+    if let Ok(x) = dictmon::export::pg::parse_timestamp(t) {
+        return Ok(x);
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    for f in [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
+        if let Ok(x) = chrono::NaiveDateTime::parse_from_str(t, f) {
+            return Ok(x.and_utc());
+        }
+    }
+    match parse(t) {
+        Ok(span) => span.before(now),
+        Err(_) => bail!(
+            "{text:?} is not a time: use 2026-11-23, \"2026-11-23 14:00\" (UTC), 2026-11-23T14:00:00-03:00, or a span ago such as 7d or 13mo"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,8 @@
 mod config_check;
 mod debug;
 mod duration;
+mod export;
+mod query;
 mod retention;
 mod serve;
 mod simulate;
@@ -33,6 +35,9 @@ enum Command {
     Serve(serve::Args),
     Simulate(simulate::Args),
     Status(status::Args),
+    Query(query::Args),
+    Export(export::ExportArgs),
+    Import(export::ImportArgs),
     Verify(verify::Args),
     Retention(retention::Args),
     Config(config_check::Args),
@@ -66,6 +71,9 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Query(args) => query::run(&args),
+        Command::Export(args) => export::export(&args),
+        Command::Import(args) => export::import_cmd(&args),
         Command::Config(args) => Ok(config_check::run(&args)),
         Command::Verify(args) => verify::run(&args),
         Command::Retention(args) => retention::run(&args),

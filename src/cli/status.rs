@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use dictmon::config::{self, Config};
 use dictmon::domain::{Severity, StateRecord};
+use dictmon::export::human;
 use dictmon::source::{PolicyList, Source};
 use dictmon::store::{Filter, StoreReader};
 
@@ -165,17 +166,5 @@ impl WithSource for Live {
             .get(&self.0)
             .await
             .with_context(|| format!("asking {what} for {}", self.0))
-    }
-}
-
-/// Seconds in human units; none is "never".
-fn human(secs: Option<f64>) -> String {
-    match secs {
-        None => "never".into(),
-        Some(s) if s < 1.0 => "now".into(),
-        Some(s) if s < 120.0 => format!("{s:.0}s"),
-        Some(s) if s < 7_200.0 => format!("{:.0}m", s / 60.0),
-        Some(s) if s < 172_800.0 => format!("{:.1}h", s / 3_600.0),
-        Some(s) => format!("{:.1}d", s / 86_400.0),
     }
 }

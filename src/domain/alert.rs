@@ -169,6 +169,21 @@ pub struct Alert {
     pub resolution: Option<String>,
 }
 
+impl Alert {
+    /// The name-based id (UUID v5) of the alert of `policy` opened at DICT time `opened_at`
+    /// with `severity`: the same whoever computes it, so replays and imports never duplicate.
+    pub fn id_for(policy: &PolicyName, opened_at: DateTime<Utc>, severity: Severity) -> Uuid {
+        Uuid::new_v5(
+            &ID_NAMESPACE,
+            format!(
+                "{policy}|{}|{severity}",
+                opened_at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+            )
+            .as_bytes(),
+        )
+    }
+}
+
 /// Kind of an [`AlertEvent`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AlertEventType {
@@ -371,15 +386,7 @@ fn open(obs: Observation<'_>, severity: Severity, cause: AlertCause, th: &Thresh
         enrichment: e,
     } = obs;
     let s = &snapshot.sample;
-    let id = Uuid::new_v5(
-        &ID_NAMESPACE,
-        format!(
-            "{}|{}|{severity}",
-            snapshot.policy,
-            s.at.to_rfc3339_opts(SecondsFormat::Nanos, true)
-        )
-        .as_bytes(),
-    );
+    let id = Alert::id_for(&snapshot.policy, s.at, severity);
     let state = format!(
         "{:.1}% remaining ({}/{} tokens)",
         e.remaining_percent, s.available_tokens, s.bucket.capacity

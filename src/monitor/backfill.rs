@@ -143,13 +143,17 @@ fn flush(
         return Ok(());
     };
     let month = Month::of(last.sample.at);
-    // The latest configuration of each policy in this month.
+    // The first and the latest sighting of each policy in this month (the catalog keeps the
+    // earliest first_seen, and the last one applied as last_seen).
+    let mut first = std::collections::BTreeMap::new();
     let mut latest = std::collections::BTreeMap::new();
     for r in rows.iter() {
+        first.entry(r.policy.clone()).or_insert(r);
         latest.insert(r.policy.clone(), r);
     }
-    update.policies = latest
+    update.policies = first
         .into_values()
+        .chain(latest.into_values())
         .map(|r| {
             let policy = Policy {
                 name: r.policy.clone(),

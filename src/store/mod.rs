@@ -624,16 +624,26 @@ impl StoreReader {
             {
                 continue;
             }
-            let path = self.segment_path(month);
-            let bytes = match fs::read(&path) {
-                Ok(b) => b,
-                // Deleted by retention between listing and reading.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&path)(e)),
-            };
-            problems.extend(segment::read_rows(&path, &bytes, filter, sink));
+            problems.extend(self.scan_month(month, filter, sink)?);
         }
         Ok(problems)
+    }
+
+    /// [`Self::scan`] of one month's segment (nothing when it is gone).
+    pub fn scan_month(
+        &self,
+        month: Month,
+        filter: &Filter,
+        sink: &mut dyn FnMut(StateRecord),
+    ) -> Result<Vec<Corruption>> {
+        let path = self.segment_path(month);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            // Deleted by retention between listing and reading.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        Ok(segment::read_rows(&path, &bytes, filter, sink))
     }
 }
 

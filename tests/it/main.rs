@@ -10,6 +10,10 @@ mod dict_xml;
 mod domain_alerts;
 /// Token-bucket math against a reference bucket simulation (proptest).
 mod domain_bucket_props;
+/// History to and from a real PostgreSQL server, byte for byte.
+mod export_postgres;
+/// import of a legacy CSV full of bad rows.
+mod import_bad_rows;
 /// The lock-free ring under a million pushes and concurrent readers.
 mod ring_concurrency;
 /// serve over DICT's HTTPS API: mutual TLS, exhaustion, 429/503 with Retry-After.

@@ -34,6 +34,42 @@ fn critical_on_scripted(list: &[Alert]) -> Option<Alert> {
         .cloned()
 }
 
+/// The forensic commands read a directory `serve` is writing.
+fn forensics_while_serving(dir: &std::path::Path) {
+    let out = crate::util::dictmon()
+        .args([
+            "query",
+            "states",
+            "--format",
+            "pg-csv",
+            "--policy",
+            SCRIPTED_POLICY,
+            "--data-dir",
+        ])
+        .arg(dir)
+        .output()
+        .expect("query");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.split(|b| *b == b'\n').count() > 3);
+    let exported = tempfile::tempdir().expect("temp");
+    let out = crate::util::dictmon()
+        .args(["export", "--data-dir"])
+        .arg(dir)
+        .arg("--out")
+        .arg(exported.path())
+        .output()
+        .expect("export");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn exhaustion_over_the_bridge_opens_critical_before_zero_and_resolves_after_refill() {
     let dir = tempfile::tempdir().expect("temp");
@@ -92,6 +128,7 @@ fn exhaustion_over_the_bridge_opens_critical_before_zero_and_resolves_after_refi
         },
     );
     let served = alerts(&serve, "");
+    forensics_while_serving(dir.path());
     let (status, elapsed) = serve.terminate();
     assert!(status.success(), "exit {status:?}");
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?} to stop");

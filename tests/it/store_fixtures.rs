@@ -172,6 +172,27 @@ fn readers_change_nothing_in_a_copied_data_directory() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(0));
+    // The forensic commands, on the same copy.
+    let exported = tempfile::tempdir().expect("temp");
+    for args in [
+        vec!["query", "states", "--format", "json"],
+        vec!["query", "alerts", "--format", "csv"],
+        vec!["status"],
+        vec!["export", "--out", exported.path().to_str().expect("utf-8")],
+    ] {
+        let out = dictmon()
+            .args(&args)
+            .arg("--data-dir")
+            .arg(copy.path())
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(exported.path().join("states.csv").exists());
 
     assert_eq!(
         snapshot_of(copy.path()),

@@ -1,0 +1,162 @@
+//! `dictmon export` and `dictmon import`: history to and from PostgreSQL-compatible files.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::Utc;
+use dictmon::export::dump::dump;
+use dictmon::export::import::{ImportError, ImportReport, import};
+use dictmon::store::{Store, StoreOptions, StoreReader};
+
+use super::duration::parse_time;
+use super::{DEFAULT_DATA_DIR, Outcome};
+
+/// Export the retained history as PostgreSQL files.
+///
+/// Writes into --out: schema.sql (the legacy tables; states partitioned by month, one
+/// partition per month exported; indexes for "latest per policy" and "open alerts"),
+/// policies.csv, states.csv, alerts.csv (PostgreSQL's own CSV form), and load.sql. Load with
+/// `cd OUT && psql -d DB -f schema.sql -f load.sql`. Read-only on the data directory: works
+/// while `serve` runs and on a copy.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The data directory (or a copy of it).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// Folder to write (created if missing; files in it are replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// From this response time (inclusive): 2026-11-01, "2026-11-01 14:00", 30d …
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Up to this response time (exclusive).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+}
+
+pub fn export(args: &ExportArgs) -> anyhow::Result<Outcome> {
+    let now = Utc::now();
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| parse_time(t, now))
+        .transpose()
+        .context("--since")?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| parse_time(t, now))
+        .transpose()
+        .context("--until")?;
+    let reader = StoreReader::open(&args.data_dir)?;
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let report = dump(
+        &reader,
+        &args.out,
+        since,
+        until,
+        &mut |month, done, total| {
+            if tty {
+                let width = 30;
+                let filled = (done * width).checked_div(total).unwrap_or(width);
+                eprint!(
+                    "\r[{}{}] {done}/{total} months  {month}   ",
+                    "#".repeat(filled),
+                    " ".repeat(width - filled)
+                );
+                if done == total {
+                    eprintln!();
+                }
+            }
+        },
+    )?;
+    for p in &report.problems {
+        eprintln!("warning: skipped damaged data: {p}");
+    }
+    println!(
+        "exported {} states, {} alerts and {} policies ({} monthly partitions) into {} in {:.2} s; load with: cd {} && psql -d DB -f schema.sql -f load.sql",
+        report.states,
+        report.alerts,
+        report.policies,
+        report.partitions.len(),
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(Outcome::Success)
+}
+
+/// Import history from CSV as PostgreSQL writes it (the legacy system's tables).
+///
+/// --states is a `COPY dict_rate_limit_states TO … WITH (FORMAT csv, HEADER true)` file (or
+/// `dictmon export`'s states.csv); --alerts the same of `dict_rate_limit_alerts`. Columns are
+/// found by header name in any order; unknown columns are ignored with a warning. Bad rows are
+/// reported with their line and skipped (exit 1), or with --strict nothing is written. Rows
+/// already present (same policy and response time) are skipped, so running it twice is safe.
+/// Takes the data directory's lock: stop `serve` first, or import into another directory.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The data directory to write (created if missing).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// States CSV.
+    #[arg(long, value_name = "FILE")]
+    states: PathBuf,
+    /// Alerts CSV.
+    #[arg(long, value_name = "FILE")]
+    alerts: Option<PathBuf>,
+    /// Write nothing if any row is bad.
+    #[arg(long)]
+    strict: bool,
+}
+
+fn print_report(report: &ImportReport) {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    for p in &report.problems {
+        eprintln!("{p}");
+    }
+    let listed = report.problems.len() as u64;
+    if report.bad + report.duplicates > listed {
+        eprintln!("… and {} more", report.bad + report.duplicates - listed);
+    }
+}
+
+pub fn import_cmd(args: &ImportArgs) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let mut store = Store::open(&args.data_dir, StoreOptions::default())?;
+    let report = match import(
+        &mut store,
+        &args.states,
+        args.alerts.as_deref(),
+        args.strict,
+        Utc::now(),
+    ) {
+        Ok(r) => r,
+        Err(ImportError::Strict { bad, report }) => {
+            print_report(&report);
+            eprintln!("--strict: {bad} bad rows; nothing was written");
+            return Ok(Outcome::CheckFailed);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    print_report(&report);
+    println!(
+        "imported {} states and {} alerts into {} in {:.2} s; skipped {} rows already present and {} bad rows",
+        report.states,
+        report.alerts,
+        args.data_dir.display(),
+        started.elapsed().as_secs_f64(),
+        report.duplicates,
+        report.bad
+    );
+    Ok(if report.bad > 0 {
+        Outcome::CheckFailed
+    } else {
+        Outcome::Success
+    })
+}

@@ -1,0 +1,180 @@
+//! `dictmon query states|alerts`: history from the segments and the catalog, for people
+//! (`table`) or tools (`csv`, `pg-csv`, `json`). Read-only: works while `serve` writes the
+//! same directory, and on a read-only copy.
+
+use std::collections::BTreeSet;
+use std::io::BufWriter;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::Utc;
+use dictmon::domain::{PolicyName, Severity};
+use dictmon::export::{Format, StatesQuery, StatesWriter, scan_states, write_alerts};
+use dictmon::store::StoreReader;
+
+use super::duration::parse_time;
+use super::{DEFAULT_DATA_DIR, Outcome};
+
+/// Forensic queries over the retained history.
+///
+/// Times (`--since`, `--until`) are UTC dates (2026-11-23), dates and times ("2026-11-23
+/// 14:00"), RFC 3339 with offset, or spans ago (7d, 13mo). Examples:
+/// `dictmon query states --policy ENTRIES_WRITE --since 2026-11-01 --until 2026-11-02`;
+/// `dictmon query alerts --open --format json`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum What {
+    /// Snapshots (`dict_rate_limit_states`), ordered by response time then policy.
+    States(StatesArgs),
+    /// Alerts (`dict_rate_limit_alerts`), ordered by opening time.
+    Alerts(AlertsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct Common {
+    /// The data directory (or a copy of it).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// From this time (inclusive).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Up to this time (exclusive).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+    /// table (aligned, for people), csv, pg-csv (the legacy table's columns, as PostgreSQL's
+    /// COPY … CSV HEADER writes them) or json (one object per line).
+    #[arg(long, default_value = "table")]
+    format: Format,
+}
+
+#[derive(clap::Args, Debug)]
+struct StatesArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Only this policy (repeatable).
+    #[arg(long, value_name = "NAME")]
+    policy: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct AlertsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Only this severity: WARNING or CRITICAL.
+    #[arg(long, value_name = "S")]
+    severity: Option<String>,
+    /// Only alerts still open.
+    #[arg(long)]
+    open: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+    match &args.what {
+        What::States(a) => states(a),
+        What::Alerts(a) => alerts(a),
+    }
+}
+
+/// A time range; either end may be open.
+type Window = (Option<chrono::DateTime<Utc>>, Option<chrono::DateTime<Utc>>);
+
+fn window(c: &Common) -> anyhow::Result<Window> {
+    let now = Utc::now();
+    let since = c
+        .since
+        .as_deref()
+        .map(|t| parse_time(t, now))
+        .transpose()
+        .context("--since")?;
+    let until = c
+        .until
+        .as_deref()
+        .map(|t| parse_time(t, now))
+        .transpose()
+        .context("--until")?;
+    if let (Some(s), Some(u)) = (since, until) {
+        anyhow::ensure!(s < u, "--since {s} is not before --until {u}");
+    }
+    Ok((since, until))
+}
+
+fn states(a: &StatesArgs) -> anyhow::Result<Outcome> {
+    let (since, until) = window(&a.common)?;
+    let policies = if a.policy.is_empty() {
+        None
+    } else {
+        Some(
+            a.policy
+                .iter()
+                .map(|p| PolicyName::new(p).map_err(|e| anyhow::anyhow!("--policy {p:?}: {e}")))
+                .collect::<anyhow::Result<BTreeSet<_>>>()?,
+        )
+    };
+    let reader = StoreReader::open(&a.common.data_dir)?;
+    let stdout = std::io::stdout().lock();
+    let mut writer = StatesWriter::new(BufWriter::with_capacity(1 << 16, stdout), a.common.format)?;
+    let query = StatesQuery {
+        policies,
+        since,
+        until,
+    };
+    let result = scan_states(&reader, &query, &mut |_, _, _| {}, &mut |r| writer.row(r));
+    let problems = match result {
+        Ok(p) => p,
+        // `dictmon query … | head`: the reader went away; not an error.
+        Err(dictmon::export::ExportError::Write { error, .. })
+            if error.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            return Ok(Outcome::Success);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match writer.finish() {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Outcome::Success),
+        Err(e) => return Err(e).context("writing the output"),
+    }
+    for p in &problems {
+        eprintln!("warning: skipped damaged data: {p}");
+    }
+    Ok(Outcome::Success)
+}
+
+fn alerts(a: &AlertsArgs) -> anyhow::Result<Outcome> {
+    let (since, until) = window(&a.common)?;
+    let severity = match a
+        .severity
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None => None,
+        Some("WARNING") => Some(Severity::Warning),
+        Some("CRITICAL") => Some(Severity::Critical),
+        Some(other) => anyhow::bail!("--severity {other:?}: WARNING or CRITICAL"),
+    };
+    let reader = StoreReader::open(&a.common.data_dir)?;
+    let mut alerts: Vec<_> = reader
+        .catalog()?
+        .alerts()?
+        .into_iter()
+        .filter(|x| since.is_none_or(|s| x.opened_at >= s))
+        .filter(|x| until.is_none_or(|u| x.opened_at < u))
+        .filter(|x| severity.is_none_or(|s| x.severity == s))
+        .filter(|x| !a.open || x.resolved_at.is_none())
+        .collect();
+    alerts.sort_by(|x, y| {
+        (x.opened_at, x.policy.as_str(), x.id).cmp(&(y.opened_at, y.policy.as_str(), y.id))
+    });
+    let stdout = std::io::stdout().lock();
+    match write_alerts(BufWriter::new(stdout), a.common.format, &alerts) {
+        Ok(()) => Ok(Outcome::Success),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Success),
+        Err(e) => Err(e).context("writing the output"),
+    }
+}

@@ -1,0 +1,608 @@
+//! `dictmon import`: history from CSV as the legacy system's PostgreSQL writes it
+//! (`COPY … TO … WITH (FORMAT csv, HEADER true)`), into a data directory.
+//!
+//! - The header is required; columns are found by name, in any order; columns dictmon does not
+//!   use are ignored with one warning each.
+//! - A bad row (a missing column, a number or time that does not parse, a value the monitor
+//!   would refuse, such as tokens above capacity) is reported with its line and reason and
+//!   skipped; with `strict`, the whole file is checked first and nothing is written if any row
+//!   is bad.
+//! - A row already present — same policy and response time, in the data directory or earlier
+//!   in the file — is skipped and reported, not duplicated; duplicates do not fail `strict`,
+//!   so an import can be run again safely.
+//! - Derived columns are kept as given (they are the historical record); a missing
+//!   `utilization_percent` is computed, a missing `created_at` is the response time.
+//!
+//! Rows are buffered per month and written as sealed blocks, each month one atomic rewrite
+//! (storage-format.md §6.3); memory is bounded by [`FLUSH_ROWS`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::pg::{parse_bool, parse_integer, parse_numeric, parse_timestamp};
+use crate::domain::{
+    Alert, AlertCause, BucketConfig, Enrichment, Policy, PolicyName, PspCategory, Sample, Severity,
+    StateRecord, ValidationLimits, validate,
+};
+use crate::store::catalog::CatalogUpdate;
+use crate::store::{Filter, Month, Store, StoreError, StoreReader};
+
+/// Rows buffered before the months they belong to are written.
+pub const FLUSH_ROWS: usize = 400_000;
+
+/// Problems kept for the report (the rest are counted only).
+pub const MAX_REPORTED: usize = 10_000;
+
+/// A row that was not imported, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowProblem {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line where the row starts.
+    pub line: u64,
+    /// Why.
+    pub reason: String,
+    /// Whether it is a duplicate (skipped, not bad).
+    pub duplicate: bool,
+}
+
+impl std::fmt::Display for RowProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.reason)
+    }
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default)]
+pub struct ImportReport {
+    /// States rows written.
+    pub states: u64,
+    /// Alerts written (new or updated).
+    pub alerts: u64,
+    /// Rows skipped as already present.
+    pub duplicates: u64,
+    /// Rows skipped as bad.
+    pub bad: u64,
+    /// The first [`MAX_REPORTED`] problems, by file and line.
+    pub problems: Vec<RowProblem>,
+    /// Warnings about the files (ignored columns).
+    pub warnings: Vec<String>,
+}
+
+impl ImportReport {
+    fn problem(&mut self, p: RowProblem) {
+        if p.duplicate {
+            self.duplicates += 1;
+        } else {
+            self.bad += 1;
+        }
+        if self.problems.len() < MAX_REPORTED {
+            self.problems.push(p);
+        }
+    }
+}
+
+/// Why an import could not run at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// A file could not be opened or read.
+    #[error("{file}: {detail}")]
+    File {
+        /// The file.
+        file: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The header lacks a required column.
+    #[error("{file}:1: the header has no {column:?} column (columns found: {found})")]
+    MissingColumn {
+        /// The file.
+        file: PathBuf,
+        /// The column.
+        column: &'static str,
+        /// The header as found.
+        found: String,
+    },
+    /// `strict`: bad rows were found; nothing was written.
+    #[error("{bad} bad rows; nothing was written (without --strict they are skipped)")]
+    Strict {
+        /// How many.
+        bad: u64,
+        /// The report, with every problem.
+        report: Box<ImportReport>,
+    },
+    /// The store refused a write.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The catalog refused a write.
+    #[error(transparent)]
+    Catalog(#[from] crate::store::catalog::CatalogError),
+}
+
+/// A CSV file with its header mapped.
+struct Table {
+    file: PathBuf,
+    reader: csv::Reader<File>,
+    columns: HashMap<String, usize>,
+}
+
+impl Table {
+    fn open(
+        file: &Path,
+        required: &[&'static str],
+        known: &[&str],
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, ImportError> {
+        let ferr = |detail: String| ImportError::File {
+            file: file.to_owned(),
+            detail,
+        };
+        let handle = File::open(file).map_err(|e| ferr(format!("cannot open: {e}")))?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(handle);
+        let header = reader
+            .headers()
+            .map_err(|e| ferr(format!("cannot read the header: {e}")))?
+            .clone();
+        let columns: HashMap<String, usize> = header
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.trim().to_ascii_lowercase(), i))
+            .collect();
+        for column in required {
+            if !columns.contains_key(*column) {
+                return Err(ImportError::MissingColumn {
+                    file: file.to_owned(),
+                    column,
+                    found: header.iter().collect::<Vec<_>>().join(","),
+                });
+            }
+        }
+        for c in &header {
+            if !known.contains(&c.trim().to_ascii_lowercase().as_str()) {
+                warnings.push(format!(
+                    "{}:1: column {c:?} is not used; ignored",
+                    file.display()
+                ));
+            }
+        }
+        Ok(Self {
+            file: file.to_owned(),
+            reader,
+            columns,
+        })
+    }
+
+    /// Each row: its line and a getter by column name, or why the row could not be read.
+    fn rows(
+        &mut self,
+        mut each: impl FnMut(
+            u64,
+            Result<&dyn Fn(&str) -> Option<String>, String>,
+        ) -> Result<(), ImportError>,
+    ) -> Result<(), ImportError> {
+        let mut record = csv::StringRecord::new();
+        loop {
+            match self.reader.read_record(&mut record) {
+                Ok(false) => return Ok(()),
+                Ok(true) => {
+                    let line = record.position().map_or(0, csv::Position::line);
+                    let columns = &self.columns;
+                    let get = |name: &str| {
+                        columns
+                            .get(name)
+                            .and_then(|&i| record.get(i))
+                            .map(str::to_owned)
+                    };
+                    each(line, Ok(&get))?;
+                }
+                Err(e) => {
+                    let line = e.position().map_or(0, csv::Position::line);
+                    if e.is_io_error() {
+                        return Err(ImportError::File {
+                            file: self.file.clone(),
+                            detail: e.to_string(),
+                        });
+                    }
+                    each(line, Err(format!("not readable as CSV: {e}")))?;
+                }
+            }
+        }
+    }
+}
+
+const STATE_REQUIRED: [&str; 7] = [
+    "endpoint_id",
+    "available_tokens",
+    "capacity",
+    "refill_tokens",
+    "refill_period_sec",
+    "psp_category",
+    "response_time",
+];
+
+/// One states row from its columns.
+fn state_row(
+    get: &dyn Fn(&str) -> Option<String>,
+    now: DateTime<Utc>,
+) -> Result<StateRecord, String> {
+    let field = |name: &str| -> Result<String, String> {
+        match get(name) {
+            None => Err(format!("missing column {name}")),
+            Some(v) if v.trim().is_empty() => Err(format!("{name} is empty")),
+            Some(v) => Ok(v),
+        }
+    };
+    let int = |name: &str| {
+        field(name).and_then(|v| parse_integer(&v).map_err(|e| format!("{name}: {e}")))
+    };
+    let optional = |name: &str| -> Result<Option<f64>, String> {
+        match get(name) {
+            Some(v) if !v.trim().is_empty() => parse_numeric(&v)
+                .map(Some)
+                .map_err(|e| format!("{name}: {e}")),
+            _ => Ok(None),
+        }
+    };
+    let policy =
+        PolicyName::new(field("endpoint_id")?.trim()).map_err(|e| format!("endpoint_id: {e}"))?;
+    let category =
+        PspCategory::parse(&field("psp_category")?).map_err(|e| format!("psp_category: {e}"))?;
+    let at =
+        parse_timestamp(&field("response_time")?).map_err(|e| format!("response_time: {e}"))?;
+    let created_at = match get("created_at") {
+        Some(v) if !v.trim().is_empty() => {
+            parse_timestamp(&v).map_err(|e| format!("created_at: {e}"))?
+        }
+        _ => at,
+    };
+    let sample = Sample {
+        at,
+        available_tokens: int("available_tokens")?,
+        bucket: BucketConfig {
+            capacity: int("capacity")?,
+            refill_tokens: int("refill_tokens")?,
+            refill_period_secs: int("refill_period_sec")?,
+        },
+        category,
+    };
+    validate(&sample, None, now, ValidationLimits::default()).map_err(|e| e.to_string())?;
+    let capacity = sample.bucket.capacity as f64;
+    let available = sample.available_tokens as f64;
+    let utilization_percent =
+        optional("utilization_percent")?.unwrap_or(100.0 * (capacity - available) / capacity);
+    Ok(StateRecord {
+        policy,
+        sample,
+        enrichment: Enrichment {
+            utilization_percent,
+            remaining_percent: 100.0 * available / capacity,
+            consumption_rate_per_minute: optional("consumption_rate_per_minute")?,
+            recovery_eta_seconds: optional("recovery_eta_seconds")?,
+            exhaustion_projection_seconds: optional("exhaustion_projection_seconds")?,
+        },
+        created_at,
+    })
+}
+
+/// A policy's configuration when seen, and when.
+type Sighting = (Policy, DateTime<Utc>);
+
+/// Rows waiting to be written, by month, with their lines.
+#[derive(Default)]
+struct Pending {
+    months: BTreeMap<Month, Vec<(u64, StateRecord)>>,
+    rows: usize,
+    /// Per policy: configuration and time of the first and the last row written.
+    seen: HashMap<PolicyName, (Sighting, Sighting)>,
+}
+
+impl Pending {
+    fn flush(
+        &mut self,
+        store: &mut Store,
+        file: &Path,
+        report: &mut ImportReport,
+    ) -> Result<(), ImportError> {
+        let reader = StoreReader::open(store.dir())?;
+        for (month, mut rows) in std::mem::take(&mut self.months) {
+            let mut present: HashSet<(PolicyName, DateTime<Utc>)> = HashSet::new();
+            let problems = reader.scan_month(month, &Filter::default(), &mut |r| {
+                present.insert((r.policy, r.sample.at));
+            })?;
+            if let Some(p) = problems.into_iter().next() {
+                return Err(StoreError::Damaged(p).into());
+            }
+            rows.sort_by(|(la, a), (lb, b)| {
+                (&a.policy, a.sample.at, la).cmp(&(&b.policy, b.sample.at, lb))
+            });
+            let mut kept: Vec<StateRecord> = Vec::with_capacity(rows.len());
+            let mut previous: Option<(u64, PolicyName, DateTime<Utc>)> = None;
+            for (line, r) in rows {
+                let again = previous
+                    .as_ref()
+                    .filter(|(_, p, t)| *p == r.policy && *t == r.sample.at)
+                    .map(|(l, _, _)| *l);
+                let reason = if let Some(first) = again {
+                    Some(format!(
+                        "duplicate of line {first} ({} at {}); skipped",
+                        r.policy.as_str(),
+                        r.sample.at
+                    ))
+                } else if present.contains(&(r.policy.clone(), r.sample.at)) {
+                    Some(format!(
+                        "{} at {} is already in the data directory; skipped",
+                        r.policy.as_str(),
+                        r.sample.at
+                    ))
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    report.problem(RowProblem {
+                        file: file.to_owned(),
+                        line,
+                        reason,
+                        duplicate: true,
+                    });
+                    continue;
+                }
+                previous = Some((line, r.policy.clone(), r.sample.at));
+                let policy = Policy {
+                    name: r.policy.clone(),
+                    bucket: r.sample.bucket,
+                    category: r.sample.category,
+                };
+                let at = r.sample.at;
+                self.seen
+                    .entry(r.policy.clone())
+                    .and_modify(|(first, last)| {
+                        if at < first.1 {
+                            *first = (policy.clone(), at);
+                        }
+                        if at > last.1 {
+                            *last = (policy.clone(), at);
+                        }
+                    })
+                    .or_insert_with(|| ((policy.clone(), at), (policy, at)));
+                kept.push(r);
+            }
+            report.states += kept.len() as u64;
+            store.append_sealed(&kept)?;
+        }
+        self.rows = 0;
+        Ok(())
+    }
+}
+
+/// Imports a states CSV (and an alerts CSV) into `store`. With `strict`, nothing is written
+/// if any row is bad.
+pub fn import(
+    store: &mut Store,
+    states: &Path,
+    alerts: Option<&Path>,
+    strict: bool,
+    now: DateTime<Utc>,
+) -> Result<ImportReport, ImportError> {
+    if strict {
+        let mut check = ImportReport::default();
+        check_states(states, now, &mut check)?;
+        if let Some(a) = alerts {
+            read_alerts(a, &mut check)?;
+        }
+        if check.bad > 0 {
+            check.problems.retain(|p| !p.duplicate);
+            return Err(ImportError::Strict {
+                bad: check.bad,
+                report: Box::new(check),
+            });
+        }
+    }
+    let mut report = ImportReport::default();
+    let mut table = Table::open(
+        states,
+        &STATE_REQUIRED,
+        &super::STATES_COLUMNS,
+        &mut report.warnings,
+    )?;
+    let mut pending = Pending::default();
+    let mut bad_rows = Vec::new();
+    table.rows(|line, get| {
+        match get.and_then(|get| state_row(get, now)) {
+            Ok(r) => {
+                pending
+                    .months
+                    .entry(Month::of(r.sample.at))
+                    .or_default()
+                    .push((line, r));
+                pending.rows += 1;
+                if pending.rows >= FLUSH_ROWS {
+                    pending.flush(store, states, &mut report)?;
+                }
+            }
+            Err(reason) => bad_rows.push((line, reason)),
+        }
+        Ok(())
+    })?;
+    pending.flush(store, states, &mut report)?;
+    for (line, reason) in bad_rows {
+        report.problem(RowProblem {
+            file: states.to_owned(),
+            line,
+            reason,
+            duplicate: false,
+        });
+    }
+    // The catalog: each policy's configuration as first and last seen.
+    let existing: HashMap<PolicyName, DateTime<Utc>> = store
+        .catalog()
+        .policies()?
+        .into_iter()
+        .map(|p| (p.policy.name.clone(), p.last_seen))
+        .collect();
+    let mut update = CatalogUpdate::default();
+    for (name, (first, last)) in pending.seen {
+        update.policies.push(first);
+        // Older history than the directory holds keeps the newer last sighting.
+        if existing.get(&name).is_none_or(|l| last.1 >= *l) {
+            update.policies.push(last);
+        }
+    }
+    if let Some(a) = alerts {
+        update.alerts = read_alerts(a, &mut report)?;
+        report.alerts = update.alerts.len() as u64;
+    }
+    store.catalog().apply(&update)?;
+    report
+        .problems
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    Ok(report)
+}
+
+/// The strict pre-check of a states file: every row parsed, nothing kept.
+fn check_states(
+    states: &Path,
+    now: DateTime<Utc>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    let mut table = Table::open(
+        states,
+        &STATE_REQUIRED,
+        &super::STATES_COLUMNS,
+        &mut report.warnings,
+    )?;
+    let mut bad = Vec::new();
+    table.rows(|line, get| {
+        if let Err(reason) = get.and_then(|get| state_row(get, now)) {
+            bad.push((line, reason));
+        }
+        Ok(())
+    })?;
+    for (line, reason) in bad {
+        report.problem(RowProblem {
+            file: states.to_owned(),
+            line,
+            reason,
+            duplicate: false,
+        });
+    }
+    Ok(())
+}
+
+const ALERT_REQUIRED: [&str; 6] = [
+    "endpoint_id",
+    "severity",
+    "available_tokens",
+    "capacity",
+    "psp_category",
+    "created_at",
+];
+
+/// Reads an alerts CSV; bad rows go to `report`.
+fn read_alerts(path: &Path, report: &mut ImportReport) -> Result<Vec<Alert>, ImportError> {
+    let mut table = Table::open(
+        path,
+        &ALERT_REQUIRED,
+        &super::ALERTS_COLUMNS,
+        &mut report.warnings,
+    )?;
+    let mut alerts = Vec::new();
+    let mut bad = Vec::new();
+    table.rows(|line, get| {
+        match get.and_then(alert_row) {
+            Ok(a) => alerts.push(a),
+            Err(reason) => bad.push((line, reason)),
+        }
+        Ok(())
+    })?;
+    for (line, reason) in bad {
+        report.problem(RowProblem {
+            file: path.to_owned(),
+            line,
+            reason,
+            duplicate: false,
+        });
+    }
+    Ok(alerts)
+}
+
+fn alert_row(get: &dyn Fn(&str) -> Option<String>) -> Result<Alert, String> {
+    let field = |name: &str| -> Result<String, String> {
+        match get(name) {
+            None => Err(format!("missing column {name}")),
+            Some(v) if v.trim().is_empty() => Err(format!("{name} is empty")),
+            Some(v) => Ok(v),
+        }
+    };
+    let present = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let int = |name: &str| {
+        field(name).and_then(|v| parse_integer(&v).map_err(|e| format!("{name}: {e}")))
+    };
+    let policy =
+        PolicyName::new(field("endpoint_id")?.trim()).map_err(|e| format!("endpoint_id: {e}"))?;
+    let severity = match field("severity")?.trim().to_ascii_uppercase().as_str() {
+        "WARNING" => Severity::Warning,
+        "CRITICAL" => Severity::Critical,
+        other => return Err(format!("severity: {other:?} is not WARNING or CRITICAL")),
+    };
+    let psp_category =
+        PspCategory::parse(&field("psp_category")?).map_err(|e| format!("psp_category: {e}"))?;
+    let opened_at =
+        parse_timestamp(&field("created_at")?).map_err(|e| format!("created_at: {e}"))?;
+    let available_tokens = int("available_tokens")?;
+    let capacity = int("capacity")?;
+    if capacity <= 0 {
+        return Err("capacity is zero or negative".into());
+    }
+    let utilization_percent = match present("utilization_percent") {
+        Some(v) => parse_numeric(&v).map_err(|e| format!("utilization_percent: {e}"))?,
+        None => 100.0 * (capacity - available_tokens) as f64 / capacity as f64,
+    };
+    let resolved_at = match present("resolved_at") {
+        Some(v) => Some(parse_timestamp(&v).map_err(|e| format!("resolved_at: {e}"))?),
+        None => None,
+    };
+    if let Some(v) = present("resolved") {
+        let resolved = parse_bool(&v).map_err(|e| format!("resolved: {e}"))?;
+        if resolved != resolved_at.is_some() {
+            return Err(format!(
+                "resolved is {v} but resolved_at is {}",
+                if resolved_at.is_some() {
+                    "set"
+                } else {
+                    "empty"
+                }
+            ));
+        }
+    }
+    let cause = match present("cause").as_deref().map(str::trim) {
+        None | Some("threshold") => AlertCause::Threshold,
+        Some("projection") => AlertCause::Projection,
+        Some(other) => return Err(format!("cause: {other:?} is not threshold or projection")),
+    };
+    let id = match present("id") {
+        Some(v) => Uuid::parse_str(v.trim()).map_err(|e| format!("id: {e}"))?,
+        None => Alert::id_for(&policy, opened_at, severity),
+    };
+    Ok(Alert {
+        id,
+        policy,
+        severity,
+        cause,
+        opened_at,
+        available_tokens,
+        capacity,
+        utilization_percent,
+        psp_category,
+        message: get("message").unwrap_or_default(),
+        resolved_at,
+        resolution: present("resolution_notes"),
+    })
+}

@@ -1,0 +1,479 @@
+//! Forensics over the retained segments: the query engine ([`scan_states`]), the output
+//! formats (`table`, `csv`, `pg-csv`, `json`), the PostgreSQL export ([`dump`]) and the legacy
+//! CSV import ([`import`]).
+//!
+//! May use: `domain`, `store`.
+//!
+//! Invariants: rows come out in one canonical order — by response time, then policy — whatever
+//! the block layout that holds them, so two exports of the same history are the same bytes;
+//! memory is bounded by one month of rows (each month is read, sorted and written before the
+//! next), never by the amount of history; damaged blocks are reported and skipped, never fatal.
+
+pub mod dump;
+pub mod import;
+pub mod pg;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::domain::{Alert, PolicyName, StateRecord};
+use crate::store::{Corruption, Filter, Month, StoreError, StoreReader};
+
+/// An output format of `dictmon query`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns, for people.
+    Table,
+    /// CSV with a header, RFC 3339 times at full precision.
+    Csv,
+    /// Exactly the legacy table's columns, as PostgreSQL's `COPY … CSV HEADER` writes them.
+    PgCsv,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "table" => Ok(Self::Table),
+            "csv" => Ok(Self::Csv),
+            "pg-csv" => Ok(Self::PgCsv),
+            "json" => Ok(Self::Json),
+            _ => Err(format!(
+                "unknown format {s:?}; one of table, csv, pg-csv, json"
+            )),
+        }
+    }
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The catalog could not be read.
+    #[error(transparent)]
+    Catalog(#[from] crate::store::catalog::CatalogError),
+    /// Writing the output failed.
+    #[error("cannot write {what}: {error}")]
+    Write {
+        /// What was being written.
+        what: String,
+        /// The error.
+        error: io::Error,
+    },
+}
+
+/// Which rows of `dict_rate_limit_states`.
+#[derive(Clone, Debug, Default)]
+pub struct StatesQuery {
+    /// Only these policies (all when none).
+    pub policies: Option<BTreeSet<PolicyName>>,
+    /// Response time at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Response time before.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Hands every row of `query` to `sink` in canonical order (response time, then policy),
+/// one month at a time; `progress(month, done, total)` is called before each month. Returns
+/// the damage met (skipped). A sink error stops the scan.
+pub fn scan_states(
+    reader: &StoreReader,
+    query: &StatesQuery,
+    progress: &mut dyn FnMut(Month, usize, usize),
+    sink: &mut dyn FnMut(&StateRecord) -> io::Result<()>,
+) -> Result<Vec<Corruption>, ExportError> {
+    scan_state_months(reader, query, progress, &mut |month| {
+        month.iter().try_for_each(&mut *sink)
+    })
+}
+
+/// One month of rows and their canonical order.
+pub struct MonthRows {
+    rows: Vec<StateRecord>,
+    order: Vec<u32>,
+}
+
+impl MonthRows {
+    /// The rows in canonical order.
+    pub fn iter(&self) -> impl Iterator<Item = &StateRecord> {
+        self.order.iter().filter_map(|&i| self.rows.get(i as usize))
+    }
+
+    /// The rows in canonical order, split into about `parts` runs.
+    pub fn runs(&self, parts: usize) -> Vec<Vec<&StateRecord>> {
+        let ordered: Vec<&StateRecord> = self.iter().collect();
+        let size = ordered.len().div_ceil(parts.max(1)).max(1);
+        ordered.chunks(size).map(<[_]>::to_vec).collect()
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// [`scan_states`] a month at a time: `sink` owns each month's rows (so it may hand them to
+/// another thread while the next month is read).
+pub fn scan_state_months(
+    reader: &StoreReader,
+    query: &StatesQuery,
+    progress: &mut dyn FnMut(Month, usize, usize),
+    sink: &mut dyn FnMut(MonthRows) -> io::Result<()>,
+) -> Result<Vec<Corruption>, ExportError> {
+    let ns = |t: Option<DateTime<Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
+    let months: Vec<Month> = reader
+        .months()?
+        .into_iter()
+        .filter(|m| {
+            let (start, end) = (ns(m.start()), ns(m.next().start()));
+            let before = end.zip(ns(query.since)).is_some_and(|(e, s)| e <= s);
+            let after = start.zip(ns(query.until)).is_some_and(|(b, u)| b >= u);
+            !before && !after
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for (i, month) in months.iter().enumerate() {
+        let mut rows: Vec<StateRecord> = Vec::new();
+        progress(*month, i, months.len());
+        let clip = |a: Option<i64>, b: Option<i64>, later: bool| match (a, b) {
+            (Some(a), Some(b)) => Some(if later { a.max(b) } else { a.min(b) }),
+            (a, b) => a.or(b),
+        };
+        let filter = Filter {
+            policies: query.policies.clone(),
+            since_ns: clip(ns(query.since), ns(month.start()), true),
+            until_ns: clip(ns(query.until), ns(month.next().start()), false),
+        };
+        problems.extend(reader.scan_month(*month, &filter, &mut |r| rows.push(r))?);
+        // Sort small keys, not the rows: (time, rank of the policy name, index).
+        let names: BTreeSet<&str> = rows.iter().map(|r| r.policy.as_str()).collect();
+        let rank = |name: &str| names.iter().position(|n| *n == name).unwrap_or(0);
+        let mut ranks: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut keyed: Vec<(i64, usize, usize)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let n = r.policy.as_str();
+                let k = *ranks.entry(n).or_insert_with(|| rank(n));
+                (r.sample.at.timestamp_nanos_opt().unwrap_or(i64::MIN), k, i)
+            })
+            .collect();
+        keyed.sort_unstable();
+        let order = keyed
+            .into_iter()
+            .map(|(_, _, i)| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect();
+        drop(ranks);
+        drop(names);
+        sink(MonthRows { rows, order }).map_err(|error| ExportError::Write {
+            what: "the output".into(),
+            error,
+        })?;
+    }
+    progress(
+        months.last().copied().unwrap_or(Month {
+            year: 1970,
+            month: 1,
+        }),
+        months.len(),
+        months.len(),
+    );
+    Ok(problems)
+}
+
+/// The legacy `dict_rate_limit_states` columns, in order.
+pub const STATES_COLUMNS: [&str; 12] = [
+    "endpoint_id",
+    "available_tokens",
+    "capacity",
+    "refill_tokens",
+    "refill_period_sec",
+    "psp_category",
+    "utilization_percent",
+    "consumption_rate_per_minute",
+    "recovery_eta_seconds",
+    "exhaustion_projection_seconds",
+    "response_time",
+    "created_at",
+];
+
+/// The `dict_rate_limit_alerts` columns, in order (`cause` is dictmon's, last).
+pub const ALERTS_COLUMNS: [&str; 13] = [
+    "id",
+    "endpoint_id",
+    "severity",
+    "available_tokens",
+    "capacity",
+    "utilization_percent",
+    "psp_category",
+    "message",
+    "created_at",
+    "resolved",
+    "resolved_at",
+    "resolution_notes",
+    "cause",
+];
+
+/// The `dict_rate_limit_policies` columns, in order.
+pub const POLICIES_COLUMNS: [&str; 7] = [
+    "endpoint_id",
+    "capacity",
+    "refill_tokens",
+    "refill_period_sec",
+    "psp_category",
+    "created_at",
+    "updated_at",
+];
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Appends one states row as a `dict_rate_limit_states` CSV line (PostgreSQL's form).
+pub fn push_state_pg(out: &mut String, times: &mut pg::TimestampCache, r: &StateRecord) {
+    let e = &r.enrichment;
+    let s = &r.sample;
+    let mut int = itoa::Buffer::new();
+    out.push_str(r.policy.as_str());
+    for n in [
+        s.available_tokens,
+        s.bucket.capacity,
+        s.bucket.refill_tokens,
+        s.bucket.refill_period_secs,
+    ] {
+        out.push(',');
+        out.push_str(int.format(n));
+    }
+    out.push(',');
+    out.push(s.category.as_char());
+    out.push(',');
+    pg::push_numeric(out, e.utilization_percent);
+    out.push(',');
+    pg::push_opt_numeric(out, e.consumption_rate_per_minute);
+    out.push(',');
+    pg::push_opt_numeric(out, e.recovery_eta_seconds);
+    out.push(',');
+    pg::push_opt_numeric(out, e.exhaustion_projection_seconds);
+    out.push(',');
+    times.push(out, 0, s.at);
+    out.push(',');
+    times.push(out, 1, r.created_at);
+    out.push('\n');
+}
+
+/// Appends one alert as a `dict_rate_limit_alerts` CSV line (PostgreSQL's form).
+pub fn push_alert_pg(out: &mut String, a: &Alert) {
+    let _ = write!(
+        out,
+        "{},{},{},{},{},",
+        a.id,
+        a.policy.as_str(),
+        a.severity,
+        a.available_tokens,
+        a.capacity
+    );
+    pg::push_numeric(out, a.utilization_percent);
+    out.push(',');
+    pg::push_text(out, &a.psp_category.to_string());
+    out.push(',');
+    pg::push_text(out, &a.message);
+    out.push(',');
+    pg::push_timestamp(out, a.opened_at);
+    out.push_str(if a.resolved_at.is_some() {
+        ",t,"
+    } else {
+        ",f,"
+    });
+    if let Some(t) = a.resolved_at {
+        pg::push_timestamp(out, t);
+    }
+    out.push(',');
+    if let Some(n) = &a.resolution {
+        pg::push_text(out, n);
+    }
+    out.push(',');
+    out.push_str(match a.cause {
+        crate::domain::AlertCause::Threshold => "threshold",
+        crate::domain::AlertCause::Projection => "projection",
+    });
+    out.push('\n');
+}
+
+/// Writes states rows in one [`Format`], buffering; `finish` flushes.
+pub struct StatesWriter<W: Write> {
+    out: W,
+    format: Format,
+    line: String,
+    rows: u64,
+    times: pg::TimestampCache,
+}
+
+impl<W: Write> StatesWriter<W> {
+    /// A writer; the header (if the format has one) is written now.
+    pub fn new(mut out: W, format: Format) -> io::Result<Self> {
+        match format {
+            Format::PgCsv => writeln!(out, "{}", STATES_COLUMNS.join(","))?,
+            Format::Csv => writeln!(out, "{},remaining_percent", STATES_COLUMNS.join(","))?,
+            Format::Table => writeln!(
+                out,
+                "{:<24} {:<38} {:>3} {:>15} {:>8} {:>11} {:>10} {:>10}",
+                "RESPONSE TIME (UTC)",
+                "POLICY",
+                "CAT",
+                "TOKENS",
+                "REMAIN",
+                "RATE/MIN",
+                "FULL IN",
+                "EMPTY IN"
+            )?,
+            Format::Json => {}
+        }
+        Ok(Self {
+            out,
+            format,
+            line: String::with_capacity(256),
+            rows: 0,
+            times: pg::TimestampCache::default(),
+        })
+    }
+
+    /// Writes one row.
+    pub fn row(&mut self, r: &StateRecord) -> io::Result<()> {
+        self.line.clear();
+        let e = &r.enrichment;
+        let s = &r.sample;
+        match self.format {
+            Format::PgCsv => push_state_pg(&mut self.line, &mut self.times, r),
+            Format::Csv => {
+                let opt = |x: Option<f64>| x.map_or(String::new(), |x| x.to_string());
+                let _ = writeln!(
+                    self.line,
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    r.policy.as_str(),
+                    s.available_tokens,
+                    s.bucket.capacity,
+                    s.bucket.refill_tokens,
+                    s.bucket.refill_period_secs,
+                    s.category,
+                    e.utilization_percent,
+                    opt(e.consumption_rate_per_minute),
+                    opt(e.recovery_eta_seconds),
+                    opt(e.exhaustion_projection_seconds),
+                    rfc3339(s.at),
+                    rfc3339(r.created_at),
+                    e.remaining_percent
+                );
+            }
+            Format::Json => {
+                let v = serde_json::json!({
+                    "endpoint_id": r.policy.as_str(),
+                    "available_tokens": s.available_tokens,
+                    "capacity": s.bucket.capacity,
+                    "refill_tokens": s.bucket.refill_tokens,
+                    "refill_period_sec": s.bucket.refill_period_secs,
+                    "psp_category": s.category.to_string(),
+                    "utilization_percent": e.utilization_percent,
+                    "remaining_percent": e.remaining_percent,
+                    "consumption_rate_per_minute": e.consumption_rate_per_minute,
+                    "recovery_eta_seconds": e.recovery_eta_seconds,
+                    "exhaustion_projection_seconds": e.exhaustion_projection_seconds,
+                    "response_time": rfc3339(s.at),
+                    "created_at": rfc3339(r.created_at),
+                });
+                let _ = writeln!(self.line, "{v}");
+            }
+            Format::Table => {
+                let _ = writeln!(
+                    self.line,
+                    "{:<24} {:<38} {:>3} {:>15} {:>7.1}% {:>11} {:>10} {:>10}",
+                    s.at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                    r.policy.as_str(),
+                    s.category.to_string(),
+                    format!("{}/{}", s.available_tokens, s.bucket.capacity),
+                    e.remaining_percent,
+                    e.consumption_rate_per_minute
+                        .map_or("?".into(), |x| format!("{x:.1}")),
+                    human(e.recovery_eta_seconds),
+                    human(e.exhaustion_projection_seconds),
+                );
+            }
+        }
+        self.rows += 1;
+        self.out.write_all(self.line.as_bytes())
+    }
+
+    /// Flushes; returns the rows written.
+    pub fn finish(mut self) -> io::Result<u64> {
+        self.out.flush()?;
+        Ok(self.rows)
+    }
+}
+
+/// Writes alerts in one [`Format`].
+pub fn write_alerts<W: Write>(mut out: W, format: Format, alerts: &[Alert]) -> io::Result<()> {
+    let mut line = String::new();
+    match format {
+        Format::PgCsv | Format::Csv => writeln!(out, "{}", ALERTS_COLUMNS.join(","))?,
+        Format::Table => writeln!(
+            out,
+            "{:<24} {:<38} {:<8} {:>15} {:>7} {:<24} {:<10} MESSAGE",
+            "OPENED (UTC)", "POLICY", "SEVERITY", "TOKENS", "UTIL%", "RESOLVED (UTC)", "CAUSE"
+        )?,
+        Format::Json => {}
+    }
+    for a in alerts {
+        line.clear();
+        match format {
+            Format::PgCsv | Format::Csv => push_alert_pg(&mut line, a),
+            Format::Json => {
+                let _ = writeln!(line, "{}", serde_json::to_string(a).unwrap_or_default());
+            }
+            Format::Table => {
+                let _ = writeln!(
+                    line,
+                    "{:<24} {:<38} {:<8} {:>15} {:>7.1} {:<24} {:<10} {}",
+                    a.opened_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                    a.policy.as_str(),
+                    a.severity.as_str(),
+                    format!("{}/{}", a.available_tokens, a.capacity),
+                    a.utilization_percent,
+                    a.resolved_at.map_or("open".into(), |t| t
+                        .format("%Y-%m-%d %H:%M:%S%.3f")
+                        .to_string()),
+                    match a.cause {
+                        crate::domain::AlertCause::Threshold => "threshold",
+                        crate::domain::AlertCause::Projection => "projection",
+                    },
+                    a.message
+                );
+            }
+        }
+        out.write_all(line.as_bytes())?;
+    }
+    out.flush()
+}
+
+/// Seconds in human units; none is "never".
+pub fn human(secs: Option<f64>) -> String {
+    match secs {
+        None => "never".into(),
+        Some(s) if s < 1.0 => "now".into(),
+        Some(s) if s < 120.0 => format!("{s:.0}s"),
+        Some(s) if s < 7_200.0 => format!("{:.0}m", s / 60.0),
+        Some(s) if s < 172_800.0 => format!("{:.1}h", s / 3_600.0),
+        Some(s) => format!("{:.1}d", s / 86_400.0),
+    }
+}

@@ -1,0 +1,334 @@
+//! PostgreSQL's text forms, as `COPY … TO … WITH (FORMAT csv, HEADER true)` writes them on a
+//! stock PostgreSQL 15 with `TimeZone = 'UTC'` and `DateStyle = 'ISO, MDY'`, so that what
+//! dictmon exports and what PostgreSQL dumps are the same bytes:
+//!
+//! - `timestamptz`: `2026-11-23 17:00:00.123456+00`; microseconds at most, trailing zeros of the
+//!   fraction dropped, no fraction when whole seconds. Times are truncated to the microsecond
+//!   (PostgreSQL's precision) when exported.
+//! - `numeric`: plain decimal, never an exponent (`100000000000000000000`, `0.0000001`); the
+//!   shortest text that reads back as the same `f64`; `-0` is written `0`.
+//! - `boolean`: `t` / `f`.
+//! - NULL: an empty unquoted field; an empty string is `""`. A field is quoted when it holds
+//!   the delimiter, a quote, CR or LF (PostgreSQL's `CopyAttributeOutCSV`), quotes doubled.
+//!
+//! Reading is lenient where PostgreSQL's own output may vary: any UTC offset (`+00`, `-03`,
+//! `+05:30`), a `T` separator, up to nanoseconds, exponents in numbers.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
+
+/// Appends a `timestamptz` in PostgreSQL's output form (UTC, microseconds).
+pub fn push_timestamp(out: &mut String, t: DateTime<Utc>) {
+    let micros = t.nanosecond() % 1_000_000_000 / 1_000;
+    // By hand: chrono's formatter was most of an export's time.
+    let two = |out: &mut String, n: u32| {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    };
+    let year = t.year();
+    if (0..=9999).contains(&year) {
+        let y = year.unsigned_abs();
+        two(out, y / 100);
+        two(out, y % 100);
+    } else {
+        let _ = write!(out, "{year:04}");
+    }
+    out.push('-');
+    two(out, t.month());
+    out.push('-');
+    two(out, t.day());
+    out.push(' ');
+    two(out, t.hour());
+    out.push(':');
+    two(out, t.minute());
+    out.push(':');
+    two(out, t.second());
+    if micros != 0 {
+        let mut frac = format!("{micros:06}");
+        while frac.ends_with('0') {
+            frac.pop();
+        }
+        out.push('.');
+        out.push_str(&frac);
+    }
+    out.push_str("+00");
+}
+
+/// Formats timestamps, remembering the last two (a cycle's rows share their times).
+#[derive(Default)]
+pub struct TimestampCache {
+    slots: [(i64, String); 2],
+}
+
+impl TimestampCache {
+    /// Appends `t` as [`push_timestamp`] does; `slot` picks the memory (one per column).
+    pub fn push(&mut self, out: &mut String, slot: usize, t: DateTime<Utc>) {
+        let key = t.timestamp_micros();
+        let Some((last, text)) = self.slots.get_mut(slot) else {
+            push_timestamp(out, t);
+            return;
+        };
+        if *last != key || text.is_empty() {
+            text.clear();
+            push_timestamp(text, t);
+            *last = key;
+        }
+        out.push_str(text);
+    }
+}
+
+/// A time truncated to PostgreSQL's precision (microseconds).
+pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// Appends a `numeric` without exponent (`f64`'s shortest round-trip text, the same as its
+/// `Display`; `-0` as `0`). Non-finite values (never stored) are written as `NaN`.
+pub fn push_numeric(out: &mut String, x: f64) {
+    if x == 0.0 {
+        out.push('0');
+        return;
+    }
+    if !x.is_finite() {
+        out.push_str("NaN");
+        return;
+    }
+    // ryu is several times faster than `Display`; its exponent form is expanded here.
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(x);
+    let (mantissa, exponent) = match text.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i64>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let mantissa = mantissa.strip_suffix(".0").unwrap_or(mantissa);
+    out.push_str(sign);
+    if exponent == 0 {
+        out.push_str(mantissa);
+        return;
+    }
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    let leading = int.len() - int.trim_start_matches('0').len();
+    let point = i64::try_from(int.len() - leading).unwrap_or(0) + exponent;
+    let len = i64::try_from(digits.len()).unwrap_or(0);
+    let zeros = |n: i64| std::iter::repeat_n('0', usize::try_from(n).unwrap_or(0));
+    if point <= 0 {
+        out.push_str("0.");
+        out.extend(zeros(-point));
+        out.push_str(digits.trim_end_matches('0'));
+    } else if point >= len {
+        out.push_str(digits);
+        out.extend(zeros(point - len));
+    } else {
+        let (a, b) = digits.split_at(usize::try_from(point).unwrap_or(0));
+        out.push_str(a);
+        let b = b.trim_end_matches('0');
+        if !b.is_empty() {
+            out.push('.');
+            out.push_str(b);
+        }
+    }
+}
+
+/// Appends an optional `numeric`: NULL is an empty field.
+pub fn push_opt_numeric(out: &mut String, x: Option<f64>) {
+    if let Some(x) = x {
+        push_numeric(out, x);
+    }
+}
+
+/// Appends a text field, quoted when PostgreSQL would quote it.
+pub fn push_text(out: &mut String, s: &str) {
+    if s.is_empty() || s.contains([',', '"', '\n', '\r']) || s == "\\." {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// Reads a `timestamptz` as PostgreSQL or ISO 8601 writes it, with any offset.
+pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    let bad = || format!("{s:?} is not a timestamp with offset (e.g. 2026-11-23 17:00:00.123+00)");
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    // Split the offset: the last '+' or '-' after the time of day.
+    let at = s.rfind(['+', '-']).filter(|&i| i > 10).ok_or_else(bad)?;
+    let (local, offset) = s.split_at(at);
+    let local = local.trim().replacen('T', " ", 1);
+    let naive = NaiveDateTime::parse_from_str(&local, "%Y-%m-%d %H:%M:%S%.f").map_err(|_| bad())?;
+    let sign = if offset.starts_with('-') { -1 } else { 1 };
+    let digits: String = offset[1..].chars().filter(char::is_ascii_digit).collect();
+    let (h, m, sec) = match digits.len() {
+        2 => (&digits[..2], "0", "0"),
+        4 => (&digits[..2], &digits[2..], "0"),
+        6 => (&digits[..2], &digits[2..4], &digits[4..]),
+        _ => return Err(bad()),
+    };
+    let secs = |x: &str| x.parse::<i64>().map_err(|_| bad());
+    let offset_secs = sign * (secs(h)? * 3_600 + secs(m)? * 60 + secs(sec)?);
+    if offset_secs.abs() >= 86_400 {
+        return Err(bad());
+    }
+    let utc = naive - chrono::TimeDelta::seconds(offset_secs);
+    Ok(utc.and_utc())
+}
+
+/// Reads a finite number (`numeric` or `double precision` text).
+pub fn parse_numeric(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(format!("{s:?} is not a finite number")),
+    }
+}
+
+/// Reads an integer.
+pub fn parse_integer(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    s.parse::<i64>()
+        .map_err(|_| format!("{s:?} is not an integer"))
+}
+
+/// Reads a `boolean` (`t`/`f`, `true`/`false`, `1`/`0`, `yes`/`no`).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "t" | "true" | "1" | "yes" | "y" | "on" => Ok(true),
+        "f" | "false" | "0" | "no" | "n" | "off" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean (t or f)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(t: DateTime<Utc>) -> String {
+        let mut s = String::new();
+        push_timestamp(&mut s, t);
+        s
+    }
+
+    fn num(x: f64) -> String {
+        let mut s = String::new();
+        push_numeric(&mut s, x);
+        s
+    }
+
+    #[test]
+    fn timestamps_as_postgres_writes_them() {
+        let t = DateTime::from_timestamp(1_795_000_000, 0).expect("t");
+        assert_eq!(ts(t), "2026-11-18 11:06:40+00");
+        let t = DateTime::from_timestamp(1_795_000_000, 120_000_000).expect("t");
+        assert_eq!(ts(t), "2026-11-18 11:06:40.12+00");
+        let t = DateTime::from_timestamp(1_795_000_000, 123_456_789).expect("t");
+        assert_eq!(ts(t), "2026-11-18 11:06:40.123456+00");
+        assert_eq!(parse_timestamp(&ts(t)), Ok(to_micros(t)));
+        for (text, expect) in [
+            ("2026-11-18 08:06:40-03", "2026-11-18 11:06:40+00"),
+            ("2026-11-18 16:36:40.5+05:30", "2026-11-18 11:06:40.5+00"),
+            ("2026-11-18T11:06:40.5Z", "2026-11-18 11:06:40.5+00"),
+            ("2026-11-18T11:06:40+0000", "2026-11-18 11:06:40+00"),
+        ] {
+            assert_eq!(ts(parse_timestamp(text).expect(text)), expect, "{text}");
+        }
+        for bad in [
+            "2026-11-18",
+            "yesterday",
+            "2026-11-18 11:06:40",
+            "2026-13-18 11:06:40+00",
+            "",
+        ] {
+            assert!(parse_timestamp(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numerics_never_use_an_exponent_and_read_back_exactly() {
+        assert_eq!(num(1e20), "100000000000000000000");
+        assert_eq!(num(1e-7), "0.0000001");
+        assert_eq!(num(-0.0), "0");
+        assert_eq!(num(33.333_333_333_333_336), "33.333333333333336");
+        for x in [0.1, 2.0 / 3.0, 1e300, -5e-300, 12_345.678] {
+            assert_eq!(parse_numeric(&num(x)), Ok(x));
+        }
+        assert!(parse_numeric("NaN").is_err());
+        assert!(parse_numeric("Infinity").is_err());
+    }
+
+    #[test]
+    fn numerics_are_shortest_plain_and_exact() {
+        // The fast path writes a shortest round-trip text like `Display` (the same, but for
+        // rare ties between two shortest texts), never an exponent.
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut values = vec![
+            1.0,
+            0.5,
+            100.0,
+            1e15,
+            1e16,
+            1e17,
+            1.5e-5,
+            1e-4,
+            123_456_789.125,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+        ];
+        for _ in 0..200_000 {
+            let bits = next();
+            let x = f64::from_bits(bits);
+            if x.is_finite() {
+                values.push(x);
+            }
+            values.push((bits % 10_000_000) as f64 / 1_000.0);
+        }
+        for x in values {
+            for x in [x, -x] {
+                let expected = if x == 0.0 {
+                    "0".to_owned()
+                } else {
+                    format!("{x}")
+                };
+                let got = num(x);
+                assert_eq!(
+                    got.parse::<f64>(),
+                    Ok(x),
+                    "{got} for bits {:#x}",
+                    x.to_bits()
+                );
+                assert_eq!(got.len(), expected.len(), "{got} vs {expected}");
+                assert!(!got.contains(['e', 'E']), "{got}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_is_quoted_only_when_postgres_would() {
+        let q = |s: &str| {
+            let mut o = String::new();
+            push_text(&mut o, s);
+            o
+        };
+        assert_eq!(q("plain words"), "plain words");
+        assert_eq!(q(""), "\"\"");
+        assert_eq!(q("a, b"), "\"a, b\"");
+        assert_eq!(q("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(q("two\nlines"), "\"two\nlines\"");
+    }
+}

@@ -1,0 +1,123 @@
+//! `dictmon import` on a hand-written legacy CSV full of bad rows: every bad line reported with
+//! its number and reason, the good rows landed, `--strict` writes nothing.
+
+use std::path::Path;
+
+use crate::util::dictmon;
+
+/// Columns in another order than the legacy table's, plus one dictmon does not know.
+const CSV: &str = "\
+response_time,endpoint_id,available_tokens,capacity,refill_tokens,refill_period_sec,psp_category,utilization_percent,note
+2026-01-01 00:00:00+00,ENTRIES_WRITE,900,1000,100,60,C,10,first
+2026-01-01 00:00:00.5-03,KEYS_CHECK,50,100,10,60,C,,\"quoted, with a comma\"
+2026-01-01 00:05:00+00,ENTRIES_WRITE,5
+yesterday,ENTRIES_WRITE,900,1000,100,60,C,10,
+2026-01-01 00:10:00+00,ENTRIES_WRITE,1001,1000,100,60,C,0,
+2026-01-01 00:00:00+00,ENTRIES_WRITE,800,1000,100,60,C,20,again
+2026-01-01 00:15:00+00,ENTRIES_WRITE,700,1000,100,60,C,30,
+2026-01-01 00:20:00+00,ENTRIES_WRITE,12x,1000,100,60,C,30,
+2026-01-01 00:20:00+00,entries write,700,1000,100,60,C,30,
+2026-01-01 00:25:00+00,ENTRIES_WRITE,-5,1000,100,60,Z,100.5,
+";
+
+fn import(dir: &Path, csv: &Path, strict: bool) -> (i32, String, String) {
+    let mut cmd = dictmon();
+    cmd.args(["import", "--data-dir"])
+        .arg(dir)
+        .arg("--states")
+        .arg(csv);
+    if strict {
+        cmd.arg("--strict");
+    }
+    let out = cmd.output().expect("import");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn stored(dir: &Path) -> Vec<String> {
+    let out = dictmon()
+        .args(["query", "states", "--format", "pg-csv", "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("query");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_bad_line_is_reported_and_the_good_rows_land() {
+    let work = tempfile::tempdir().expect("temp");
+    let csv = work.path().join("legacy.csv");
+    std::fs::write(&csv, CSV).expect("write");
+    let data = work.path().join("data");
+    let (code, stdout, stderr) = import(&data, &csv, false);
+    assert_eq!(code, 1, "bad rows were skipped: exit 1\n{stderr}");
+    let name = csv.display().to_string();
+    let reported = |line: u32| {
+        stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}:{line}: ")))
+            .map(str::to_owned)
+    };
+    for (line, reason) in [
+        (4, "missing column"),
+        (5, "response_time"),
+        (6, "exceed capacity"),
+        (7, "duplicate of line 2"),
+        (9, "available_tokens"),
+        (10, "endpoint_id"),
+    ] {
+        let got = reported(line).unwrap_or_else(|| panic!("line {line} not reported:\n{stderr}"));
+        assert!(got.contains(reason), "line {line}: {got}");
+    }
+    for good in [2, 3, 8] {
+        assert_eq!(reported(good), None, "good line {good} reported:\n{stderr}");
+    }
+    // Line 11: psp_category Z is kept as an unknown category, but the balance -5 is legal and
+    // 100.5 % utilisation is what the legacy system stored; it is a good row.
+    assert_eq!(reported(11), None, "{stderr}");
+    assert!(
+        stderr.contains("column \"note\" is not used; ignored"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("imported 4 states"), "{stdout}");
+    assert!(
+        stdout.contains("skipped 1 rows already present and 5 bad rows"),
+        "{stdout}"
+    );
+
+    let rows = stored(&data);
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    assert!(rows.iter().any(|r| r.starts_with("ENTRIES_WRITE,900,1000,100,60,C,10,,,,2026-01-01 00:00:00+00,")));
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("KEYS_CHECK,50,100,10,60,C,50,,,,2026-01-01 03:00:00.5+00,"))
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("ENTRIES_WRITE,700,1000,100,60,C,30,"))
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("ENTRIES_WRITE,-5,1000,100,60,Z,100.5,"))
+    );
+
+    // --strict: the same file writes nothing.
+    let strict = work.path().join("strict");
+    let (code, _, stderr) = import(&strict, &csv, true);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    assert!(reported(4).is_some());
+    assert!(stored(&strict).is_empty());
+}
