@@ -441,18 +441,20 @@ pub fn import(
         });
     }
     // The catalog: each policy's configuration as first and last seen.
-    let existing: HashMap<PolicyName, DateTime<Utc>> = store
+    // The catalog keeps the earliest first sighting and takes the last one applied as the
+    // latest, so history older than the directory's ends with the directory's own latest.
+    let existing: HashMap<PolicyName, Sighting> = store
         .catalog()
         .policies()?
         .into_iter()
-        .map(|p| (p.policy.name.clone(), p.last_seen))
+        .map(|p| (p.policy.name.clone(), (p.policy, p.last_seen)))
         .collect();
     let mut update = CatalogUpdate::default();
     for (name, (first, last)) in pending.seen {
         update.policies.push(first);
-        // Older history than the directory holds keeps the newer last sighting.
-        if existing.get(&name).is_none_or(|l| last.1 >= *l) {
-            update.policies.push(last);
+        match existing.get(&name) {
+            Some(newer) if newer.1 > last.1 => update.policies.push(newer.clone()),
+            _ => update.policies.push(last),
         }
     }
     if let Some(a) = alerts {

@@ -121,3 +121,39 @@ fn every_bad_line_is_reported_and_the_good_rows_land() {
     assert!(reported(4).is_some());
     assert!(stored(&strict).is_empty());
 }
+
+#[test]
+fn older_history_widens_the_catalog_without_moving_its_latest() {
+    let work = tempfile::tempdir().expect("temp");
+    let data = work.path().join("data");
+    let header = "endpoint_id,available_tokens,capacity,refill_tokens,refill_period_sec,psp_category,response_time\n";
+    let newer = work.path().join("newer.csv");
+    std::fs::write(
+        &newer,
+        format!("{header}KEYS_CHECK,90,100,10,60,C,2026-01-02 00:00:00+00\n"),
+    )
+    .expect("write");
+    let older = work.path().join("older.csv");
+    std::fs::write(
+        &older,
+        format!("{header}KEYS_CHECK,80,100,10,60,D,2025-12-01 00:00:00+00\n"),
+    )
+    .expect("write");
+    assert_eq!(import(&data, &newer, true).0, 0);
+    assert_eq!(import(&data, &older, true).0, 0);
+    let policies = dictmon::store::StoreReader::open(&data)
+        .expect("reader")
+        .catalog()
+        .expect("catalog")
+        .policies()
+        .expect("policies");
+    let p = policies.first().expect("one policy");
+    assert_eq!(p.first_seen.to_rfc3339(), "2025-12-01T00:00:00+00:00");
+    assert_eq!(p.last_seen.to_rfc3339(), "2026-01-02T00:00:00+00:00");
+    assert_eq!(
+        p.policy.category.to_string(),
+        "C",
+        "the latest configuration stays"
+    );
+    assert_eq!(stored(&data).len(), 2);
+}
