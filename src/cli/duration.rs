@@ -93,4 +93,31 @@ mod tests {
         assert!(parse_fixed("1mo").is_err());
         assert!(parse_fixed("0s").is_err());
     }
+
+    #[test]
+    fn times_are_dates_timestamps_or_spans_ago() {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+            .expect("t")
+            .with_timezone(&Utc);
+        let at = |t: &str| parse_time(t, now).map(|x| x.to_rfc3339());
+        assert_eq!(
+            at("2026-11-01").ok().as_deref(),
+            Some("2026-11-01T00:00:00+00:00")
+        );
+        assert_eq!(
+            at("2026-11-01 14:30").ok().as_deref(),
+            Some("2026-11-01T14:30:00+00:00")
+        );
+        assert_eq!(
+            at("2026-11-01T14:30:00-03:00").ok().as_deref(),
+            Some("2026-11-01T17:30:00+00:00")
+        );
+        assert_eq!(
+            at("2026-11-01 14:30:00+00").ok().as_deref(),
+            Some("2026-11-01T14:30:00+00:00")
+        );
+        assert_eq!(at("7d").ok().as_deref(), Some("2026-11-16T12:00:00+00:00"));
+        assert_eq!(at("1mo").ok().as_deref(), Some("2026-10-23T12:00:00+00:00"));
+        assert!(at("last tuesday").is_err());
+    }
 }

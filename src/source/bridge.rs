@@ -12,7 +12,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use super::proto::rate_limit_service_client::RateLimitServiceClient;
 use super::proto::{GetPolicyRequest, ListPoliciesRequest, PolicyState};
-use super::tls::{TlsError, read_pem};
+use super::tls::{TlsError, TlsFailure, error_chain, read_pem, tls_failure};
 use super::{PolicyList, RawPolicy, Source, SourceError};
 
 /// How to reach the Bridge.
@@ -187,46 +187,32 @@ impl Source for BridgeSource {
 
 use std::future::Future;
 
-/// The whole error chain of a status, as one line.
-fn chain(status: &tonic::Status) -> String {
-    let mut text = status.message().to_owned();
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = e.source();
-    }
-    text
-}
-
 /// Maps a gRPC status to what it means for the monitor.
 fn classify(url: &str, timeout: Duration, status: &tonic::Status) -> SourceError {
     let endpoint = url.to_owned();
-    let detail = chain(status);
+    let detail = error_chain(
+        status.message().to_owned(),
+        std::error::Error::source(status),
+    );
     let lower = detail.to_ascii_lowercase();
-    if lower.contains("unknownissuer") || lower.contains("invalid peer certificate") {
-        return SourceError::Tls {
-            endpoint,
-            detail: format!(
-                "the Bridge's certificate is not trusted: it is not signed by the CA in ca_cert, or does not name this host ({detail})"
-            ),
-        };
-    }
-    if lower.contains("certificaterequired")
-        || lower.contains("certificate required")
-        || lower.contains("badcertificate")
-        || lower.contains("unknownca")
-        || lower.contains("handshakefailure")
-    {
-        return SourceError::Tls {
-            endpoint,
-            detail: format!(
-                "the Bridge rejected our client certificate or requires one: check client_cert and client_key, and that the Bridge trusts their CA ({detail})"
-            ),
-        };
+    match tls_failure(&detail) {
+        Some(TlsFailure::PeerNotTrusted) => {
+            return SourceError::Tls {
+                endpoint,
+                detail: format!(
+                    "the Bridge's certificate is not trusted: it is not signed by the CA in ca_cert, or does not name this host ({detail})"
+                ),
+            };
+        }
+        Some(TlsFailure::OwnCertificateRejected) => {
+            return SourceError::Tls {
+                endpoint,
+                detail: format!(
+                    "the Bridge rejected our client certificate or requires one: check client_cert and client_key, and that the Bridge trusts their CA ({detail})"
+                ),
+            };
+        }
+        None => {}
     }
     match status.code() {
         Code::DeadlineExceeded => SourceError::Timeout {

@@ -37,7 +37,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::dict_xml::{parse_get, parse_list, parse_problem};
-use super::tls::{TlsError, read_pem};
+use super::tls::{TlsError, TlsFailure, error_chain, read_pem, tls_failure};
 use super::{PolicyList, Source, SourceError};
 
 /// DICT's sustained rate for `GET /policies/` (`POLICIES_LIST`: 6 tokens a minute): no two
@@ -330,55 +330,28 @@ fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The whole error chain, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = e.source();
-    }
-    text
-}
-
 /// What a failure below HTTP (connect, TLS, broken connection) means.
 fn transport_error(endpoint: &str, error: &hyper_util::client::legacy::Error) -> SourceError {
     let endpoint = endpoint.to_owned();
-    let detail = chain(error);
-    let lower = detail.to_ascii_lowercase();
-    if lower.contains("unknownissuer")
-        || lower.contains("invalid peer certificate")
-        || lower.contains("notvalidforname")
-    {
-        return SourceError::Tls {
+    let detail = error_chain(error.to_string(), std::error::Error::source(error));
+    match tls_failure(&detail) {
+        Some(TlsFailure::PeerNotTrusted) => SourceError::Tls {
             endpoint,
             detail: format!(
                 "DICT's server certificate is not trusted: it is not signed by the CA in ca_cert, or does not name this host ({detail})"
             ),
-        };
-    }
-    if lower.contains("certificaterequired")
-        || lower.contains("certificate required")
-        || lower.contains("badcertificate")
-        || lower.contains("unknownca")
-        || lower.contains("handshakefailure")
-        || lower.contains("received fatal alert")
-    {
-        return SourceError::Tls {
+        },
+        Some(TlsFailure::OwnCertificateRejected) => SourceError::Tls {
             endpoint,
             detail: format!(
                 "DICT rejected our client certificate: check client_cert and client_key, and that the certificate is registered for this ISPB ({detail})"
             ),
-        };
-    }
-    SourceError::Unavailable {
-        endpoint,
-        retry_after: None,
-        detail,
+        },
+        None => SourceError::Unavailable {
+            endpoint,
+            retry_after: None,
+            detail,
+        },
     }
 }
 

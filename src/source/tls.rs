@@ -136,3 +136,55 @@ fn write(path: &Path, bytes: &[u8], secret: bool) -> Result<(), TlsError> {
     let mut f = options.open(path).map_err(err)?;
     f.write_all(bytes).map_err(err)
 }
+
+/// Which side of a mutual-TLS handshake failed, read from an error chain's text (rustls names
+/// its alerts and verifier errors, e.g. `UnknownIssuer`, `CertificateRequired`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// We do not trust the server's certificate.
+    PeerNotTrusted,
+    /// The server refused our client certificate, or wants one.
+    OwnCertificateRejected,
+}
+
+/// Classifies an error chain's text; none when it is not a TLS failure.
+pub fn tls_failure(detail: &str) -> Option<TlsFailure> {
+    let lower = detail.to_ascii_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    if any(&[
+        "unknownissuer",
+        "invalid peer certificate",
+        "notvalidforname",
+    ]) {
+        Some(TlsFailure::PeerNotTrusted)
+    } else if any(&[
+        "certificaterequired",
+        "certificate required",
+        "badcertificate",
+        "unsupportedcertificate",
+        "unknownca",
+        "handshakefailure",
+        "received fatal alert",
+    ]) {
+        Some(TlsFailure::OwnCertificateRejected)
+    } else {
+        None
+    }
+}
+
+/// `first`, then every error in `source`'s chain not already said, as one line.
+pub fn error_chain(
+    first: String,
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) -> String {
+    let mut text = first;
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
