@@ -77,6 +77,26 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc
     }
 }
 
+/// A time range from `--since` and `--until`; either end may be open.
+pub type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// Parses `--since` and `--until` (see [`parse_time`]); the range must not be empty.
+pub fn parse_window(since: Option<&str>, until: Option<&str>) -> anyhow::Result<Window> {
+    let now = Utc::now();
+    let since = since
+        .map(|t| parse_time(t, now))
+        .transpose()
+        .context("--since")?;
+    let until = until
+        .map(|t| parse_time(t, now))
+        .transpose()
+        .context("--until")?;
+    if let (Some(s), Some(u)) = (since, until) {
+        anyhow::ensure!(s < u, "--since {s} is not before --until {u}");
+    }
+    Ok((since, until))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,13 +4,12 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use chrono::Utc;
 use dictmon::export::dump::dump;
 use dictmon::export::import::{ImportError, ImportReport, import};
 use dictmon::store::{Store, StoreOptions, StoreReader};
 
-use super::duration::parse_time;
+use super::duration::parse_window;
 use super::{DEFAULT_DATA_DIR, Outcome};
 
 /// Export the retained history as PostgreSQL files.
@@ -37,19 +36,7 @@ pub struct ExportArgs {
 }
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<Outcome> {
-    let now = Utc::now();
-    let since = args
-        .since
-        .as_deref()
-        .map(|t| parse_time(t, now))
-        .transpose()
-        .context("--since")?;
-    let until = args
-        .until
-        .as_deref()
-        .map(|t| parse_time(t, now))
-        .transpose()
-        .context("--until")?;
+    let (since, until) = parse_window(args.since.as_deref(), args.until.as_deref())?;
     let reader = StoreReader::open(&args.data_dir)?;
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();

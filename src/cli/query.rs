@@ -7,12 +7,11 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use chrono::Utc;
 use dictmon::domain::{PolicyName, Severity};
 use dictmon::export::{Format, StatesQuery, StatesWriter, scan_states, write_alerts};
 use dictmon::store::StoreReader;
 
-use super::duration::parse_time;
+use super::duration::{Window, parse_window};
 use super::{DEFAULT_DATA_DIR, Outcome};
 
 /// Forensic queries over the retained history.
@@ -80,27 +79,8 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     }
 }
 
-/// A time range; either end may be open.
-type Window = (Option<chrono::DateTime<Utc>>, Option<chrono::DateTime<Utc>>);
-
 fn window(c: &Common) -> anyhow::Result<Window> {
-    let now = Utc::now();
-    let since = c
-        .since
-        .as_deref()
-        .map(|t| parse_time(t, now))
-        .transpose()
-        .context("--since")?;
-    let until = c
-        .until
-        .as_deref()
-        .map(|t| parse_time(t, now))
-        .transpose()
-        .context("--until")?;
-    if let (Some(s), Some(u)) = (since, until) {
-        anyhow::ensure!(s < u, "--since {s} is not before --until {u}");
-    }
-    Ok((since, until))
+    parse_window(c.since.as_deref(), c.until.as_deref())
 }
 
 fn states(a: &StatesArgs) -> anyhow::Result<Outcome> {

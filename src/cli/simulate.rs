@@ -94,15 +94,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
 
 fn listen_grpc(args: &Args, listen: &str, category: PspCategory) -> anyhow::Result<Outcome> {
     super::init_logging("info");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let addr = listener.local_addr()?;
+    serve_on(listen, |listener, addr| async move {
         let mut server = Server::builder();
         let scheme = if let Some(dir) = &args.tls_dir {
             let (files, made) = ensure_pki(dir)?;
@@ -129,7 +121,10 @@ fn listen_grpc(args: &Args, listen: &str, category: PspCategory) -> anyhow::Resu
             "http"
         };
         // The address line goes to stdout, for scripts and tests.
-        println!("listening on {scheme}://{addr} (scenario {})", args.scenario);
+        println!(
+            "listening on {scheme}://{addr} (scenario {})",
+            args.scenario
+        );
         std::io::stdout().flush().ok();
         let sim = Simulator::new(args.seed, args.scenario, category);
         server
@@ -157,15 +152,7 @@ fn listen_dict(args: &Args, listen: &str, category: PspCategory) -> anyhow::Resu
         eprintln!("made a throw-away CA and certificates in {}", dir.display());
     }
     let tls = simulator_dict::server_tls(&files)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let addr = listener.local_addr()?;
+    serve_on(listen, |listener, addr| async move {
         eprintln!(
             "connect with: dictmon serve --source dict --dict-url https://{addr}{} --ispb 12345678 --ca-cert {} --client-cert {} --client-key {} --interval 10s",
             simulator_dict::API_PREFIX,
@@ -191,6 +178,25 @@ fn listen_dict(args: &Args, listen: &str, category: PspCategory) -> anyhow::Resu
         let _ = stop.send(true);
         server.await.context("HTTPS server")?;
         Ok(Outcome::Success)
+    })
+}
+
+/// Runs `serve` on a new runtime with a listener bound to `listen`.
+fn serve_on<F, Fut>(listen: &str, serve: F) -> anyhow::Result<Outcome>
+where
+    F: FnOnce(tokio::net::TcpListener, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        serve(listener, addr).await
     })
 }
 

@@ -180,6 +180,10 @@ impl Table {
         })
     }
 
+    fn open_states(file: &Path, warnings: &mut Vec<String>) -> Result<Self, ImportError> {
+        Self::open(file, &STATE_REQUIRED, &super::STATES_COLUMNS, warnings)
+    }
+
     /// Each row: its line and a getter by column name, or why the row could not be read.
     fn rows(
         &mut self,
@@ -406,12 +410,7 @@ pub fn import(
         }
     }
     let mut report = ImportReport::default();
-    let mut table = Table::open(
-        states,
-        &STATE_REQUIRED,
-        &super::STATES_COLUMNS,
-        &mut report.warnings,
-    )?;
+    let mut table = Table::open_states(states, &mut report.warnings)?;
     let mut pending = Pending::default();
     let mut bad_rows = Vec::new();
     table.rows(|line, get| {
@@ -474,12 +473,7 @@ fn check_states(
     now: DateTime<Utc>,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
-    let mut table = Table::open(
-        states,
-        &STATE_REQUIRED,
-        &super::STATES_COLUMNS,
-        &mut report.warnings,
-    )?;
+    let mut table = Table::open_states(states, &mut report.warnings)?;
     let mut bad = Vec::new();
     table.rows(|line, get| {
         if let Err(reason) = get.and_then(|get| state_row(get, now)) {
