@@ -82,7 +82,8 @@ pub struct StatesQuery {
 }
 
 /// Hands every row of `query` to `sink` in canonical order (response time, then policy),
-/// one month at a time; `progress(month, done, total)` is called before each month. Returns
+/// one month at a time; `progress(month, done, total)` is called before each month and once
+/// at the end (done = total). Returns
 /// the damage met (skipped). A sink error stops the scan.
 pub fn scan_states(
     reader: &StoreReader,
@@ -183,14 +184,9 @@ pub fn scan_state_months(
             error,
         })?;
     }
-    progress(
-        months.last().copied().unwrap_or(Month {
-            year: 1970,
-            month: 1,
-        }),
-        months.len(),
-        months.len(),
-    );
+    if let Some(last) = months.last() {
+        progress(*last, months.len(), months.len());
+    }
     Ok(problems)
 }
 

@@ -35,6 +35,8 @@ use crate::store::catalog::{Catalog, CatalogUpdate};
 use crate::store::{Filter, Store, StoreReader};
 use crate::telemetry::{Metrics, PolicyView, Published};
 
+/// The longest `Retry-After` honoured before the next poll.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// The policy name of dictmon's own staleness alert.
 pub const SELF_POLICY: &str = "DICTMON_SOURCE";
 /// Records kept in memory while the store refuses writes.
@@ -206,7 +208,9 @@ impl<S: Source> Monitor<S> {
                 result = self.fetch(deadline) => match result {
                     Ok(list) => self.process(&list, Utc::now()),
                     Err(e) => {
-                        hold = e.retry_after();
+                        // Honoured, but never for longer than MAX_RETRY_AFTER: a nonsense
+                        // value must not silence polling for days.
+                        hold = e.retry_after().map(|w| w.min(MAX_RETRY_AFTER));
                         if let Some(wait) = hold {
                             error!(error = %e, kind = e.kind(), "poll failed; the source asked to wait {wait:?}: no poll before then");
                         } else {

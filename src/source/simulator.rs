@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `steady` | ordinary traffic, plus every 10 min a near-exhaustion episode: drains to 5 % over 2 min, holds 1 min, recovers over 2 min |
 //! | `burst` | every 60 s, a 10 s burst drops it to 40 % |
-//! | `exhaustion` | every 35 s: full 4 s, drains to zero over 10 s, −2 (penalty) for 6 s, refills over 10 s, full 5 s |
+//! | `exhaustion` | every 35 s: full 4 s, drains to 5 % over 8 s, holds 2 s, −2 (penalty) for 6 s, refills over 10 s, full 5 s |
 //! | `capacity-change` | the participant moves between categories C and E every 30 s |
 //! | `flapping` | alternates between 19 % and 21 % remaining at every poll |
 //! | `malformed` | ordinary traffic, and nonsense injected: tokens above capacity (every 3rd poll, `CLAIMS_READ`), capacity 0 (every 4th, `KEYS_CHECK`), a response time 1 min in the past (every 5th poll) |
@@ -212,9 +212,12 @@ impl Simulator {
             Scenario::Burst => (t % 60.0 < 10.0).then_some(0.40),
             // 35 s, not 30: polls every 10 s (DICT's least interval) then visit every 5 s of
             // phase, and the 8 s below 10 % cannot be stepped over.
+            // The 2 s at 5 % give a poll every second a wide chance to see the CRITICAL
+            // band before the bucket is empty, even when a cycle runs late.
             Scenario::Exhaustion => Some(match t % 35.0 {
                 p if p < 4.0 => 1.0,
-                p if p < 14.0 => 1.0 - (p - 4.0) / 10.0,
+                p if p < 12.0 => 1.0 - 0.95 * (p - 4.0) / 8.0,
+                p if p < 14.0 => 0.05,
                 p if p < 20.0 => -0.0001, // below zero: a penalty
                 p if p < 30.0 => (p - 20.0) / 10.0,
                 _ => 1.0,
