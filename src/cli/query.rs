@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use dictmon::domain::{PolicyName, Severity};
-use dictmon::export::{Format, StatesQuery, StatesWriter, scan_states, write_alerts};
+use dictmon::export::{Format, StatesQuery, StatesWriter, alerts_in, scan_states, write_alerts};
 use dictmon::store::StoreReader;
 
 use super::duration::{Window, parse_window};
@@ -139,17 +139,9 @@ fn alerts(a: &AlertsArgs) -> anyhow::Result<Outcome> {
         Some(other) => anyhow::bail!("--severity {other:?}: WARNING or CRITICAL"),
     };
     let reader = StoreReader::open(&a.common.data_dir)?;
-    let mut alerts: Vec<_> = reader
-        .catalog()?
-        .alerts()?
-        .into_iter()
-        .filter(|x| since.is_none_or(|s| x.opened_at >= s))
-        .filter(|x| until.is_none_or(|u| x.opened_at < u))
-        .filter(|x| severity.is_none_or(|s| x.severity == s))
-        .filter(|x| !a.open || x.resolved_at.is_none())
-        .collect();
-    alerts.sort_by(|x, y| {
-        (x.opened_at, x.policy.as_str(), x.id).cmp(&(y.opened_at, y.policy.as_str(), y.id))
+    let mut alerts = alerts_in(&reader, since, until)?;
+    alerts.retain(|x| {
+        severity.is_none_or(|s| x.severity == s) && (!a.open || x.resolved_at.is_none())
     });
     let stdout = std::io::stdout().lock();
     match write_alerts(BufWriter::new(stdout), a.common.format, &alerts) {

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     ALERTS_COLUMNS, ExportError, Format, MonthRows, POLICIES_COLUMNS, STATES_COLUMNS, StatesQuery,
-    pg, push_state_pg, scan_state_months, write_alerts,
+    alerts_in, pg, push_state_pg, scan_state_months, write_alerts,
 };
 use crate::store::{Corruption, Month, StoreReader};
 
@@ -63,14 +63,7 @@ pub fn dump(
     report.problems = problems;
 
     // alerts.csv, in opening order.
-    let mut alerts: Vec<_> = catalog
-        .alerts()?
-        .into_iter()
-        .filter(|a| since.is_none_or(|s| a.opened_at >= s) && until.is_none_or(|u| a.opened_at < u))
-        .collect();
-    alerts.sort_by(|a, b| {
-        (a.opened_at, a.policy.as_str(), a.id).cmp(&(b.opened_at, b.policy.as_str(), b.id))
-    });
+    let alerts = alerts_in(reader, since, until)?;
     report.alerts = alerts.len();
     write_file(&out.join("alerts.csv"), |w| {
         write_alerts(w, Format::PgCsv, &alerts)

@@ -135,29 +135,17 @@ pub fn scan_state_months(
     sink: &mut dyn FnMut(MonthRows) -> io::Result<()>,
 ) -> Result<Vec<Corruption>, ExportError> {
     let ns = |t: Option<DateTime<Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
-    let months: Vec<Month> = reader
-        .months()?
-        .into_iter()
-        .filter(|m| {
-            let (start, end) = (ns(m.start()), ns(m.next().start()));
-            let before = end.zip(ns(query.since)).is_some_and(|(e, s)| e <= s);
-            let after = start.zip(ns(query.until)).is_some_and(|(b, u)| b >= u);
-            !before && !after
-        })
-        .collect();
+    // A segment holds its month's rows only, so the query's own bounds serve every month.
+    let filter = Filter {
+        policies: query.policies.clone(),
+        since_ns: ns(query.since),
+        until_ns: ns(query.until),
+    };
+    let months = reader.months_for(&filter)?;
     let mut problems = Vec::new();
     for (i, month) in months.iter().enumerate() {
         let mut rows: Vec<StateRecord> = Vec::new();
         progress(*month, i, months.len());
-        let clip = |a: Option<i64>, b: Option<i64>, later: bool| match (a, b) {
-            (Some(a), Some(b)) => Some(if later { a.max(b) } else { a.min(b) }),
-            (a, b) => a.or(b),
-        };
-        let filter = Filter {
-            policies: query.policies.clone(),
-            since_ns: clip(ns(query.since), ns(month.start()), true),
-            until_ns: clip(ns(query.until), ns(month.next().start()), false),
-        };
         problems.extend(reader.scan_month(*month, &filter, &mut |r| rows.push(r))?);
         // Sort small keys, not the rows: (time, rank of the policy name, index).
         let names: BTreeSet<&str> = rows.iter().map(|r| r.policy.as_str()).collect();
@@ -460,6 +448,24 @@ pub fn write_alerts<W: Write>(mut out: W, format: Format, alerts: &[Alert]) -> i
         out.write_all(line.as_bytes())?;
     }
     out.flush()
+}
+
+/// The alerts opened in `[since, until)`, in opening order (then policy, then id).
+pub fn alerts_in(
+    reader: &StoreReader,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<Vec<Alert>, ExportError> {
+    let mut alerts: Vec<Alert> = reader
+        .catalog()?
+        .alerts()?
+        .into_iter()
+        .filter(|a| since.is_none_or(|s| a.opened_at >= s) && until.is_none_or(|u| a.opened_at < u))
+        .collect();
+    alerts.sort_by(|a, b| {
+        (a.opened_at, a.policy.as_str(), a.id).cmp(&(b.opened_at, b.policy.as_str(), b.id))
+    });
+    Ok(alerts)
 }
 
 /// Seconds in human units; none is "never".

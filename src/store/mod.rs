@@ -616,17 +616,24 @@ impl StoreReader {
         sink: &mut dyn FnMut(StateRecord),
     ) -> Result<Vec<Corruption>> {
         let mut problems = Vec::new();
-        for month in self.months()? {
-            let (start, end) = (month.start(), month.next().start());
-            let ns = |t: Option<DateTime<Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
-            if filter.since_ns.zip(ns(end)).is_some_and(|(s, e)| e <= s)
-                || filter.until_ns.zip(ns(start)).is_some_and(|(u, s)| s >= u)
-            {
-                continue;
-            }
+        for month in self.months_for(filter)? {
             problems.extend(self.scan_month(month, filter, sink)?);
         }
         Ok(problems)
+    }
+
+    /// The months present whose time range meets `filter`'s, oldest first.
+    pub fn months_for(&self, filter: &Filter) -> Result<Vec<Month>> {
+        let ns = |t: Option<DateTime<Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
+        Ok(self
+            .months()?
+            .into_iter()
+            .filter(|m| {
+                let (start, end) = (ns(m.start()), ns(m.next().start()));
+                !(filter.since_ns.zip(end).is_some_and(|(s, e)| e <= s)
+                    || filter.until_ns.zip(start).is_some_and(|(u, s)| s >= u))
+            })
+            .collect())
     }
 
     /// [`Self::scan`] of one month's segment (nothing when it is gone).
