@@ -15,12 +15,12 @@
 //! | [`ring`] | lock-free per-policy ring of recent samples | domain |
 //! | [`store`] | segment files (`storage-format.md`), redb catalog, retention, verify | domain |
 //! | [`source`] | the `Source` trait; Bridge gRPC client; DICT HTTPS client and its XML; simulator (in-process, gRPC, DICT HTTPS) and traffic model | domain |
-//! | [`monitor`] | the poll cycle and its scheduler; history backfill | domain, ring, store, source, telemetry |
+//! | [`monitor`] | the poll cycle and its scheduler; history backfill | domain, ring, store, source, notify, telemetry |
 //! | [`telemetry`] | Prometheus metrics; the state published to readers | domain |
 //! | [`http`] | `/metrics`, `/healthz`, `/readyz`, `/api/v1/…` | domain, store, telemetry |
 //! | [`config`] | TOML configuration, defaults, checks with line and column | domain, source |
 //! | [`export`] | query engine over segments; table/CSV/pg-csv/JSON writers; PostgreSQL export; legacy CSV import | domain, store |
-//! | `notify` | *(issue 7)* | |
+//! | [`notify`] | alert-event delivery from the outbox: Alertmanager, webhook, JSON-lines file workers; the gRPC `WatchAlerts` stream; per-sink delivery state | domain, store |
 //! | `cli` (binary only) | argument parsing and dispatch | everything |
 //!
 //! One deliberate departure from DESIGN.md's table: `config` uses `domain` and `source` types
@@ -50,6 +50,7 @@ pub mod domain;
 pub mod export;
 pub mod http;
 pub mod monitor;
+pub mod notify;
 pub mod ring;
 pub mod source;
 pub mod store;

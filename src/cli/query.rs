@@ -3,13 +3,15 @@
 //! same directory, and on a read-only copy.
 
 use std::collections::BTreeSet;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use dictmon::domain::{PolicyName, Severity};
+use dictmon::domain::{AlertEvent, PolicyName, Severity};
 use dictmon::export::{Format, StatesQuery, StatesWriter, alerts_in, scan_states, write_alerts};
+use dictmon::notify::status;
 use dictmon::store::StoreReader;
+use dictmon::store::catalog::SinkProgress;
 
 use super::duration::{Window, parse_window};
 use super::{DEFAULT_DATA_DIR, Outcome};
@@ -143,10 +145,56 @@ fn alerts(a: &AlertsArgs) -> anyhow::Result<Outcome> {
     alerts.retain(|x| {
         severity.is_none_or(|s| x.severity == s) && (!a.open || x.resolved_at.is_none())
     });
-    let stdout = std::io::stdout().lock();
-    match write_alerts(BufWriter::new(stdout), a.common.format, &alerts) {
+    let catalog = reader.catalog()?;
+    let sinks = catalog.sinks()?;
+    let outbox = catalog.outbox()?;
+    let sequences = status::sequences(&outbox);
+    let delivery: Vec<_> = if sinks.is_empty() {
+        Vec::new()
+    } else {
+        alerts
+            .iter()
+            .map(|x| status::delivery_of(x, &sequences, &sinks))
+            .collect()
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let written = write_alerts(&mut out, a.common.format, &alerts, &delivery).and_then(|()| {
+        if a.common.format == Format::Table {
+            write_sinks(&mut out, &sinks, &outbox)?;
+        }
+        out.flush()
+    });
+    match written {
         Ok(()) => Ok(Outcome::Success),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Success),
         Err(e) => Err(e).context("writing the output"),
     }
+}
+
+/// Under the table: each sink, where it delivers, what it still owes and its last failure.
+fn write_sinks(
+    out: &mut impl Write,
+    sinks: &[(String, SinkProgress)],
+    outbox: &[(u64, AlertEvent)],
+) -> std::io::Result<()> {
+    if sinks.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    for (name, s) in sinks {
+        let pending = outbox.iter().filter(|(seq, _)| *seq >= s.next_seq).count();
+        write!(
+            out,
+            "sink {name} ({} {}): {} delivered, {pending} pending",
+            s.kind, s.target, s.delivered
+        )?;
+        if let Some(t) = s.last_success {
+            write!(out, ", last success {}", t.format("%Y-%m-%d %H:%M:%S"))?;
+        }
+        match &s.last_error {
+            Some(e) => writeln!(out, "; failing ({} attempts): {e}", s.failures)?,
+            None => writeln!(out)?,
+        }
+    }
+    Ok(())
 }

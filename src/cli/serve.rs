@@ -7,6 +7,8 @@ use anyhow::Context;
 use dictmon::config::{self, Config, SourceConfig};
 use dictmon::domain::{RateWindow, ValidationLimits};
 use dictmon::monitor::cycle::{Monitor, MonitorConfig};
+use dictmon::notify::stream::AlertStream;
+use dictmon::notify::{self, DeliveryMetrics, FileSinkConfig, NotifyConfig, SinkConfig, SinkKind};
 use dictmon::source::Source;
 use dictmon::store::{Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -39,6 +41,14 @@ pub struct Args {
     /// Poll interval: 5s, 1m, 5m … (at least 10s with --source dict).
     #[arg(long, value_name = "DURATION")]
     interval: Option<String>,
+    /// Also append every alert event to this JSON-lines file, one event per line, fsynced
+    /// (a sink named "events-file"; more sinks: [notify] in the config).
+    #[arg(long, value_name = "FILE")]
+    events_file: Option<PathBuf>,
+    /// gRPC listen address of the alert-event stream (default 127.0.0.1:9465; port 0: any free
+    /// port; "off": none).
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<String>,
 }
 
 fn apply(args: &Args, c: &mut Config) -> anyhow::Result<()> {
@@ -52,6 +62,19 @@ fn apply(args: &Args, c: &mut Config) -> anyhow::Result<()> {
         c.interval = config::parse_duration(i)
             .map_err(anyhow::Error::msg)
             .context("--interval")?;
+    }
+    if let Some(g) = &args.grpc_listen {
+        c.grpc_listen = if g == "off" { String::new() } else { g.clone() };
+    }
+    if let Some(path) = &args.events_file {
+        let name = "events-file";
+        if c.notify.sinks.iter().any(|s| s.name == name) {
+            anyhow::bail!("--events-file: the config already has a sink named {name:?}");
+        }
+        c.notify.sinks.push(SinkConfig {
+            name: name.into(),
+            kind: SinkKind::File(FileSinkConfig { path: path.clone() }),
+        });
     }
     args.source.apply(c)?;
     check_interval(c)
@@ -80,9 +103,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?;
     let http = listener.local_addr().context("listening address")?;
+    let grpc = if config.grpc_listen.is_empty() {
+        None
+    } else {
+        Some(TcpListener::bind(&config.grpc_listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} for gRPC; is another dictmon running? choose another address with --grpc-listen (or \"off\")",
+                config.grpc_listen
+            )
+        })?)
+    };
+    let grpc_text = match &grpc {
+        Some(l) => l
+            .local_addr()
+            .context("gRPC listening address")?
+            .to_string(),
+        None => "off".into(),
+    };
     let source_text = config.source.describe();
     info!(
-        "dictmon {} polling {source_text} every {:?}; data in {}; HTTP on http://{http} ({})",
+        "dictmon {} polling {source_text} every {:?}; data in {}; gRPC on {grpc_text}; HTTP on http://{http} ({})",
         env!("CARGO_PKG_VERSION"),
         config.interval,
         config.data_dir.display(),
@@ -128,12 +168,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "DICT's response signatures are NOT verified: this build has no XML-DSig verifier (see README, \"DICT source\"); the answers are trusted on the strength of mutual TLS alone"
         );
     }
+    for sink in &config.notify.sinks {
+        info!(
+            sink = sink.name,
+            "alert events go to {} {}",
+            sink.kind.label(),
+            sink.kind.target()
+        );
+    }
     with_source(
         &config.source,
         Serve {
             store,
             config: monitor_config,
+            notify: config.notify.clone(),
             listener,
+            grpc,
         },
     )
     .await
@@ -142,7 +192,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 struct Serve {
     store: Store,
     config: MonitorConfig,
+    notify: NotifyConfig,
     listener: TcpListener,
+    grpc: Option<TcpListener>,
 }
 
 impl WithSource for Serve {
@@ -151,6 +203,36 @@ impl WithSource for Serve {
     async fn run<S: Source + 'static>(self, source: S) -> anyhow::Result<()> {
         let (monitor, readers) = Monitor::new(source, self.store, self.config)?;
         let (stop, stopped) = watch::channel(false);
+        let metrics = &readers.published.metrics;
+        let workers = notify::spawn(
+            &self.notify,
+            &readers.catalog,
+            &readers.wakeup,
+            &DeliveryMetrics {
+                backlog: metrics.outbox_backlog.clone(),
+                delivered: metrics.events_delivered.clone(),
+                failures: metrics.delivery_failures.clone(),
+            },
+            &stopped,
+        )?;
+        let grpc = self.grpc.map(|listener| {
+            let service = AlertStream::service(
+                Arc::clone(&readers.catalog),
+                readers.wakeup.clone(),
+                stopped.clone(),
+            );
+            let mut stopping = stopped.clone();
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        async move {
+                            let _ = stopping.wait_for(|s| *s).await;
+                        },
+                    ),
+            )
+        });
         let http = tokio::spawn(dictmon::http::serve(
             self.listener,
             Arc::clone(&readers.published),
@@ -163,6 +245,15 @@ impl WithSource for Serve {
         let _ = stop.send(true);
         monitor.await.context("the monitor task failed")?;
         http.await.context("the HTTP task failed")?;
+        for w in workers {
+            w.await.context("a delivery worker failed")?;
+        }
+        if let Some(g) = grpc {
+            match g.await.context("the gRPC task failed")? {
+                Ok(()) => {}
+                Err(e) => warn!(error = %e, "the gRPC server stopped with an error"),
+            }
+        }
         info!("stopped");
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! The configuration file (TOML): every option with its default, and validation whose errors
 //! name the file, line, column and key. `packaging/dictmon.toml` is the commented example.
 //!
-//! May use: `domain` (threshold checks), `source` (scenario names), serde, toml.
+//! May use: `domain` (threshold checks), `source` (scenario names), `notify` (sink settings),
+//! serde, toml.
 //!
 //! Invariants: unknown keys are errors (a typo must not silently fall back to a default);
 //! a [`Config`] that was returned passed every check.
@@ -15,6 +16,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::domain::{PolicyName, PspCategory, Thresholds};
+use crate::notify::{
+    AlertmanagerConfig, FileSinkConfig, NotifyConfig, SinkConfig, SinkKind, WebhookConfig,
+};
 use crate::source::simulator::Scenario;
 
 /// A configuration error, located.
@@ -78,6 +82,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// HTTP listen address.
     pub listen: String,
+    /// gRPC listen address (`WatchAlerts`); empty: no gRPC endpoint.
+    pub grpc_listen: String,
+    /// Alert-event sinks.
+    pub notify: NotifyConfig,
     /// Poll interval.
     pub interval: Duration,
     /// Up to this much random delay per interval.
@@ -109,6 +117,11 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("dictmon-data"),
             listen: "127.0.0.1:9464".into(),
+            grpc_listen: "127.0.0.1:9465".into(),
+            notify: NotifyConfig {
+                sinks: Vec::new(),
+                max_backoff: Duration::from_secs(60),
+            },
             interval: Duration::from_secs(300),
             jitter: Duration::ZERO,
             timeout: Duration::from_secs(10),
@@ -134,6 +147,7 @@ impl Default for Config {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
+    grpc_listen: Option<String>,
     interval: Option<Spanned<String>>,
     jitter: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
@@ -144,6 +158,44 @@ struct FileConfig {
     retention: Option<RetentionSection>,
     validation: Option<ValidationSection>,
     log: Option<LogSection>,
+    notify: Option<NotifySection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifySection {
+    max_backoff: Option<Spanned<String>>,
+    alertmanager: Option<Vec<AlertmanagerSection>>,
+    webhook: Option<Vec<WebhookSection>>,
+    file: Option<Vec<FileSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertmanagerSection {
+    name: Option<Spanned<String>>,
+    url: Spanned<String>,
+    ca_cert: Option<PathBuf>,
+    resend_interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookSection {
+    name: Option<Spanned<String>>,
+    url: Spanned<String>,
+    bearer_token_file: Option<PathBuf>,
+    hmac_secret_file: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSection {
+    name: Option<Spanned<String>>,
+    path: Spanned<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +298,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     if let Some(l) = raw.listen {
         c.listen = l;
     }
+    if let Some(g) = raw.grpc_listen {
+        c.grpc_listen = g;
+    }
     c.interval = duration(&raw.interval, "interval", c.interval)?;
     if c.interval < Duration::from_secs(1) {
         let span = raw.interval.as_ref().map_or(0..0, Spanned::span);
@@ -311,7 +366,129 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     if let Some(level) = raw.log.and_then(|l| l.level) {
         c.log_level = level;
     }
+    if let Some(n) = raw.notify {
+        c.notify = notify(n, c.notify.max_backoff, &loc)?;
+    }
     Ok(c)
+}
+
+/// The `[notify]` section and its `[[notify.alertmanager]]`, `[[notify.webhook]]`,
+/// `[[notify.file]]` sinks.
+fn notify(
+    n: NotifySection,
+    max_backoff: Duration,
+    loc: &Locator<'_>,
+) -> Result<NotifyConfig, ConfigError> {
+    let duration = |v: &Option<Spanned<String>>, key: &str, default: Duration| {
+        v.as_ref()
+            .map_or(Ok(default), |s| match parse_duration(s.get_ref()) {
+                Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+                Ok(_) => Err(loc.key(s.span(), key, "must be at least 1s")),
+                Err(e) => Err(loc.key(s.span(), key, e)),
+            })
+    };
+    let url = |u: &Spanned<String>, key: &str| {
+        let text = u.get_ref();
+        if text.starts_with("http://") || text.starts_with("https://") {
+            Ok(text.clone())
+        } else {
+            Err(loc.key(u.span(), key, "must start with http:// or https://"))
+        }
+    };
+    let timeout = Duration::from_secs(10);
+    let mut out = NotifyConfig {
+        sinks: Vec::new(),
+        max_backoff: duration(&n.max_backoff, "notify.max_backoff", max_backoff)?,
+    };
+    // (name as written, its span, where the sink is) for the naming checks below.
+    let mut named: Vec<(Option<Spanned<String>>, std::ops::Range<usize>)> = Vec::new();
+    for a in n.alertmanager.unwrap_or_default() {
+        let key = "notify.alertmanager";
+        out.sinks.push(SinkConfig {
+            name: String::new(),
+            kind: SinkKind::Alertmanager(AlertmanagerConfig {
+                url: url(&a.url, &format!("{key}.url"))?,
+                ca_cert: a.ca_cert,
+                resend_interval: duration(
+                    &a.resend_interval,
+                    &format!("{key}.resend_interval"),
+                    Duration::from_secs(60),
+                )?,
+                timeout: duration(&a.timeout, &format!("{key}.timeout"), timeout)?,
+            }),
+        });
+        named.push((a.name, a.url.span()));
+    }
+    for w in n.webhook.unwrap_or_default() {
+        let key = "notify.webhook";
+        out.sinks.push(SinkConfig {
+            name: String::new(),
+            kind: SinkKind::Webhook(WebhookConfig {
+                url: url(&w.url, &format!("{key}.url"))?,
+                bearer_token_file: w.bearer_token_file,
+                hmac_secret_file: w.hmac_secret_file,
+                ca_cert: w.ca_cert,
+                timeout: duration(&w.timeout, &format!("{key}.timeout"), timeout)?,
+            }),
+        });
+        named.push((w.name, w.url.span()));
+    }
+    for f in n.file.unwrap_or_default() {
+        out.sinks.push(SinkConfig {
+            name: String::new(),
+            kind: SinkKind::File(FileSinkConfig {
+                path: f.path.get_ref().clone(),
+            }),
+        });
+        named.push((f.name, f.path.span()));
+    }
+    name_sinks(&mut out.sinks, named, loc)?;
+    Ok(out)
+}
+
+/// Gives every sink its name: the one written, or its kind when it is the only one of its
+/// kind. Names must be unique and fit a metric label.
+fn name_sinks(
+    sinks: &mut [SinkConfig],
+    named: Vec<(Option<Spanned<String>>, std::ops::Range<usize>)>,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let kinds: Vec<&'static str> = sinks.iter().map(|s| s.kind.label()).collect();
+    let mut seen = std::collections::HashSet::new();
+    for ((sink, (name, span)), kind) in sinks.iter_mut().zip(named).zip(&kinds) {
+        let key = format!("notify.{kind}.name");
+        let (text, span) = match name {
+            Some(n) => (n.get_ref().clone(), n.span()),
+            None if kinds.iter().filter(|k| *k == kind).count() == 1 => ((*kind).to_owned(), span),
+            None => {
+                return Err(loc.key(
+                    span,
+                    &key,
+                    format!("missing: there are several [[notify.{kind}]] sinks, so each needs a name = \"…\" (its progress and metrics are kept under it)"),
+                ));
+            }
+        };
+        if text.is_empty()
+            || !text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(loc.key(
+                span,
+                &key,
+                format!("{text:?}: use letters, digits, '-', '_' and '.' only"),
+            ));
+        }
+        if !seen.insert(text.clone()) {
+            return Err(loc.key(
+                span,
+                &key,
+                format!("{text:?} names two sinks; names must be unique"),
+            ));
+        }
+        sink.name = text;
+    }
+    Ok(())
 }
 
 /// The `[source]` section.

@@ -233,6 +233,17 @@ pub struct AlertEvent {
     pub message: String,
 }
 
+impl AlertEvent {
+    /// The name-based id (UUID v5) of the `event_type` event of the alert `alert_id`: stable
+    /// across retries and replays, and computable from the alert alone.
+    pub fn id_for(alert_id: Uuid, event_type: AlertEventType) -> Uuid {
+        Uuid::new_v5(
+            &ID_NAMESPACE,
+            format!("{alert_id}/{}", event_type.id_suffix()).as_bytes(),
+        )
+    }
+}
+
 /// The alert state of one policy between two evaluations.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlertState {
@@ -430,10 +441,7 @@ fn event(
 ) -> AlertEvent {
     let s = &obs.snapshot.sample;
     AlertEvent {
-        event_id: Uuid::new_v5(
-            &ID_NAMESPACE,
-            format!("{}/{}", alert.id, event_type.id_suffix()).as_bytes(),
-        ),
+        event_id: AlertEvent::id_for(alert.id, event_type),
         event_type,
         timestamp: s.at,
         endpoint_id: alert.policy.clone(),

@@ -66,7 +66,7 @@ pub fn dump(
     let alerts = alerts_in(reader, since, until)?;
     report.alerts = alerts.len();
     write_file(&out.join("alerts.csv"), |w| {
-        write_alerts(w, Format::PgCsv, &alerts)
+        write_alerts(w, Format::PgCsv, &alerts, &[])
     })?;
 
     // policies.csv: the configuration as last seen.

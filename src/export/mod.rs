@@ -406,29 +406,73 @@ impl<W: Write> StatesWriter<W> {
     }
 }
 
-/// Writes alerts in one [`Format`].
-pub fn write_alerts<W: Write>(mut out: W, format: Format, alerts: &[Alert]) -> io::Result<()> {
+/// Per alert, each sink's delivery state as (sink, state); empty when there are no sinks.
+pub type Delivery = Vec<(String, String)>;
+
+/// Writes alerts in one [`Format`]. `delivery` (parallel to `alerts`, or empty) adds a
+/// `DELIVERY` column to `table` and a `delivery` object to `json`; the CSV forms keep the
+/// legacy table's columns.
+pub fn write_alerts<W: Write>(
+    mut out: W,
+    format: Format,
+    alerts: &[Alert],
+    delivery: &[Delivery],
+) -> io::Result<()> {
     let mut line = String::new();
+    let delivery_text: Vec<String> = delivery
+        .iter()
+        .map(|d| {
+            d.iter()
+                .map(|(sink, state)| format!("{sink}:{state}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let width = delivery_text
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(8);
     match format {
         Format::PgCsv | Format::Csv => writeln!(out, "{}", ALERTS_COLUMNS.join(","))?,
-        Format::Table => writeln!(
-            out,
-            "{:<24} {:<38} {:<8} {:>15} {:>7} {:<24} {:<10} MESSAGE",
-            "OPENED (UTC)", "POLICY", "SEVERITY", "TOKENS", "UTIL%", "RESOLVED (UTC)", "CAUSE"
-        )?,
+        Format::Table => {
+            write!(
+                out,
+                "{:<24} {:<38} {:<8} {:>15} {:>7} {:<24} {:<10} ",
+                "OPENED (UTC)", "POLICY", "SEVERITY", "TOKENS", "UTIL%", "RESOLVED (UTC)", "CAUSE"
+            )?;
+            if !delivery_text.is_empty() {
+                write!(out, "{:<width$} ", "DELIVERY")?;
+            }
+            writeln!(out, "MESSAGE")?;
+        }
         Format::Json => {}
     }
-    for a in alerts {
+    for (i, a) in alerts.iter().enumerate() {
         line.clear();
         match format {
             Format::PgCsv | Format::Csv => push_alert_pg(&mut line, a),
-            Format::Json => {
-                let _ = writeln!(line, "{}", serde_json::to_string(a).unwrap_or_default());
-            }
+            Format::Json => match delivery.get(i).filter(|d| !d.is_empty()) {
+                Some(d) => {
+                    let mut value = serde_json::to_value(a).unwrap_or_default();
+                    if let Some(obj) = value.as_object_mut() {
+                        let states = d
+                            .iter()
+                            .map(|(sink, state)| (sink.clone(), state.as_str().into()))
+                            .collect();
+                        obj.insert("delivery".into(), serde_json::Value::Object(states));
+                    }
+                    let _ = writeln!(line, "{value}");
+                }
+                None => {
+                    let _ = writeln!(line, "{}", serde_json::to_string(a).unwrap_or_default());
+                }
+            },
             Format::Table => {
-                let _ = writeln!(
+                let _ = write!(
                     line,
-                    "{:<24} {:<38} {:<8} {:>15} {:>7.1} {:<24} {:<10} {}",
+                    "{:<24} {:<38} {:<8} {:>15} {:>7.1} {:<24} {:<10} ",
                     a.opened_at.format("%Y-%m-%d %H:%M:%S%.3f"),
                     a.policy.as_str(),
                     a.severity.as_str(),
@@ -441,8 +485,11 @@ pub fn write_alerts<W: Write>(mut out: W, format: Format, alerts: &[Alert]) -> i
                         crate::domain::AlertCause::Threshold => "threshold",
                         crate::domain::AlertCause::Projection => "projection",
                     },
-                    a.message
                 );
+                if let Some(d) = delivery_text.get(i) {
+                    let _ = write!(line, "{d:<width$} ");
+                }
+                let _ = writeln!(line, "{}", a.message);
             }
         }
         out.write_all(line.as_bytes())?;

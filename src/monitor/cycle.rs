@@ -29,6 +29,7 @@ use crate::domain::{
     PspCategory, RateWindow, RejectReason, Sample, Severity, Snapshot, StateRecord, Thresholds,
     ValidationLimits, enrich, evaluate, validate,
 };
+use crate::notify::Wakeup;
 use crate::ring::{DEFAULT_CAPACITY, RingSet, RingSetWriter};
 use crate::source::{PolicyList, Source, SourceError};
 use crate::store::catalog::{Catalog, CatalogUpdate};
@@ -70,6 +71,8 @@ pub struct Readers {
     pub published: Arc<Published>,
     /// The catalog (alerts), for reading.
     pub catalog: Arc<Catalog>,
+    /// Rung after each write to the catalog: new events may be in the outbox.
+    pub wakeup: Wakeup,
 }
 
 /// The poll cycle's owner: the one writer of the store and of the rings.
@@ -90,6 +93,7 @@ pub struct Monitor<S: Source> {
     self_alert: Option<Alert>,
     last_maintenance: Option<Instant>,
     started: Instant,
+    wakeup: Wakeup,
 }
 
 /// Samples of the rate window, plus the one before it, at this interval.
@@ -170,9 +174,11 @@ impl<S: Source> Monitor<S> {
             interval: config.interval,
             source: source.describe(),
         });
+        let wakeup = Wakeup::default();
         let readers = Readers {
             published: shared.clone(),
             catalog,
+            wakeup: wakeup.clone(),
         };
         let monitor = Self {
             source,
@@ -191,6 +197,7 @@ impl<S: Source> Monitor<S> {
             self_alert,
             last_maintenance: None,
             started: Instant::now(),
+            wakeup,
         };
         Ok((monitor, readers))
     }
@@ -489,11 +496,8 @@ impl<S: Source> Monitor<S> {
             .duration
             .with_label_values(&["persist"])
             .observe(started.elapsed().as_secs_f64());
-        if let Ok(n) = self.store.catalog().outbox_len() {
-            self.shared
-                .metrics
-                .outbox_backlog
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        if ok {
+            self.wakeup.committed();
         }
     }
 
@@ -562,8 +566,8 @@ impl<S: Source> Monitor<S> {
             Ok::<_, crate::store::StoreError>(report)
         });
         match done {
-            Ok(r) if !r.months.is_empty() || r.alerts > 0 => {
-                info!(months = ?r.months, alerts = r.alerts, "retention: deleted what is older than {keep} months");
+            Ok(r) if !r.months.is_empty() || r.alerts > 0 || r.events > 0 => {
+                info!(months = ?r.months, alerts = r.alerts, events = r.events, "retention: deleted what is older than {keep} months");
             }
             Ok(_) => {}
             Err(e) => error!(error = %e, "daily maintenance failed; retried tomorrow"),
@@ -595,12 +599,8 @@ fn self_alert(now: DateTime<Utc>, source: &str) -> Alert {
 }
 
 fn self_event(alert: &Alert, event_type: AlertEventType, at: DateTime<Utc>) -> AlertEvent {
-    let kind = match event_type {
-        AlertEventType::Created => "created",
-        AlertEventType::Resolved => "resolved",
-    };
     AlertEvent {
-        event_id: Uuid::new_v5(&alert.id, kind.as_bytes()),
+        event_id: AlertEvent::id_for(alert.id, event_type),
         event_type,
         timestamp: at,
         endpoint_id: alert.policy.clone(),

@@ -1,19 +1,20 @@
 //! The catalog, `catalog.redb` (§10): policies as last seen, alerts (open and history), the
-//! alert-event outbox, and store metadata. Values are JSON of the domain types, so fields can
+//! alert-event outbox, each delivery sink's progress through it, and store metadata. Values are JSON of the domain types, so fields can
 //! be added without a migration.
 //!
 //! Opened in redb's `SingleWriter` mode: the one writer (`serve`, `import`) and any number of
 //! read-only handles in other processes (`status`, `query`, `export`, `verify`) share the file.
 //!
 //! Invariants: an alert transition, its events and the policies of the same cycle are written
-//! in one transaction; the schema version in `meta` is checked on every open.
+//! in one transaction; outbox sequence numbers only grow, even after retention empties the
+//! outbox (`meta.outbox_next_seq`); the schema version in `meta` is checked on every open.
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use redb::{
     Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition,
+    TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,9 @@ const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
 const ALERTS: TableDefinition<u128, &[u8]> = TableDefinition::new("alerts");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const SINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("sinks");
+/// `meta` key of the next outbox sequence number.
+const NEXT_SEQ: &str = "outbox_next_seq";
 
 /// §10: the catalog schema this code writes and reads.
 pub const SCHEMA_VERSION: &str = "1";
@@ -72,6 +76,31 @@ pub struct PolicyRecord {
     pub first_seen: DateTime<Utc>,
     /// Last sample time.
     pub last_seen: DateTime<Utc>,
+}
+
+/// One delivery sink's progress through the outbox (`notify`), kept so that a restart resumes
+/// where delivery stopped and `query alerts` can say what each sink received.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SinkProgress {
+    /// `alertmanager`, `webhook`, `file`.
+    pub kind: String,
+    /// Where it delivers (URL or path), for people.
+    pub target: String,
+    /// The first event sequence this sink was responsible for (events before it were in the
+    /// outbox before the sink was configured, and are not sent to it).
+    pub since_seq: u64,
+    /// Every event before this sequence number was acknowledged by the sink.
+    pub next_seq: u64,
+    /// Events acknowledged, in total.
+    pub delivered: u64,
+    /// Failed attempts since the last success.
+    pub failures: u64,
+    /// The last failure, while failing.
+    pub last_error: Option<String>,
+    /// Local time of the last attempt.
+    pub last_attempt: Option<DateTime<Utc>>,
+    /// Local time of the last acknowledged delivery.
+    pub last_success: Option<DateTime<Utc>>,
 }
 
 /// What one cycle changes in the catalog, written in one transaction.
@@ -165,6 +194,7 @@ impl Catalog {
             tx.open_table(POLICIES).map_err(|e| redb_err(p, e))?;
             tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
             tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+            tx.open_table(SINKS).map_err(|e| redb_err(p, e))?;
         }
         tx.commit().map_err(|e| redb_err(p, e))
     }
@@ -197,16 +227,115 @@ impl Catalog {
                     .insert(alert.id.as_u128(), json(alert).as_slice())
                     .map_err(|e| redb_err(p, e))?;
             }
-            let mut outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
-            let next = outbox
-                .last()
-                .map_err(|e| redb_err(p, e))?
-                .map_or(0, |(k, _)| k.value() + 1);
-            for (seq, event) in (next..).zip(&update.events) {
-                outbox
-                    .insert(seq, json(event).as_slice())
+            if !update.events.is_empty() {
+                let mut outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+                let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
+                let mut next = next_seq(&outbox, &meta, p)?;
+                for event in &update.events {
+                    outbox
+                        .insert(next, json(event).as_slice())
+                        .map_err(|e| redb_err(p, e))?;
+                    next += 1;
+                }
+                meta.insert(NEXT_SEQ, next.to_string().as_str())
                     .map_err(|e| redb_err(p, e))?;
             }
+        }
+        tx.commit().map_err(|e| redb_err(p, e))
+    }
+
+    /// Deletes outbox events older than `cutoff` (retention, §9), delivered or not. Returns
+    /// how many.
+    pub fn delete_events_before(&self, cutoff: DateTime<Utc>) -> Result<usize, CatalogError> {
+        let p = &self.path;
+        let old: Vec<u64> = read_outbox(&self.db, p)?
+            .into_iter()
+            .filter(|(_, e)| e.timestamp < cutoff)
+            .map(|(seq, _)| seq)
+            .collect();
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
+        {
+            let mut outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+            let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
+            // Keep the sequence counter past the events about to go.
+            let next = next_seq(&outbox, &meta, p)?;
+            meta.insert(NEXT_SEQ, next.to_string().as_str())
+                .map_err(|e| redb_err(p, e))?;
+            for seq in &old {
+                outbox.remove(seq).map_err(|e| redb_err(p, e))?;
+            }
+        }
+        tx.commit().map_err(|e| redb_err(p, e))?;
+        Ok(old.len())
+    }
+
+    /// Up to `limit` outbox events from sequence `from` on, in order.
+    pub fn events_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
+        let p = &self.path;
+        let tx = self.db.begin_read().map_err(|e| redb_err(p, e))?;
+        let table = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+        let mut out = Vec::new();
+        for entry in table.range(from..).map_err(|e| redb_err(p, e))?.take(limit) {
+            let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+            let seq = k.value();
+            let event = serde_json::from_slice(v.value()).map_err(|error| CatalogError::Value {
+                path: p.clone(),
+                table: "outbox",
+                key: seq.to_string(),
+                error,
+            })?;
+            out.push((seq, event));
+        }
+        Ok(out)
+    }
+
+    /// How many outbox events have a sequence from `from` on.
+    pub fn events_count_from(&self, from: u64) -> Result<u64, CatalogError> {
+        let p = &self.path;
+        let tx = self.db.begin_read().map_err(|e| redb_err(p, e))?;
+        let table = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+        let range = table.range(from..).map_err(|e| redb_err(p, e))?;
+        Ok(range.count() as u64)
+    }
+
+    /// The sequence number the next event will get: one past every event ever written.
+    pub fn next_event_seq(&self) -> Result<u64, CatalogError> {
+        let p = &self.path;
+        let tx = self.db.begin_read().map_err(|e| redb_err(p, e))?;
+        let outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+        let meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
+        next_seq(&outbox, &meta, p)
+    }
+
+    /// The outbox sequence of the event `event_id`, if it is still retained.
+    pub fn event_seq(&self, event_id: uuid::Uuid) -> Result<Option<u64>, CatalogError> {
+        Ok(read_outbox(&self.db, &self.path)?
+            .into_iter()
+            .find(|(_, e)| e.event_id == event_id)
+            .map(|(seq, _)| seq))
+    }
+
+    /// Every sink's delivery progress, by sink name.
+    pub fn sinks(&self) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
+        read_sinks(&self.db, &self.path)
+    }
+
+    /// Records a sink's delivery progress.
+    pub fn put_sink(&self, name: &str, progress: &SinkProgress) -> Result<(), CatalogError> {
+        let p = &self.path;
+        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
+        {
+            let mut sinks = tx.open_table(SINKS).map_err(|e| redb_err(p, e))?;
+            sinks
+                .insert(name, json(progress).as_slice())
+                .map_err(|e| redb_err(p, e))?;
         }
         tx.commit().map_err(|e| redb_err(p, e))
     }
@@ -246,17 +375,6 @@ impl Catalog {
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
         read_outbox(&self.db, &self.path)
-    }
-
-    /// Events in the outbox.
-    pub fn outbox_len(&self) -> Result<u64, CatalogError> {
-        let p = &self.path;
-        let tx = self.db.begin_read().map_err(|e| redb_err(p, e))?;
-        match tx.open_table(OUTBOX) {
-            Ok(t) => t.len().map_err(|e| redb_err(p, e)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(redb_err(p, e)),
-        }
     }
 }
 
@@ -316,6 +434,32 @@ impl CatalogReader {
             .as_ref()
             .map_or(Ok(Vec::new()), |db| read_outbox(db, &self.path))
     }
+
+    /// Every sink's delivery progress, by sink name.
+    pub fn sinks(&self) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
+        self.db
+            .as_ref()
+            .map_or(Ok(Vec::new()), |db| read_sinks(db, &self.path))
+    }
+}
+
+/// One past the highest sequence ever used: the larger of the counter in `meta` and the last
+/// event's sequence + 1 (catalogs written before the counter existed have only the latter).
+fn next_seq(
+    outbox: &impl ReadableTable<u64, &'static [u8]>,
+    meta: &impl ReadableTable<&'static str, &'static str>,
+    p: &str,
+) -> Result<u64, CatalogError> {
+    let after_last = outbox
+        .last()
+        .map_err(|e| redb_err(p, e))?
+        .map_or(0, |(k, _)| k.value() + 1);
+    let counted = meta
+        .get(NEXT_SEQ)
+        .map_err(|e| redb_err(p, e))?
+        .and_then(|v| v.value().parse::<u64>().ok())
+        .unwrap_or(0);
+    Ok(after_last.max(counted))
 }
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -373,4 +517,11 @@ fn read_outbox(
     p: &str,
 ) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
     read_all(db, p, OUTBOX, "outbox", |seq, e| (seq, e))
+}
+
+fn read_sinks(
+    db: &impl ReadableDatabase,
+    p: &str,
+) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
+    read_all(db, p, SINKS, "sinks", |name: &str, s| (name.to_owned(), s))
 }

@@ -397,8 +397,8 @@ impl Store {
     }
 
     /// Applies retention (§9): deletes segments older than the `keep` months ending with the
-    /// month of `now`, oldest first, and alerts resolved before the oldest kept month. With
-    /// `dry_run`, only reports. Returns the months deleted (or that would be).
+    /// month of `now`, oldest first, and alerts resolved (and outbox events) before the oldest
+    /// kept month. With `dry_run`, only reports. Returns the months deleted (or that would be).
     pub fn apply_retention(
         &mut self,
         now: DateTime<Utc>,
@@ -413,6 +413,7 @@ impl Store {
         let mut report = RetentionReport {
             months: doomed.clone(),
             alerts: 0,
+            events: 0,
         };
         if dry_run {
             report.alerts = self
@@ -431,6 +432,7 @@ impl Store {
         sync_dir(&segments)?;
         if let Some(cutoff) = cutoff {
             report.alerts = self.catalog.delete_alerts_resolved_before(cutoff)?;
+            report.events = self.catalog.delete_events_before(cutoff)?;
         }
         Ok(report)
     }
@@ -443,6 +445,8 @@ pub struct RetentionReport {
     pub months: Vec<Month>,
     /// Resolved alerts.
     pub alerts: usize,
+    /// Outbox events (not counted in a dry run).
+    pub events: usize,
 }
 
 fn day(ns: i64) -> NaiveDate {

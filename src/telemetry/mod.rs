@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::domain::{AlertEvent, AlertEventType, RejectReason, StateRecord};
@@ -56,8 +56,12 @@ pub struct Metrics {
     pub store_bytes: IntGauge,
     /// Number of segment files.
     pub store_segments: IntGauge,
-    /// Events waiting in the outbox.
-    pub outbox_backlog: IntGauge,
+    /// `dictmon_outbox_backlog{sink}`: events a sink has not acknowledged.
+    pub outbox_backlog: IntGaugeVec,
+    /// `dictmon_events_delivered_total{sink}`.
+    pub events_delivered: IntCounterVec,
+    /// `dictmon_delivery_failures_total{sink, kind}`.
+    pub delivery_failures: IntCounterVec,
     categories: Mutex<HashMap<String, String>>,
 }
 
@@ -76,6 +80,14 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
         .register(Box::new(c.clone()))
         .unwrap_or_else(|e| unreachable!("{e}"));
     c
+}
+
+fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("{e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    g
 }
 
 fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -212,7 +224,24 @@ impl Metrics {
                 "dictmon_store_segments",
                 "Segment files in the data directory.",
             ),
-            outbox_backlog: int_gauge(&r, "dictmon_outbox_backlog", "Alert events in the outbox."),
+            outbox_backlog: int_gauge_vec(
+                &r,
+                "dictmon_outbox_backlog",
+                "Alert events in the outbox that the sink has not acknowledged.",
+                &["sink"],
+            ),
+            events_delivered: counter(
+                &r,
+                "dictmon_events_delivered_total",
+                "Alert events the sink acknowledged.",
+                &["sink"],
+            ),
+            delivery_failures: counter(
+                &r,
+                "dictmon_delivery_failures_total",
+                "Failed delivery attempts to the sink, by kind (unreachable, timeout, tls, rejected, unavailable, io).",
+                &["sink", "kind"],
+            ),
             categories: Mutex::new(HashMap::new()),
             registry: r,
         };

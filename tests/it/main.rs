@@ -14,6 +14,14 @@ mod domain_bucket_props;
 mod export_postgres;
 /// import of a legacy CSV full of bad rows.
 mod import_bad_rows;
+/// Alert events to a real Prometheus Alertmanager.
+mod notify_alertmanager;
+/// A webhook receiver that checks tokens and signatures.
+mod notify_receiver;
+/// The gRPC `WatchAlerts` stream: reconnect with the last `event_id`.
+mod notify_stream;
+/// Alert events to a webhook and a JSON-lines file: outages, SIGKILL, HMAC, wrong token.
+mod notify_webhook;
 /// The lock-free ring under a million pushes and concurrent readers.
 mod ring_concurrency;
 /// serve over DICT's HTTPS API: mutual TLS, exhaustion, 429/503 with Retry-After.

@@ -87,18 +87,20 @@ pub struct Serve {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// `127.0.0.1:PORT` of the gRPC endpoint.
+    pub grpc: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Serve {
-    /// Starts `dictmon serve --data-dir DIR --listen 127.0.0.1:0 ARGS…` and waits for its first
-    /// log line, which names the HTTP address.
+    /// Starts `dictmon serve --data-dir DIR --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0
+    /// ARGS…` and waits for its first log line, which names the HTTP and gRPC addresses.
     pub fn start(dir: &std::path::Path, args: &[&str]) -> Self {
         let mut child = dictmon()
             .arg("serve")
             .arg("--data-dir")
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -106,19 +108,30 @@ impl Serve {
             .spawn()
             .expect("spawn serve");
         let log = collect(child.stderr.take().expect("piped"));
-        let mut base = None;
+        let mut first = None;
         wait_until("serve's first log line", Duration::from_secs(30), || {
-            base = log.lock().expect("log").iter().find_map(|l| {
+            first = log.lock().expect("log").iter().find_map(|l| {
                 let at = l.find("HTTP on http://")? + "HTTP on ".len();
-                l[at..].split_whitespace().next().map(str::to_owned)
+                let base = l[at..].split_whitespace().next()?.to_owned();
+                let at = l.find("gRPC on ")? + "gRPC on ".len();
+                let grpc = l[at..].split(';').next()?.to_owned();
+                Some((base, grpc))
             });
-            base.is_some()
+            first.is_some()
         });
+        let (base, grpc) = first.expect("found");
         Self {
             child,
-            base: base.expect("found"),
+            base,
+            grpc,
             log,
         }
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// GET a path.

@@ -1,0 +1,178 @@
+//! The Prometheus Alertmanager sink (API v2, `POST /api/v2/alerts`). An alert is identified by
+//! its labels `alertname="DictRateLimit"`, `endpoint_id`, `severity`, `psp_category`; a
+//! `created` event posts it firing, a `resolved` event posts it with `endsAt`. Open alerts are
+//! re-sent every `resend_interval` with `endsAt` four intervals ahead (as Prometheus does), so
+//! Alertmanager keeps them active while dictmon runs and lets them expire if it stops.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use super::http::{HttpClient, SetupError};
+use super::{AlertmanagerConfig, DeliveryError, Sink};
+use crate::domain::{AlertEvent, AlertEventType, Severity};
+use crate::store::catalog::Catalog;
+
+/// The `alertname` label of every alert dictmon sends.
+pub const ALERTNAME: &str = "DictRateLimit";
+
+/// An alert Alertmanager should show as firing.
+struct Firing {
+    labels: Value,
+    annotations: Value,
+    starts_at: DateTime<Utc>,
+}
+
+pub struct Alertmanager {
+    http: HttpClient,
+    resend: Duration,
+    firing: BTreeMap<(String, Severity), Firing>,
+    last_resend: Instant,
+}
+
+fn labels(policy: &str, severity: Severity, category: &str) -> Value {
+    json!({
+        "alertname": ALERTNAME,
+        "endpoint_id": policy,
+        "severity": severity.as_str(),
+        "psp_category": category,
+    })
+}
+
+fn annotations(message: &str, tokens: i64, capacity: i64, utilization: f64) -> Value {
+    json!({
+        "summary": message,
+        "description": format!("{tokens} of {capacity} tokens available ({utilization:.1} % used)"),
+    })
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Alertmanager {
+    pub fn new(
+        sink: &str,
+        c: &AlertmanagerConfig,
+        catalog: &Arc<Catalog>,
+    ) -> Result<Self, SetupError> {
+        let base = c.url.trim_end_matches('/');
+        let url = if base.ends_with("/api/v2/alerts") {
+            base.to_owned()
+        } else {
+            format!("{base}/api/v2/alerts")
+        };
+        // The alerts open now are firing from the start; a catalog that cannot be read only
+        // delays them until their next event.
+        let firing = catalog
+            .alerts()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.resolved_at.is_none())
+            .map(|a| {
+                let category = a.psp_category.to_string();
+                (
+                    (a.policy.as_str().to_owned(), a.severity),
+                    Firing {
+                        labels: labels(a.policy.as_str(), a.severity, &category),
+                        annotations: annotations(
+                            &a.message,
+                            a.available_tokens,
+                            a.capacity,
+                            a.utilization_percent,
+                        ),
+                        starts_at: a.opened_at,
+                    },
+                )
+            })
+            .collect();
+        Ok(Self {
+            http: HttpClient::new(sink, &url, c.ca_cert.as_deref(), c.timeout)?,
+            resend: c.resend_interval,
+            firing,
+            // The first idle moment re-sends what is open.
+            last_resend: Instant::now()
+                .checked_sub(c.resend_interval)
+                .unwrap_or_else(Instant::now),
+        })
+    }
+
+    fn firing_posting(&self, f: &Firing, now: DateTime<Utc>) -> Value {
+        let ends = now + self.resend * 4;
+        json!({
+            "labels": f.labels,
+            "annotations": f.annotations,
+            "startsAt": time(f.starts_at.min(now)),
+            "endsAt": time(ends),
+        })
+    }
+
+    async fn post(&self, postings: Vec<Value>) -> Result<(), DeliveryError> {
+        if postings.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&postings).unwrap_or_default();
+        self.http.post_json(body, &[]).await
+    }
+}
+
+impl Sink for Alertmanager {
+    fn batch_size(&self) -> usize {
+        64
+    }
+
+    async fn deliver(&mut self, events: &[(u64, AlertEvent)]) -> Result<(), DeliveryError> {
+        let now = Utc::now();
+        let mut postings = Vec::with_capacity(events.len());
+        for (_, e) in events {
+            let key = (e.endpoint_id.as_str().to_owned(), e.severity);
+            let category = e.psp_category.to_string();
+            match e.event_type {
+                AlertEventType::Created => {
+                    let f = Firing {
+                        labels: labels(e.endpoint_id.as_str(), e.severity, &category),
+                        annotations: annotations(
+                            &e.message,
+                            e.available_tokens,
+                            e.capacity,
+                            e.utilization_percent,
+                        ),
+                        starts_at: e.timestamp,
+                    };
+                    postings.push(self.firing_posting(&f, now));
+                    self.firing.insert(key, f);
+                }
+                AlertEventType::Resolved => {
+                    // DICT's clock may lead ours: an end in the future would keep it firing.
+                    let ends = e.timestamp.min(now);
+                    let starts = self.firing.remove(&key).map_or(ends, |f| f.starts_at);
+                    postings.push(json!({
+                        "labels": labels(e.endpoint_id.as_str(), e.severity, &category),
+                        "annotations": annotations(&e.message, e.available_tokens, e.capacity, e.utilization_percent),
+                        "startsAt": time(starts.min(ends)),
+                        "endsAt": time(ends),
+                    }));
+                }
+            }
+        }
+        self.post(postings).await
+    }
+
+    async fn idle(&mut self) -> Result<(), DeliveryError> {
+        if self.last_resend.elapsed() < self.resend {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let postings = self
+            .firing
+            .values()
+            .map(|f| self.firing_posting(f, now))
+            .collect();
+        self.post(postings).await?;
+        self.last_resend = Instant::now();
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! Alert events to a real Prometheus Alertmanager (Debian's `prometheus-alertmanager`, started
+//! here on a loopback port in a temporary directory): an exhaustion alert appears with its
+//! labels, and ends when dictmon resolves it.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use dictmon::store::StoreReader;
+
+use super::util::{Serve, http_get, wait_until};
+
+const POLICY: &str = "ENTRIES_READ_PARTICIPANT_ANTISCAN";
+
+/// A running Alertmanager, killed on drop.
+struct Alertmanager {
+    child: Child,
+    url: String,
+}
+
+impl Alertmanager {
+    fn start(dir: &Path) -> Self {
+        let binary = ["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"]
+            .into_iter()
+            .find(|b| Path::new(b).exists())
+            .expect("Alertmanager is not installed: apt-get install prometheus-alertmanager (.ci/run does)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
+        )
+        .expect("config");
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // No clustering: nothing listens beyond the one loopback port.
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start alertmanager");
+        let am = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        wait_until("Alertmanager ready", Duration::from_secs(30), || {
+            http_get(&format!("{}/-/ready", am.url)).is_ok_and(|(s, _)| s == 200)
+        });
+        am
+    }
+
+    /// The active alerts of `GET /api/v2/alerts`.
+    fn alerts(&self) -> Vec<serde_json::Value> {
+        let (status, body) = http_get(&format!("{}/api/v2/alerts", self.url)).expect("GET");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_exhaustion_alert_appears_in_alertmanager_and_ends_after_resolution() {
+    let dir = tempfile::tempdir().expect("temp");
+    let am = Alertmanager::start(dir.path());
+    let config = dir.path().join("dictmon.toml");
+    // Firing alerts are sent with endsAt four resend intervals (4 min) ahead, so the alert can
+    // end within the test only through the endsAt of the resolution.
+    std::fs::write(
+        &config,
+        format!(
+            "[notify]\nmax_backoff = \"1s\"\n\n[[notify.alertmanager]]\nurl = \"{}\"\nresend_interval = \"60s\"\n",
+            am.url
+        ),
+    )
+    .expect("config");
+    let data = dir.path().join("data");
+    let serve = Serve::start(
+        &data,
+        &[
+            "--config",
+            &config.display().to_string(),
+            "--scenario",
+            "exhaustion",
+            "--interval",
+            "1s",
+        ],
+    );
+
+    let is_critical = |a: &serde_json::Value| {
+        a["labels"]["endpoint_id"] == POLICY && a["labels"]["severity"] == "CRITICAL"
+    };
+    let mut firing = None;
+    wait_until(
+        "the CRITICAL alert in Alertmanager",
+        Duration::from_secs(60),
+        || {
+            firing = am.alerts().into_iter().find(|a| is_critical(a));
+            firing.is_some()
+        },
+    );
+    let firing = firing.expect("found");
+    assert_eq!(firing["labels"]["alertname"], dictmon::notify::ALERTNAME);
+    assert_eq!(firing["labels"]["psp_category"], "C");
+    assert_eq!(firing["status"]["state"], "active");
+    assert!(
+        firing["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("CRITICAL")),
+        "{firing}"
+    );
+    let starts_at = firing["startsAt"].as_str().expect("startsAt").to_owned();
+
+    // dictmon resolves it; Alertmanager ends it (the same labels and start are no longer active).
+    wait_until(
+        "the alert to end in Alertmanager",
+        Duration::from_secs(60),
+        || {
+            !am.alerts()
+                .iter()
+                .any(|a| is_critical(a) && a["startsAt"] == starts_at.as_str())
+        },
+    );
+    let (status, _) = serve.terminate();
+    assert!(status.success());
+
+    // …because dictmon resolved it: the catalog's alert opened then is resolved.
+    let opened: chrono::DateTime<chrono::Utc> = starts_at.parse().expect("RFC 3339");
+    let alerts = StoreReader::open(&data)
+        .expect("reader")
+        .catalog()
+        .expect("catalog")
+        .alerts()
+        .expect("alerts");
+    let ours = alerts
+        .iter()
+        .find(|a| {
+            a.policy.as_str() == POLICY
+                && a.severity == dictmon::domain::Severity::Critical
+                && (a.opened_at - opened).num_milliseconds().abs() <= 1
+        })
+        .expect("the alert Alertmanager showed is in the catalog");
+    assert!(ours.resolved_at.is_some(), "{ours:?}");
+}
