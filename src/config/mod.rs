@@ -827,6 +827,42 @@ mod tests {
     }
 
     #[test]
+    fn notify_sinks_are_named_and_checked_where_they_are_written() {
+        let c = parse(
+            "[notify]\nmax_backoff = \"5s\"\n[[notify.webhook]]\nurl = \"https://h/x\"\nbearer_token_file = \"t\"\n[[notify.alertmanager]]\nname = \"am\"\nurl = \"http://127.0.0.1:9093\"\n[[notify.file]]\npath = \"e.jsonl\"\n",
+            "t.toml",
+        )
+        .expect("valid");
+        let names: Vec<&str> = c.notify.sinks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["am", "webhook", "file"]);
+        assert_eq!(c.notify.max_backoff, Duration::from_secs(5));
+        let SinkKind::Alertmanager(am) = &c.notify.sinks[0].kind else {
+            panic!("{:?}", c.notify.sinks[0])
+        };
+        assert_eq!(am.resend_interval, Duration::from_secs(60));
+        // Two of a kind need names; names are unique and label-safe; URLs are http(s).
+        let two =
+            "[[notify.webhook]]\nurl = \"http://a\"\n[[notify.webhook]]\nurl = \"http://b\"\n";
+        let e = err(two);
+        assert_eq!((e.line, e.column), (2, 7));
+        assert!(e.message.contains("needs a name"), "{e}");
+        let e = err(
+            "[[notify.file]]\nname = \"x\"\npath = \"a\"\n[[notify.file]]\nname = \"x\"\npath = \"b\"\n",
+        );
+        assert_eq!(e.line, 5);
+        assert!(e.message.contains("unique"), "{e}");
+        let e = err("[[notify.file]]\nname = \"a b\"\npath = \"a\"\n");
+        assert!(e.message.starts_with("notify.file.name"), "{e}");
+        let e = err("[[notify.alertmanager]]\nurl = \"127.0.0.1:9093\"\n");
+        assert_eq!((e.line, e.column), (2, 7));
+        assert!(e.message.contains("http://"), "{e}");
+        let e = err("[[notify.webhook]]\nurl = \"http://a\"\ntimeout = \"0s\"\n");
+        assert!(e.message.starts_with("notify.webhook.timeout"), "{e}");
+        let e = err("[[notify.webhook]]\nurl = \"http://a\"\ntoken = \"secret\"\n");
+        assert!(e.message.contains("token"), "{e}");
+    }
+
+    #[test]
     fn per_policy_thresholds_inherit_the_defaults() {
         let c = parse(
             "[thresholds]\nhysteresis_points = 5\n[thresholds.policies.ENTRIES_WRITE]\nwarning_percent = 40\npredictive_horizon = \"off\"\n",

@@ -169,11 +169,23 @@ fn exhaustion_over_the_bridge_opens_critical_before_zero_and_resolves_after_refi
 #[test]
 fn metrics_pass_promtool_check() {
     let dir = tempfile::tempdir().expect("temp");
-    let serve = Serve::start(dir.path(), &["--interval", "1s"]);
+    // A sink, so that the delivery metrics are there too.
+    let events = dir.path().join("events.jsonl");
+    let serve = Serve::start(
+        &dir.path().join("data"),
+        &[
+            "--interval",
+            "1s",
+            "--events-file",
+            &events.display().to_string(),
+        ],
+    );
     let mut text = String::new();
     wait_until("the rate gauges", Duration::from_secs(30), || {
         text = serve.get("/metrics").1;
         text.contains("dict_rate_limit_consumption_rate_per_minute{")
+            && text.contains("dictmon_outbox_backlog{sink=\"events-file\"}")
+            && text.contains("dictmon_delivery_failures_total{kind=\"io\",sink=\"events-file\"}")
     });
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])

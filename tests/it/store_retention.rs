@@ -1,8 +1,10 @@
 //! Retention with a fake clock: 15 months of data, 13 kept — the two oldest segments go,
-//! nothing else; alert history follows the same window; a dry run deletes nothing.
+//! nothing else; alert history and the outbox follow the same window; a dry run deletes nothing.
 
 use chrono::{DateTime, Months, TimeDelta, Utc};
-use dictmon::domain::{Alert, AlertCause, PolicyName, PspCategory, Severity};
+use dictmon::domain::{
+    Alert, AlertCause, AlertEvent, AlertEventType, PolicyName, PspCategory, Severity,
+};
 use dictmon::store::catalog::CatalogUpdate;
 use dictmon::store::{Filter, Month, Store, StoreOptions, StoreReader};
 
@@ -93,6 +95,54 @@ fn fifteen_months_keep_thirteen() {
             .months
             .is_empty()
     );
+}
+
+fn event(at: DateTime<Utc>) -> AlertEvent {
+    AlertEvent {
+        event_id: uuid::Uuid::from_u128(u128::try_from(at.timestamp()).expect("positive")),
+        event_type: AlertEventType::Created,
+        timestamp: at,
+        endpoint_id: PolicyName::new("ENTRIES_WRITE").expect("valid"),
+        severity: Severity::Warning,
+        available_tokens: 150,
+        capacity: 1000,
+        utilization_percent: 85.0,
+        recovery_eta_seconds: None,
+        exhaustion_projection_seconds: None,
+        psp_category: PspCategory::C,
+        message: "test".into(),
+    }
+}
+
+#[test]
+fn outbox_events_follow_the_window_and_sequences_are_never_reused() {
+    let dir = tempfile::tempdir().expect("temp");
+    let now = DateTime::from_timestamp(1_794_700_000, 0).expect("in range"); // 2026-11-15
+    let old = now.checked_sub_months(Months::new(14)).expect("in range");
+    let mut store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let events = |e: Vec<AlertEvent>| CatalogUpdate {
+        events: e,
+        ..Default::default()
+    };
+    store
+        .catalog()
+        .apply(&events(vec![event(old), event(old + TimeDelta::hours(1))]))
+        .expect("events");
+    assert_eq!(store.catalog().next_event_seq().expect("seq"), 2);
+    let done = store.apply_retention(now, 13, false).expect("retention");
+    assert_eq!(done.events, 2);
+    assert!(store.catalog().outbox().expect("outbox").is_empty());
+    // A sink that acknowledged up to sequence 2 must not mistake a new event for an old one.
+    assert_eq!(store.catalog().next_event_seq().expect("seq"), 2);
+    store
+        .catalog()
+        .apply(&events(vec![event(now)]))
+        .expect("event");
+    drop(store);
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+    let outbox = store.catalog().outbox().expect("outbox");
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].0, 2, "sequence reused after retention");
 }
 
 #[test]
