@@ -425,6 +425,19 @@ impl Worker {
         let (kind, target) = (self.kind, self.target.clone());
         blocking(move || {
             if let Some((_, mut p)) = catalog.sinks()?.into_iter().find(|(n, _)| *n == name) {
+                let next = catalog.next_event_seq()?;
+                if p.next_seq > next {
+                    // A catalog restored from an older copy: the sink's place lies beyond the
+                    // log; start at its end rather than skip the events that will be written.
+                    warn!(
+                        sink = name,
+                        "the sink's progress ({}) is past the outbox's end ({next}); resuming at the end",
+                        p.next_seq
+                    );
+                    p.next_seq = next;
+                    p.since_seq = p.since_seq.min(next);
+                    catalog.put_sink(&name, &p)?;
+                }
                 if p.kind != kind || p.target != target {
                     info!(
                         sink = name,
