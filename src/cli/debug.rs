@@ -21,6 +21,11 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Tool {
+    /// Write the man pages (dictmon.1, dictmon-serve.1, …) into a directory (packaging).
+    ManPages {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Append numbered synthetic batches forever, printing `ack K` after each fsynced batch;
     /// resumes after the newest batch present (the crash test's child).
     WriteBatches {
@@ -40,13 +45,30 @@ enum Tool {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
-    let Tool::WriteBatches {
-        data_dir,
-        policies,
-        interval,
-        start,
-        last,
-    } = &args.command;
+    match &args.command {
+        Tool::ManPages { out } => {
+            std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
+            clap_mangen::generate_to(super::command(), out)
+                .with_context(|| format!("writing man pages into {}", out.display()))?;
+            Ok(Outcome::Success)
+        }
+        Tool::WriteBatches {
+            data_dir,
+            policies,
+            interval,
+            start,
+            last,
+        } => write_batches(data_dir, *policies, interval, *start, *last),
+    }
+}
+
+fn write_batches(
+    data_dir: &std::path::Path,
+    policies: usize,
+    interval: &str,
+    start: DateTime<Utc>,
+    last: Option<u64>,
+) -> anyhow::Result<Outcome> {
     let interval = duration::parse_fixed(interval)?;
     let mut store = Store::open(data_dir, StoreOptions::default())?;
     let mut newest = None;
@@ -54,11 +76,11 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         newest = newest.max(Some(r.sample.at));
     })?;
     let next = newest.map_or(Ok(0), |t| {
-        u64::try_from((t - *start).num_seconds() / interval.num_seconds() + 1)
+        u64::try_from((t - start).num_seconds() / interval.num_seconds() + 1)
     })?;
     let mut out = std::io::stdout().lock();
     for k in next..=last.unwrap_or(u64::MAX) {
-        store.append(&synthetic_batch(k, *policies, *start, interval)?)?;
+        store.append(&synthetic_batch(k, policies, start, interval)?)?;
         writeln!(out, "ack {k}").context("stdout")?;
         out.flush().context("stdout")?;
     }

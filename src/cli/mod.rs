@@ -41,8 +41,20 @@ enum Command {
     Verify(verify::Args),
     Retention(retention::Args),
     Config(config_check::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `dictmon completions bash > ~/.local/share/bash-completion/completions/dictmon`. The
+    /// Debian package installs them.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     #[command(hide = true)]
     Debug(debug::Args),
+}
+
+/// The whole command line, for generated documentation (man pages, completions).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// What a command concluded, when it ran to the end.
@@ -77,6 +89,10 @@ pub fn run() -> ExitCode {
         Command::Config(args) => Ok(config_check::run(&args)),
         Command::Verify(args) => verify::run(&args),
         Command::Retention(args) => retention::run(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "dictmon", &mut std::io::stdout());
+            Ok(Outcome::Success)
+        }
         Command::Debug(args) => debug::run(&args),
     };
     match result {

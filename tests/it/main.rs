@@ -22,6 +22,8 @@ mod notify_receiver;
 mod notify_stream;
 /// Alert events to a webhook and a JSON-lines file: outages, SIGKILL, HMAC, wrong token.
 mod notify_webhook;
+/// The shipped Grafana dashboard and Prometheus rules against the real metrics and promtool.
+mod packaging_files;
 /// The lock-free ring under a million pushes and concurrent readers.
 mod ring_concurrency;
 /// serve over DICT's HTTPS API: mutual TLS, exhaustion, 429/503 with Retry-After.
