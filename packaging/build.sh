@@ -6,7 +6,8 @@
 #   --deb-only  skip the static binary
 #   --debug     package the debug build already made by `cargo test` (CI checks the package's
 #               contents with lintian without a release build)
-# Needs cargo-deb (installed here with `cargo install cargo-deb --locked` when missing).
+# Needs cargo-deb 3.8 (installed here when missing; pinned, as it is to refuse --profile dev one
+# day).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,7 @@ for arg in "$@"; do
     esac
 done
 
-command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked
+command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --version 3.8.0 --locked
 
 if [[ $profile == release ]]; then
     cargo build --release --locked
@@ -43,12 +44,11 @@ grep -q '^data_dir = "/var/lib/dictmon"$' "$out/dictmon.toml"
 "$bin" config check "$out/dictmon.toml" >/dev/null
 
 if [[ $profile == release ]]; then
-    cargo deb --no-build --locked
+    cargo deb --no-build --locked --strip
 else
-    # cargo-deb takes the binary from target/release; hand it the debug one.
-    mkdir -p target/release
-    cp target/debug/dictmon target/release/dictmon
-    cargo deb --no-build --locked
+    # cargo-deb 3.8 maps target/release/ in the assets to the dev profile's directory (with a
+    # warning that it is meant for releases).
+    cargo deb --no-build --locked --strip --profile dev
 fi
 ls -l target/debian/*.deb
 
