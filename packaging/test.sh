@@ -72,7 +72,9 @@ check_installed
 
 step "run the installed binary as dictmon, on the simulator"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-chroot "$root" runuser -u dictmon -- /usr/bin/dictmon serve --config /etc/dictmon/dictmon.toml \
+# chroot --userspec execs dictmon itself, so the SIGTERM below reaches it (runuser would not
+# pass it on).
+chroot --userspec=dictmon:dictmon "$root" /usr/bin/dictmon serve --config /etc/dictmon/dictmon.toml \
     --listen "127.0.0.1:$port" --grpc-listen off --interval 1s &
 server=$!
 for _ in $(seq 1 100); do

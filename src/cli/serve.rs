@@ -249,9 +249,13 @@ impl WithSource for Serve {
             w.await.context("a delivery worker failed")?;
         }
         if let Some(g) = grpc {
-            match g.await.context("the gRPC task failed")? {
-                Ok(()) => {}
-                Err(e) => warn!(error = %e, "the gRPC server stopped with an error"),
+            // Streams end at shutdown; a connection that lingers is dropped after 5 s.
+            if let Ok(joined) = tokio::time::timeout(std::time::Duration::from_secs(5), g).await {
+                if let Err(e) = joined.context("the gRPC task failed")? {
+                    warn!(error = %e, "the gRPC server stopped with an error");
+                }
+            } else {
+                warn!("gRPC connections still open after 5 s; closing them");
             }
         }
         info!("stopped");

@@ -132,8 +132,14 @@ impl AlertService for AlertStream {
                     continue;
                 }
                 for (seq, event) in &batch {
-                    if tx.send(Ok(to_proto(*seq, event))).await.is_err() {
-                        return; // The client went away.
+                    tokio::select! {
+                        sent = tx.send(Ok(to_proto(*seq, event))) => {
+                            if sent.is_err() {
+                                return; // The client went away.
+                            }
+                        }
+                        // A client that stops reading must not hold the appliance's shutdown.
+                        _ = shutdown.changed() => return,
                     }
                     next = seq + 1;
                 }
