@@ -23,12 +23,13 @@ done
 command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --version 3.8.0 --locked
 
 if [[ $profile == release ]]; then
-    cargo build --release --locked
-    bin=target/release/dictmon
+    build=(--release) deb=() bin=target/release/dictmon
 else
-    cargo build --locked
-    bin=target/debug/dictmon
+    # cargo-deb 3.8 maps target/release/ in the assets to the dev profile's directory (with a
+    # warning that it is meant for releases).
+    build=() deb=(--profile dev) bin=target/debug/dictmon
 fi
+cargo build "${build[@]}" --locked
 
 # What the package ships besides the binary, generated from it: man pages, completions, and the
 # example configuration with the data in /var/lib/dictmon.
@@ -43,13 +44,7 @@ sed 's|^data_dir = .*|data_dir = "/var/lib/dictmon"|' packaging/dictmon.toml > "
 grep -q '^data_dir = "/var/lib/dictmon"$' "$out/dictmon.toml"
 "$bin" config check "$out/dictmon.toml" >/dev/null
 
-if [[ $profile == release ]]; then
-    cargo deb --no-build --locked --strip
-else
-    # cargo-deb 3.8 maps target/release/ in the assets to the dev profile's directory (with a
-    # warning that it is meant for releases).
-    cargo deb --no-build --locked --strip --profile dev
-fi
+cargo deb --no-build --locked --strip "${deb[@]}"
 ls -l target/debian/*.deb
 
 if ! $deb_only; then

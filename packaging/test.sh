@@ -111,9 +111,7 @@ left=$(in_root sh -c 'ls /etc/dictmon 2>/dev/null; dpkg -S dictmon 2>/dev/null' 
 echo "left on purpose: the dictmon system user ($(in_root getent passwd dictmon))"
 
 step "systemd unit hardening"
-score=$(systemd-analyze security --offline=true packaging/dictmon.service 2>/dev/null | awk '/Overall exposure level/ { print $(NF-2) }')
-echo "exposure $score"
-awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure $score > 2.0"
+packaging/unit-exposure.sh || fail "the unit's exposure is above 2.0"
 
 step "done"
 echo "package: $deb ($(stat -c %s "$deb") bytes); static binary: target/static/dictmon ($(stat -c %s target/static/dictmon) bytes)"

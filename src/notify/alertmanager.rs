@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::http::{HttpClient, SetupError};
 use super::{AlertmanagerConfig, DeliveryError, Sink};
-use crate::domain::{AlertEvent, AlertEventType, Severity};
+use crate::domain::{AlertEvent, AlertEventType, PolicyName, PspCategory, Severity};
 use crate::store::catalog::Catalog;
 
 /// The `alertname` label of every alert dictmon sends.
@@ -33,20 +33,54 @@ pub struct Alertmanager {
     last_resend: Instant,
 }
 
-fn labels(policy: &str, severity: Severity, category: &str) -> Value {
-    json!({
-        "alertname": ALERTNAME,
-        "endpoint_id": policy,
-        "severity": severity.as_str(),
-        "psp_category": category,
-    })
-}
+impl Firing {
+    /// Alertmanager's identity (labels) and description (annotations) of an alert.
+    fn new(
+        policy: &PolicyName,
+        severity: Severity,
+        category: PspCategory,
+        message: &str,
+        (tokens, capacity, utilization): (i64, i64, f64),
+        starts_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            labels: json!({
+                "alertname": ALERTNAME,
+                "endpoint_id": policy.as_str(),
+                "severity": severity.as_str(),
+                "psp_category": category.to_string(),
+            }),
+            annotations: json!({
+                "summary": message,
+                "description": format!("{tokens} of {capacity} tokens available ({utilization:.1} % used)"),
+            }),
+            starts_at,
+        }
+    }
 
-fn annotations(message: &str, tokens: i64, capacity: i64, utilization: f64) -> Value {
-    json!({
-        "summary": message,
-        "description": format!("{tokens} of {capacity} tokens available ({utilization:.1} % used)"),
-    })
+    /// The alert as of `e`, firing since it.
+    fn of_event(e: &AlertEvent) -> Self {
+        let figures = (e.available_tokens, e.capacity, e.utilization_percent);
+        Self::new(
+            &e.endpoint_id,
+            e.severity,
+            e.psp_category,
+            &e.message,
+            figures,
+            e.timestamp,
+        )
+    }
+
+    /// The posting that says it is active from its start (at the latest `latest_start`) until
+    /// `ends`.
+    fn posting(&self, latest_start: DateTime<Utc>, ends: DateTime<Utc>) -> Value {
+        json!({
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "startsAt": time(self.starts_at.min(latest_start)),
+            "endsAt": time(ends),
+        })
+    }
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -73,20 +107,16 @@ impl Alertmanager {
             .into_iter()
             .filter(|a| a.resolved_at.is_none())
             .map(|a| {
-                let category = a.psp_category.to_string();
-                (
-                    (a.policy.as_str().to_owned(), a.severity),
-                    Firing {
-                        labels: labels(a.policy.as_str(), a.severity, &category),
-                        annotations: annotations(
-                            &a.message,
-                            a.available_tokens,
-                            a.capacity,
-                            a.utilization_percent,
-                        ),
-                        starts_at: a.opened_at,
-                    },
-                )
+                let figures = (a.available_tokens, a.capacity, a.utilization_percent);
+                let f = Firing::new(
+                    &a.policy,
+                    a.severity,
+                    a.psp_category,
+                    &a.message,
+                    figures,
+                    a.opened_at,
+                );
+                ((a.policy.as_str().to_owned(), a.severity), f)
             })
             .collect();
         Ok(Self {
@@ -100,14 +130,9 @@ impl Alertmanager {
         })
     }
 
+    /// Firing: the end lies four re-send intervals ahead.
     fn firing_posting(&self, f: &Firing, now: DateTime<Utc>) -> Value {
-        let ends = now + self.resend * 4;
-        json!({
-            "labels": f.labels,
-            "annotations": f.annotations,
-            "startsAt": time(f.starts_at.min(now)),
-            "endsAt": time(ends),
-        })
+        f.posting(now, now + self.resend * 4)
     }
 
     async fn post(&self, postings: Vec<Value>) -> Result<(), DeliveryError> {
@@ -129,32 +154,17 @@ impl Sink for Alertmanager {
         let mut postings = Vec::with_capacity(events.len());
         for (_, e) in events {
             let key = (e.endpoint_id.as_str().to_owned(), e.severity);
-            let category = e.psp_category.to_string();
+            let mut f = Firing::of_event(e);
             match e.event_type {
                 AlertEventType::Created => {
-                    let f = Firing {
-                        labels: labels(e.endpoint_id.as_str(), e.severity, &category),
-                        annotations: annotations(
-                            &e.message,
-                            e.available_tokens,
-                            e.capacity,
-                            e.utilization_percent,
-                        ),
-                        starts_at: e.timestamp,
-                    };
                     postings.push(self.firing_posting(&f, now));
                     self.firing.insert(key, f);
                 }
                 AlertEventType::Resolved => {
                     // DICT's clock may lead ours: an end in the future would keep it firing.
                     let ends = e.timestamp.min(now);
-                    let starts = self.firing.remove(&key).map_or(ends, |f| f.starts_at);
-                    postings.push(json!({
-                        "labels": labels(e.endpoint_id.as_str(), e.severity, &category),
-                        "annotations": annotations(&e.message, e.available_tokens, e.capacity, e.utilization_percent),
-                        "startsAt": time(starts.min(ends)),
-                        "endsAt": time(ends),
-                    }));
+                    f.starts_at = self.firing.remove(&key).map_or(ends, |open| open.starts_at);
+                    postings.push(f.posting(ends, ends));
                 }
             }
         }

@@ -271,11 +271,19 @@ pub fn spawn(
     metrics: &DeliveryMetrics,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, SetupError> {
-    let mut workers = Vec::new();
-    let mut tasks = Vec::new();
+    // Set every sink up first, so a bad one stops start-up before any delivers.
+    let mut ready = Vec::new();
     for sink in &config.sinks {
+        let name = &sink.name;
+        let any = match &sink.kind {
+            SinkKind::Alertmanager(c) => {
+                AnySink::Alertmanager(alertmanager::Alertmanager::new(name, c, catalog)?)
+            }
+            SinkKind::Webhook(c) => AnySink::Webhook(webhook::Webhook::new(name, c)?),
+            SinkKind::File(c) => AnySink::File(file::EventsFile::new(c)),
+        };
         let worker = Worker {
-            name: sink.name.clone(),
+            name: name.clone(),
             kind: sink.kind.label(),
             target: sink.kind.target(),
             catalog: catalog.clone(),
@@ -284,26 +292,14 @@ pub fn spawn(
             max_backoff: config.max_backoff.max(MIN_BACKOFF),
             shutdown: shutdown.clone(),
         };
-        for kind in DeliveryError::KINDS {
-            metrics.failures.with_label_values(&[&sink.name, kind]);
-        }
-        metrics.delivered.with_label_values(&[&sink.name]);
-        workers.push((worker, sink.kind.clone()));
+        ready.push((worker, any));
     }
-    // Set every sink up first, so a bad one stops start-up before any delivers.
-    let mut ready = Vec::new();
-    for (worker, kind) in workers {
-        let name = &worker.name;
-        let sink = match kind {
-            SinkKind::Alertmanager(c) => {
-                AnySink::Alertmanager(alertmanager::Alertmanager::new(name, &c, catalog)?)
-            }
-            SinkKind::Webhook(c) => AnySink::Webhook(webhook::Webhook::new(name, &c)?),
-            SinkKind::File(c) => AnySink::File(file::EventsFile::new(&c)),
-        };
-        ready.push((worker, sink));
-    }
+    let mut tasks = Vec::new();
     for (worker, sink) in ready {
+        for kind in DeliveryError::KINDS {
+            metrics.failures.with_label_values(&[&worker.name, kind]);
+        }
+        metrics.delivered.with_label_values(&[&worker.name]);
         tasks.push(tokio::spawn(async move {
             match sink {
                 AnySink::Alertmanager(s) => worker.run(s).await,
@@ -388,8 +384,8 @@ impl Worker {
                         .delivered
                         .with_label_values(&[&self.name])
                         .inc_by(batch.len() as u64);
+                    // The backlog gauge follows at the top of the loop.
                     self.save(&progress).await;
-                    self.update_backlog(progress.next_seq).await;
                     backoff = MIN_BACKOFF;
                 }
                 Err(e) => {

@@ -5,7 +5,6 @@
 //! PostgreSQL is Debian's (`.ci/run` installs it); the test runs its own server in a temporary
 //! directory on a loopback port, as the `postgres` user when the test runs as root.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -68,10 +67,7 @@ impl Postgres {
             .arg(&pg.data));
         // A port the kernel says is free; pg_ctl -w fails cleanly if it was taken meanwhile.
         for _ in 0..5 {
-            pg.port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
+            pg.port = crate::util::free_port();
             let options = format!(
                 "-p {} -h 127.0.0.1 -k {} -c fsync=off -c full_page_writes=off",
                 pg.port,

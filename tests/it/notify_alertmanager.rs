@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dictmon::store::StoreReader;
 
-use super::util::{Serve, http_get, wait_until};
+use super::util::{Serve, free_port, http_get, wait_until};
 
 const POLICY: &str = "ENTRIES_READ_PARTICIPANT_ANTISCAN";
 
@@ -24,10 +24,7 @@ impl Alertmanager {
             .into_iter()
             .find(|b| Path::new(b).exists())
             .expect("Alertmanager is not installed: apt-get install prometheus-alertmanager (.ci/run does)");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         let config = dir.join("alertmanager.yml");
         std::fs::write(
             &config,

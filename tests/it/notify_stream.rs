@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use dictmon::notify::stream::proto::alert_service_client::AlertServiceClient;
 use dictmon::notify::stream::proto::{AlertEvent, WatchAlertsRequest};
-use dictmon::store::StoreReader;
 use tonic::Code;
 
-use super::util::{Serve, wait_until};
+use super::util::{Serve, outbox, wait_until};
 
 type Client = AlertServiceClient<tonic::transport::Channel>;
 
@@ -39,14 +38,6 @@ async fn take(client: &mut Client, after: &str, n: usize) -> Vec<AlertEvent> {
     got
 }
 
-fn outbox_len(data: &std::path::Path) -> usize {
-    StoreReader::open(data)
-        .and_then(|r| r.catalog())
-        .ok()
-        .and_then(|c| c.outbox().ok())
-        .map_or(0, |o| o.len())
-}
-
 #[test]
 fn watch_alerts_reconnecting_with_the_last_event_id_misses_nothing() {
     let dir = tempfile::tempdir().expect("temp");
@@ -67,7 +58,7 @@ fn watch_alerts_reconnecting_with_the_last_event_id_misses_nothing() {
     wait_until(
         "3 events committed while the client is away",
         Duration::from_secs(90),
-        || outbox_len(dir.path()) >= seen + 3,
+        || outbox(dir.path()).len() >= seen + 3,
     );
 
     // Reconnected with the last event_id: the missed events first, then live ones.
@@ -105,12 +96,7 @@ fn watch_alerts_reconnecting_with_the_last_event_id_misses_nothing() {
         elapsed < Duration::from_secs(5),
         "stopping took {elapsed:?}"
     );
-    let outbox = StoreReader::open(dir.path())
-        .expect("reader")
-        .catalog()
-        .expect("catalog")
-        .outbox()
-        .expect("outbox");
+    let outbox = outbox(dir.path());
     for got in all {
         let (seq, event) = outbox
             .iter()

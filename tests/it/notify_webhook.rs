@@ -10,15 +10,14 @@ use std::time::Duration;
 use dictmon::store::StoreReader;
 
 use super::notify_receiver::Receiver;
-use super::util::{Serve, dictmon, metric, wait_until};
+use super::util::{Serve, dictmon, free_port, metric, outbox, wait_until};
 
 const TOKEN: &str = "right-token";
 const SECRET: &str = "shared-hmac-secret";
 
-/// A loopback port nobody listens on (yet).
+/// A loopback address nobody listens on (yet).
 fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// A config with one webhook sink `hook` to `addr`, sending `token`, retrying at least every
@@ -46,18 +45,15 @@ fn hook_metric(serve: &Serve, series: &str) -> f64 {
 }
 
 /// The outbox: (sequence, event as JSON), in order; and each sink's acknowledged end.
-fn outbox(data: &Path) -> (Vec<(u64, serde_json::Value)>, HashMap<String, u64>) {
-    let catalog = StoreReader::open(data)
-        .expect("reader")
-        .catalog()
-        .expect("catalog");
-    let events = catalog
-        .outbox()
-        .expect("outbox")
+fn outbox_and_acks(data: &Path) -> (Vec<(u64, serde_json::Value)>, HashMap<String, u64>) {
+    let events = outbox(data)
         .into_iter()
         .map(|(seq, e)| (seq, serde_json::to_value(&e).expect("json")))
         .collect();
-    let acked = catalog
+    let acked = StoreReader::open(data)
+        .expect("reader")
+        .catalog()
+        .expect("catalog")
         .sinks()
         .expect("sinks")
         .into_iter()
@@ -181,7 +177,7 @@ fn webhook_down_then_up_and_a_sigkill_mid_delivery_lose_nothing() {
     let (status, _) = serve.terminate();
     assert!(status.success());
 
-    let (outbox, acked) = outbox(&data);
+    let (outbox, acked) = outbox_and_acks(&data);
     assert!(outbox.len() >= 5, "only {} events", outbox.len());
     assert!(
         acked["hook"] + 3 >= outbox.len() as u64,

@@ -257,12 +257,7 @@ fn restart_keeps_the_open_alert_and_creates_no_duplicate() {
     );
     let (status, _) = serve.terminate();
     assert!(status.success());
-    let outbox = StoreReader::open(dir.path())
-        .expect("reader")
-        .catalog()
-        .expect("catalog")
-        .outbox()
-        .expect("outbox");
+    let outbox = crate::util::outbox(dir.path());
     let created = outbox
         .iter()
         .filter(|(_, e)| e.endpoint_id.as_str() == SCRIPTED_POLICY)

@@ -234,3 +234,21 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// A loopback port the kernel says is free (nothing listens on it when this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The outbox of the catalog in `data`, in sequence order (empty while there is no catalog).
+pub fn outbox(data: &std::path::Path) -> Vec<(u64, dictmon::domain::AlertEvent)> {
+    dictmon::store::StoreReader::open(data)
+        .expect("reader")
+        .catalog()
+        .expect("catalog")
+        .outbox()
+        .expect("outbox")
+}
