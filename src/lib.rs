@@ -17,7 +17,7 @@
 //! | [`source`] | the `Source` trait; Bridge gRPC client; DICT HTTPS client and its XML; simulator (in-process, gRPC, DICT HTTPS) and traffic model | domain |
 //! | [`monitor`] | the poll cycle and its scheduler; history backfill | domain, ring, store, source, notify, telemetry |
 //! | [`telemetry`] | Prometheus metrics; the state published to readers | domain |
-//! | [`http`] | `/metrics`, `/healthz`, `/readyz`, `/api/v1/…` | domain, store, telemetry |
+//! | [`http`] | `/metrics`, `/healthz`, `/readyz`, `/api/v1/…`; the dashboard (`/`, `/policy/NAME`) | domain, ring, store, telemetry |
 //! | [`config`] | TOML configuration, defaults, checks with line and column | domain, source |
 //! | [`export`] | query engine over segments; table/CSV/pg-csv/JSON writers; PostgreSQL export; legacy CSV import | domain, store |
 //! | [`notify`] | alert-event delivery from the outbox: Alertmanager, webhook, JSON-lines file workers; the gRPC `WatchAlerts` stream; per-sink delivery state | domain, store |

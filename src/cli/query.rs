@@ -4,9 +4,10 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use dictmon::domain::{AlertEvent, PolicyName, Severity};
 use dictmon::export::{Format, StatesQuery, StatesWriter, alerts_in, scan_states, write_alerts};
 use dictmon::notify::status;
@@ -83,6 +84,31 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
 
 fn window(c: &Common) -> anyhow::Result<Window> {
     parse_window(c.since.as_deref(), c.until.as_deref())
+}
+
+/// `query states --format pg-csv --policy NAME --since SINCE --until UNTIL` into memory: the
+/// dashboard's CSV download ([`dictmon::http::StatesCsv`]).
+pub fn policy_pg_csv(
+    data_dir: &Path,
+    policy: &PolicyName,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<u8>, String> {
+    let reader = StoreReader::open(data_dir).map_err(|e| e.to_string())?;
+    let mut csv = Vec::new();
+    let mut writer = StatesWriter::new(&mut csv, Format::PgCsv).map_err(|e| e.to_string())?;
+    let query = StatesQuery {
+        policies: Some(BTreeSet::from([policy.clone()])),
+        since: Some(since),
+        until: Some(until),
+    };
+    let problems = scan_states(&reader, &query, &mut |_, _, _| {}, &mut |r| writer.row(r))
+        .map_err(|e| e.to_string())?;
+    for p in problems {
+        tracing::warn!("CSV download of {policy}: skipped damaged block: {p}");
+    }
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(csv)
 }
 
 fn states(a: &StatesArgs) -> anyhow::Result<Outcome> {

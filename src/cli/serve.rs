@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use dictmon::config::{self, Config, SourceConfig};
 use dictmon::domain::{RateWindow, ValidationLimits};
+use dictmon::http::HttpState;
 use dictmon::monitor::cycle::{Monitor, MonitorConfig};
 use dictmon::notify::stream::AlertStream;
 use dictmon::notify::{self, DeliveryMetrics, FileSinkConfig, NotifyConfig, SinkConfig, SinkKind};
@@ -180,6 +181,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &config.source,
         Serve {
             store,
+            data_dir: config.data_dir.clone(),
             config: monitor_config,
             notify: config.notify.clone(),
             listener,
@@ -191,6 +193,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 struct Serve {
     store: Store,
+    data_dir: PathBuf,
     config: MonitorConfig,
     notify: NotifyConfig,
     listener: TcpListener,
@@ -201,6 +204,7 @@ impl WithSource for Serve {
     type Output = ();
 
     async fn run<S: Source + 'static>(self, source: S) -> anyhow::Result<()> {
+        let (thresholds, per_policy) = (self.config.thresholds, self.config.per_policy.clone());
         let (monitor, readers) = Monitor::new(source, self.store, self.config)?;
         let (stop, stopped) = watch::channel(false);
         let metrics = &readers.published.metrics;
@@ -235,8 +239,15 @@ impl WithSource for Serve {
         });
         let http = tokio::spawn(dictmon::http::serve(
             self.listener,
-            Arc::clone(&readers.published),
-            Arc::clone(&readers.catalog),
+            Arc::new(HttpState {
+                published: Arc::clone(&readers.published),
+                catalog: Arc::clone(&readers.catalog),
+                rings: readers.rings.clone(),
+                data_dir: self.data_dir,
+                thresholds,
+                per_policy,
+                states_csv: super::query::policy_pg_csv,
+            }),
             stopped.clone(),
         ));
         let monitor = tokio::spawn(monitor.run(stopped));

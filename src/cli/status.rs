@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use dictmon::config::{self, Config};
-use dictmon::domain::{Severity, StateRecord};
-use dictmon::export::human;
+use dictmon::domain::{Severity, StateRecord, human};
 use dictmon::source::{PolicyList, Source};
 use dictmon::store::{Filter, StoreReader};
 

@@ -211,6 +211,20 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
+/// Seconds (an ETA or a projection) in human units; none is "never".
+pub fn human(secs: Option<f64>) -> String {
+    match secs {
+        None => "never".into(),
+        Some(s) if s < 1.0 => "now".into(),
+        Some(s) if s < 120.0 => format!("{s:.0}s"),
+        Some(s) if s < 7_200.0 => format!("{:.0}m", s / 60.0),
+        Some(s) if s < 172_800.0 => format!("{:.1}h", s / 3_600.0),
+        // A net rate near zero projects absurd times; past a year is "never" in practice.
+        Some(s) if s < 31_536_000.0 => format!("{:.1}d", s / 86_400.0),
+        Some(_) => "> 1y".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, Utc};
@@ -250,6 +264,17 @@ mod tests {
                 TimeDelta::nanoseconds(ns).as_seconds_f64().to_bits()
             );
         }
+    }
+
+    #[test]
+    fn human_units_stop_at_a_year() {
+        assert_eq!(human(None), "never");
+        assert_eq!(human(Some(0.2)), "now");
+        assert_eq!(human(Some(95.0)), "95s");
+        assert_eq!(human(Some(600.0)), "10m");
+        assert_eq!(human(Some(9_000.0)), "2.5h");
+        assert_eq!(human(Some(864_000.0)), "10.0d");
+        assert_eq!(human(Some(8.3e17)), "> 1y");
     }
 
     #[test]

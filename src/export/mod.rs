@@ -19,7 +19,7 @@ use std::io::{self, Write};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::domain::{Alert, PolicyName, StateRecord};
+use crate::domain::{Alert, PolicyName, StateRecord, human};
 use crate::store::{Corruption, Filter, Month, StoreError, StoreReader};
 
 /// An output format of `dictmon query`.
@@ -513,16 +513,4 @@ pub fn alerts_in(
         (a.opened_at, a.policy.as_str(), a.id).cmp(&(b.opened_at, b.policy.as_str(), b.id))
     });
     Ok(alerts)
-}
-
-/// Seconds in human units; none is "never".
-pub fn human(secs: Option<f64>) -> String {
-    match secs {
-        None => "never".into(),
-        Some(s) if s < 1.0 => "now".into(),
-        Some(s) if s < 120.0 => format!("{s:.0}s"),
-        Some(s) if s < 7_200.0 => format!("{:.0}m", s / 60.0),
-        Some(s) if s < 172_800.0 => format!("{:.1}h", s / 3_600.0),
-        Some(s) => format!("{:.1}d", s / 86_400.0),
-    }
 }

@@ -1,20 +1,30 @@
 //! The HTTP server (hyper): `/metrics`, `/healthz`, `/readyz`, `/api/v1/policies`,
-//! `/api/v1/alerts[?open=true]`. Bound to loopback unless configured otherwise.
+//! `/api/v1/alerts[?open=true]`, and the built-in dashboard — `/` (every policy at a glance),
+//! `/policy/NAME[?range=24h|7d|30d|13mo]` (its history) and `/policy/NAME/states.csv` (that
+//! range as `dictmon query states --format pg-csv` writes it). Bound to loopback unless
+//! configured otherwise.
 //!
-//! May use: `domain`, `store` (the catalog's alerts), `telemetry` (the published state and the
-//! metrics).
+//! May use: `domain`, `ring` (the sparklines), `store` (the catalog's alerts, the segments for
+//! history), `telemetry` (the published state and the metrics). The CSV writer belongs to
+//! `export`, which this module may not use: the binary hands it in as [`StatesCsv`].
 //!
-//! Invariants: handlers only read (the ring, the latest view, the catalog); none blocks the
-//! poll cycle.
+//! Invariants: handlers only read (the ring, the latest view, the catalog, the segments);
+//! none blocks the poll cycle — reading history runs on the blocking pool.
 
+pub mod chart;
+pub mod history;
+pub mod pages;
+
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -23,14 +33,64 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use self::history::Range;
+use self::pages::{Card, Health};
+use crate::domain::{PolicyName, Severity, Thresholds};
+use crate::ring::RingSet;
+use crate::store::StoreReader;
 use crate::store::catalog::Catalog;
 use crate::telemetry::{PolicyView, Published};
+
+/// Writes one policy's rows in `[since, until)` as `dictmon query states --format pg-csv`
+/// would, from the data directory given; the error is for people.
+pub type StatesCsv =
+    fn(&Path, &PolicyName, DateTime<Utc>, DateTime<Utc>) -> Result<Vec<u8>, String>;
+
+/// What the handlers read.
+pub struct HttpState {
+    /// Latest views, health, metrics.
+    pub published: Arc<Published>,
+    /// The catalog (alerts, policies).
+    pub catalog: Arc<Catalog>,
+    /// Recent samples of every policy.
+    pub rings: RingSet,
+    /// The data directory (segments for the history pages).
+    pub data_dir: PathBuf,
+    /// Thresholds of every policy not in `per_policy`.
+    pub thresholds: Thresholds,
+    /// Per-policy thresholds.
+    pub per_policy: HashMap<PolicyName, Thresholds>,
+    /// The CSV download.
+    pub states_csv: StatesCsv,
+}
+
+impl HttpState {
+    fn thresholds_for(&self, policy: &PolicyName) -> Thresholds {
+        self.per_policy
+            .get(policy)
+            .copied()
+            .unwrap_or(self.thresholds)
+    }
+
+    fn health(&self, now: DateTime<Utc>) -> Health<'_> {
+        let p = &self.published;
+        let ms = p.last_success_ms.load(Ordering::Acquire);
+        Health {
+            source: &p.source,
+            interval: p.interval,
+            last_success: (ms > 0)
+                .then(|| DateTime::from_timestamp_millis(ms))
+                .flatten(),
+            source_fresh: p.source_fresh(now),
+            store_ok: p.store_ok.load(Ordering::Acquire),
+        }
+    }
+}
 
 /// Serves until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
-    published: Arc<Published>,
-    catalog: Arc<Catalog>,
+    state: Arc<HttpState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -46,11 +106,11 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let (published, catalog) = (published.clone(), catalog.clone());
+        let state = Arc::clone(&state);
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let reply = handle(&req, &published, &catalog);
-                async move { Ok::<_, Infallible>(reply) }
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(handle(&req, state).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -64,6 +124,11 @@ pub async fn serve(
 
 type Reply = Response<Full<Bytes>>;
 
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+/// The pages load only their own stylesheet and script, and fetch only themselves.
+const PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
@@ -72,61 +137,221 @@ fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>)
     r
 }
 
+fn html(status: StatusCode, body: String) -> Reply {
+    let mut r = reply(status, HTML, body);
+    let h = r.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        HeaderName::from_static("content-security-policy"),
+        HeaderValue::from_static(PAGE_POLICY),
+    );
+    h.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Reply {
+    let mut r = reply(StatusCode::OK, content_type, body);
+    // Embedded in the binary: they change only with it.
+    r.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
 fn json<T: Serialize>(value: &T) -> Reply {
     match serde_json::to_vec(value) {
         Ok(body) => reply(StatusCode::OK, "application/json", body),
         Err(e) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "text/plain; charset=utf-8",
+            TEXT,
             format!("cannot encode: {e}\n"),
         ),
     }
 }
 
-fn handle(req: &Request<Incoming>, shared: &Published, catalog: &Catalog) -> Reply {
+/// The value of `key` in a query string.
+fn query_param<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+async fn handle(req: &Request<Incoming>, state: Arc<HttpState>) -> Reply {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            "only GET\n",
-        );
+        return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n");
     }
-    let text = "text/plain; charset=utf-8";
+    let shared = &state.published;
     match req.uri().path() {
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             shared.metrics.render(),
         ),
-        "/healthz" => reply(StatusCode::OK, text, "ok\n"),
+        "/healthz" => reply(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" => readyz(shared),
         "/api/v1/policies" => json(&policies(shared)),
         "/api/v1/alerts" => {
-            let open_only = req
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|kv| kv == "open=true" || kv == "open=1"));
-            match catalog.alerts() {
+            let open_only = matches!(query_param(req, "open"), Some("true" | "1"));
+            match state.catalog.alerts() {
                 Ok(mut alerts) => {
                     if open_only {
                         alerts.retain(|a| a.resolved_at.is_none());
                     }
                     json(&alerts)
                 }
-                Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, text, format!("{e}\n")),
+                Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
             }
         }
-        "/" => reply(
-            StatusCode::OK,
-            text,
-            "dictmon: /metrics (Prometheus), /api/v1/policies, /api/v1/alerts?open=true, /healthz, /readyz\n",
-        ),
-        _ => reply(
+        "/" | "/index.html" => html(StatusCode::OK, overview(&state, Utc::now())),
+        pages::CSS_PATH => asset("text/css; charset=utf-8", pages::CSS),
+        pages::JS_PATH => asset("text/javascript; charset=utf-8", pages::JS),
+        path => match path.strip_prefix("/policy/") {
+            Some(rest) => policy_route(rest, query_param(req, "range"), state).await,
+            None => reply(
+                StatusCode::NOT_FOUND,
+                TEXT,
+                "not found; the dashboard is at /, metrics at /metrics, the API at /api/v1/policies\n",
+            ),
+        },
+    }
+}
+
+/// Renders the overview page at `now`.
+pub fn overview(state: &HttpState, now: DateTime<Utc>) -> String {
+    let latest = state.published.latest.load();
+    let day_ago = now - TimeDelta::days(1);
+    let recent: Vec<Vec<crate::domain::Sample>> = latest
+        .iter()
+        .map(|v| {
+            let mut w = state
+                .rings
+                .get(&v.record.policy)
+                .map(|r| r.window(r.capacity()))
+                .unwrap_or_default();
+            w.retain(|s| s.at >= day_ago);
+            w
+        })
+        .collect();
+    let mut cards: Vec<Card<'_>> = latest
+        .iter()
+        .zip(&recent)
+        .map(|(view, recent)| Card {
+            view,
+            thresholds: state.thresholds_for(&view.record.policy),
+            recent,
+        })
+        .collect();
+    let mut open = match state.catalog.alerts() {
+        Ok(alerts) => alerts,
+        Err(e) => {
+            warn!(error = %e, "dashboard: cannot read the alerts");
+            Vec::new()
+        }
+    };
+    open.retain(|a| a.resolved_at.is_none());
+    open.sort_by_key(|a| {
+        (
+            a.severity != Severity::Critical,
+            std::cmp::Reverse(a.opened_at),
+        )
+    });
+    pages::overview(&state.health(now), &open, &mut cards, now)
+}
+
+async fn policy_route(rest: &str, range: Option<&str>, state: Arc<HttpState>) -> Reply {
+    let (name, csv) = match rest.strip_suffix("/states.csv") {
+        Some(name) => (name, true),
+        None => (rest, false),
+    };
+    let not_found = || {
+        html(
             StatusCode::NOT_FOUND,
-            text,
-            "not found; try /metrics or /api/v1/policies\n",
+            pages::problem(
+                "No such policy",
+                &format!("dictmon has never polled a policy named {name:?}."),
+            ),
+        )
+    };
+    let Ok(name) = PolicyName::new(name) else {
+        return not_found();
+    };
+    let range = match Range::parse(range) {
+        Ok(r) => r,
+        Err(e) => return html(StatusCode::BAD_REQUEST, pages::problem("Bad range", &e)),
+    };
+    let latest = state.published.latest.load_full();
+    let view = latest.iter().find(|v| v.record.policy == name).cloned();
+    let now = Utc::now();
+    let work = {
+        let state = Arc::clone(&state);
+        let name = name.clone();
+        let known = view.is_some();
+        tokio::task::spawn_blocking(move || -> Result<Option<Page>, String> {
+            let first_seen = state
+                .catalog
+                .policies()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|p| p.policy.name == name)
+                .map(|p| p.first_seen);
+            if !known && first_seen.is_none() {
+                return Ok(None);
+            }
+            if csv {
+                let since = now - range.span();
+                return (state.states_csv)(&state.data_dir, &name, since, now)
+                    .map(|b| Some(Page::Csv(b)));
+            }
+            let reader = StoreReader::open(&state.data_dir).map_err(|e| e.to_string())?;
+            history::load(&reader, &state.catalog, &name, first_seen, range, now)
+                .map(|h| Some(Page::History(h)))
+                .map_err(|e| e.to_string())
+        })
+    };
+    match work.await {
+        Ok(Ok(None)) => not_found(),
+        Ok(Ok(Some(Page::Csv(body)))) => {
+            let mut r = reply(StatusCode::OK, "text/csv; charset=utf-8", body);
+            let file = format!("attachment; filename=\"{name}-{}.csv\"", range.key());
+            if let Ok(v) = HeaderValue::from_str(&file) {
+                r.headers_mut().insert(CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+        Ok(Ok(Some(Page::History(h)))) => html(
+            StatusCode::OK,
+            pages::policy(
+                &state.health(now),
+                &name,
+                view.as_ref(),
+                &h,
+                &state.thresholds_for(&name),
+                now,
+            ),
+        ),
+        Ok(Err(e)) => html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::problem("Cannot read the history", &e),
+        ),
+        Err(e) => html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::problem("Cannot read the history", &e.to_string()),
         ),
     }
+}
+
+enum Page {
+    History(history::History),
+    Csv(Vec<u8>),
 }
 
 fn readyz(shared: &Published) -> Reply {

@@ -73,6 +73,8 @@ pub struct Readers {
     pub catalog: Arc<Catalog>,
     /// Rung after each write to the catalog: new events may be in the outbox.
     pub wakeup: Wakeup,
+    /// Recent samples of every policy (the dashboard's sparklines).
+    pub rings: RingSet,
 }
 
 /// The poll cycle's owner: the one writer of the store and of the rings.
@@ -179,6 +181,7 @@ impl<S: Source> Monitor<S> {
             published: shared.clone(),
             catalog,
             wakeup: wakeup.clone(),
+            rings: ring_set.clone(),
         };
         let monitor = Self {
             source,
