@@ -12,6 +12,8 @@ mod domain_alerts;
 mod domain_bucket_props;
 /// History to and from a real PostgreSQL server, byte for byte.
 mod export_postgres;
+/// The built-in dashboard in headless Chromium: cards, critical state, history chart, CSV.
+mod http_dashboard;
 /// import of a legacy CSV full of bad rows.
 mod import_bad_rows;
 /// Alert events to a real Prometheus Alertmanager.
