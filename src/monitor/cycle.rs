@@ -484,6 +484,7 @@ impl<S: Source> Monitor<S> {
                 if self.pending.len() > MAX_PENDING {
                     let excess = self.pending.len() - MAX_PENDING;
                     self.pending.drain(..excess);
+                    self.shared.metrics.store_dropped.inc_by(excess as u64);
                     error!(
                         dropped = excess,
                         "memory bound reached: oldest unwritten samples dropped"
@@ -492,6 +493,10 @@ impl<S: Source> Monitor<S> {
                 false
             }
         };
+        self.shared
+            .metrics
+            .store_pending
+            .set(i64::try_from(self.pending.len()).unwrap_or(i64::MAX));
         self.shared.store_ok.store(ok, Ordering::Release);
         self.shared.metrics.store_writable.set(i64::from(ok));
         self.shared

@@ -284,9 +284,20 @@ impl Store {
             let path = self.segment_path(month);
             let fsync = self.options.fsync;
             let seg = self.open_segment(month)?;
-            seg.file.write_all(&block).map_err(io_err(&path))?;
-            if fsync {
-                seg.file.sync_data().map_err(io_err(&path))?;
+            let end = seg.file.stream_position().map_err(io_err(&path))?;
+            let written = seg
+                .file
+                .write_all(&block)
+                .and_then(|()| if fsync { seg.file.sync_data() } else { Ok(()) });
+            if let Err(e) = written {
+                // A full disk (ENOSPC), a read-only remount (EROFS) or EIO: the block may be
+                // partly written. Cut it back (§6.1) so that the next append does not land
+                // behind garbage, and drop the handle (its offset is past the cut): the next
+                // append reopens the segment and re-checks its tail (§7), which also covers
+                // a cut that failed.
+                let _ = seg.file.set_len(end).and_then(|()| seg.file.sync_data());
+                self.open.remove(&month);
+                return Err(io_err(&path)(e));
             }
             // A back-dated batch behind a later day's live blocks leaves a closed day behind.
             seg.closed_live |= seg.live_day.is_some_and(|d| d != batch_day);

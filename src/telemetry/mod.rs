@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::domain::{AlertEvent, AlertEventType, RejectReason, StateRecord};
@@ -50,6 +50,10 @@ pub struct Metrics {
     pub source_retry_after: IntGauge,
     /// 1 while the last store write succeeded.
     pub store_writable: IntGauge,
+    /// Records kept in memory while the store refuses writes.
+    pub store_pending: IntGauge,
+    /// Records dropped from memory because the store refused writes for too long.
+    pub store_dropped: IntCounter,
     poll_errors: IntCounterVec,
     rejected: IntCounterVec,
     /// Bytes of segment files.
@@ -88,6 +92,14 @@ fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
         .register(Box::new(g.clone()))
         .unwrap_or_else(|e| unreachable!("{e}"));
     g
+}
+
+fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("{e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    c
 }
 
 fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -201,6 +213,16 @@ impl Metrics {
                 &r,
                 "dictmon_store_writable",
                 "1 while the last write to the store succeeded, else 0.",
+            ),
+            store_pending: int_gauge(
+                &r,
+                "dictmon_store_pending_records",
+                "Snapshot records kept in memory because the store refused them (disk full, read-only, I/O error); written with the next cycle that succeeds. At most 100000.",
+            ),
+            store_dropped: int_counter(
+                &r,
+                "dictmon_store_dropped_records_total",
+                "Snapshot records dropped, oldest first, because the store refused writes for longer than memory allows (dictmon_store_pending_records at its bound).",
             ),
             poll_errors: counter(
                 &r,

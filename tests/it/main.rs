@@ -30,6 +30,8 @@ mod packaging_files;
 mod ring_concurrency;
 /// serve over DICT's HTTPS API: mutual TLS, exhaustion, 429/503 with Retry-After.
 mod serve_dict;
+/// serve when its disk fills up, or its data directory is read-only (tmpfs, bind mounts).
+mod serve_disk_faults;
 /// serve end to end: gRPC simulator, HTTP, store, promtool, restart, SIGTERM.
 mod serve_e2e;
 /// serve when the Bridge fails or talks nonsense.
