@@ -49,6 +49,7 @@ fn dashboard_benches(c: &mut Criterion) {
         thresholds: config.thresholds,
         per_policy: config.per_policy,
         states_csv: |_, _, _, _| Err("no CSV in this bench".into()),
+        api_token: None,
     });
     let policies = state.published.latest.load().len();
     assert_eq!(policies, 30, "every policy reloaded");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use dictmon::config::{self, Config, SourceConfig};
 use dictmon::domain::{RateWindow, ValidationLimits};
-use dictmon::http::HttpState;
+use dictmon::http::{ApiToken, HttpState};
 use dictmon::monitor::cycle::{Monitor, MonitorConfig};
 use dictmon::notify::stream::AlertStream;
 use dictmon::notify::{self, DeliveryMetrics, FileSinkConfig, NotifyConfig, SinkConfig, SinkKind};
@@ -104,6 +104,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?;
     let http = listener.local_addr().context("listening address")?;
+    let api_token = match &config.api_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "api_token_file {}: cannot read the API token",
+                    path.display()
+                )
+            })?;
+            let token = text.trim();
+            anyhow::ensure!(
+                !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()),
+                "api_token_file {}: the token must be one line of printable ASCII without spaces",
+                path.display()
+            );
+            Some(ApiToken::new(token).map_err(|_| anyhow::anyhow!("no system randomness"))?)
+        }
+        None => None,
+    };
+    if !http.ip().is_loopback() && api_token.is_none() {
+        warn!(
+            "HTTP listens on {http}, beyond loopback, and /api/* has no token: anyone who reaches this port reads every bucket and alert (set api_token_file, or a firewall)"
+        );
+    }
     let grpc = if config.grpc_listen.is_empty() {
         None
     } else {
@@ -185,6 +208,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config: monitor_config,
             notify: config.notify.clone(),
             listener,
+            api_token,
             grpc,
         },
     )
@@ -197,6 +221,7 @@ struct Serve {
     config: MonitorConfig,
     notify: NotifyConfig,
     listener: TcpListener,
+    api_token: Option<ApiToken>,
     grpc: Option<TcpListener>,
 }
 
@@ -247,6 +272,7 @@ impl WithSource for Serve {
                 thresholds,
                 per_policy,
                 states_csv: super::query::policy_pg_csv,
+                api_token: self.api_token,
             }),
             stopped.clone(),
         ));

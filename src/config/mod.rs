@@ -84,6 +84,8 @@ pub struct Config {
     pub listen: String,
     /// gRPC listen address (`WatchAlerts`); empty: no gRPC endpoint.
     pub grpc_listen: String,
+    /// A file holding the bearer token that `/api/*` requires; none: no token.
+    pub api_token_file: Option<PathBuf>,
     /// Alert-event sinks.
     pub notify: NotifyConfig,
     /// Poll interval.
@@ -118,6 +120,7 @@ impl Default for Config {
             data_dir: PathBuf::from("dictmon-data"),
             listen: "127.0.0.1:9464".into(),
             grpc_listen: "127.0.0.1:9465".into(),
+            api_token_file: None,
             notify: NotifyConfig {
                 sinks: Vec::new(),
                 max_backoff: Duration::from_secs(60),
@@ -148,6 +151,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     grpc_listen: Option<String>,
+    api_token_file: Option<PathBuf>,
     interval: Option<Spanned<String>>,
     jitter: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
@@ -301,6 +305,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     if let Some(g) = raw.grpc_listen {
         c.grpc_listen = g;
     }
+    c.api_token_file = raw.api_token_file;
     c.interval = duration(&raw.interval, "interval", c.interval)?;
     if c.interval < Duration::from_secs(1) {
         let span = raw.interval.as_ref().map_or(0..0, Spanned::span);

@@ -9,7 +9,11 @@
 //! `export`, which this module may not use: the binary hands it in as [`StatesCsv`].
 //!
 //! Invariants: handlers only read (the ring, the latest view, the catalog, the segments);
-//! none blocks the poll cycle — reading history runs on the blocking pool.
+//! none blocks the poll cycle — reading history runs on the blocking pool. No client can hold
+//! the server: at most [`MAX_CONNECTIONS`] at once (more are closed at accept), a request head
+//! of at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] headers that must arrive within
+//! [`HEADER_TIMEOUT`], request bodies never read, and every connection closed gracefully after
+//! [`CONNECTION_LIFETIME`] (then dropped if a slow reader still holds it after [`GRACE`]).
 
 pub mod chart;
 pub mod history;
@@ -20,6 +24,7 @@ use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use http_body_util::Full;
@@ -27,10 +32,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tracing::{debug, warn};
 
 use self::history::Range;
@@ -45,6 +50,20 @@ use crate::telemetry::{PolicyView, Published};
 /// would, from the data directory given; the error is for people.
 pub type StatesCsv =
     fn(&Path, &PolicyName, DateTime<Utc>, DateTime<Utc>) -> Result<Vec<u8>, String>;
+
+/// Connections served at once; more are closed as soon as they are accepted.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Bytes of a request's line and headers (hyper's buffer; its least is 8 KiB).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Headers of a request.
+pub const MAX_HEADERS: usize = 64;
+/// Time a client has to send a request's head, and to send the next one on a kept-alive
+/// connection.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Age at which a connection is closed gracefully (a scraper reconnects).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+/// Time a connection being closed has to finish its response.
+pub const GRACE: Duration = Duration::from_secs(10);
 
 /// What the handlers read.
 pub struct HttpState {
@@ -62,6 +81,29 @@ pub struct HttpState {
     pub per_policy: HashMap<PolicyName, Thresholds>,
     /// The CSV download.
     pub states_csv: StatesCsv,
+    /// The bearer token `/api/*` requires; none: open.
+    pub api_token: Option<ApiToken>,
+}
+
+/// The bearer token `/api/*` requires, kept as an HMAC tag under a random key, so that a
+/// guess is checked in constant time (`ring::hmac::verify`).
+pub struct ApiToken {
+    key: ring::hmac::Key,
+    tag: ring::hmac::Tag,
+}
+
+impl ApiToken {
+    /// Keeps `token`; fails only if the system has no randomness.
+    pub fn new(token: &str) -> Result<Self, ring::error::Unspecified> {
+        let key =
+            ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())?;
+        let tag = ring::hmac::sign(&key, token.as_bytes());
+        Ok(Self { key, tag })
+    }
+
+    fn matches(&self, given: &[u8]) -> bool {
+        ring::hmac::verify(&self.key, given, self.tag.as_ref()).is_ok()
+    }
 }
 
 impl HttpState {
@@ -93,6 +135,7 @@ pub async fn serve(
     state: Arc<HttpState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -100,22 +143,39 @@ pub async fn serve(
                 Err(e) => {
                     // Out of file descriptors or similar: back off rather than spin.
                     warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             _ = shutdown.changed() => break,
         };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            debug!(%peer, "{MAX_CONNECTIONS} connections open: closing a new one");
+            continue;
+        };
         let state = Arc::clone(&state);
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(handle(&req, state).await) }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .max_headers(MAX_HEADERS);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                () = tokio::time::sleep(CONNECTION_LIFETIME) => {
+                    conn.as_mut().graceful_shutdown();
+                    tokio::time::timeout(GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
+                }
+            };
+            if let Err(e) = ended {
                 debug!(error = %e, %peer, "connection ended");
             }
         });
@@ -177,6 +237,22 @@ fn json<T: Serialize>(value: &T) -> Reply {
     }
 }
 
+/// Whether the request says it carries a body (GETs do not; none is ever read).
+fn has_body(req: &Request<Incoming>) -> bool {
+    let h = req.headers();
+    h.contains_key(hyper::header::TRANSFER_ENCODING)
+        || h.get(hyper::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// Whether `Authorization` is `Bearer TOKEN`.
+fn bearer_matches(req: &Request<Incoming>, token: &ApiToken) -> bool {
+    req.headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|given| token.matches(given))
+}
+
 /// The value of `key` in a query string.
 fn query_param<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
     req.uri()
@@ -190,7 +266,30 @@ async fn handle(req: &Request<Incoming>, state: Arc<HttpState>) -> Reply {
         return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n");
     }
     let shared = &state.published;
-    match req.uri().path() {
+    if has_body(req) {
+        return reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            TEXT,
+            "dictmon takes no request bodies\n",
+        );
+    }
+    let path = req.uri().path();
+    if let Some(token) = &state.api_token
+        && (path.starts_with("/api/") || path.ends_with("/states.csv"))
+        && !bearer_matches(req, token)
+    {
+        let mut r = reply(
+            StatusCode::UNAUTHORIZED,
+            TEXT,
+            "this endpoint needs \"Authorization: Bearer TOKEN\" (the token in api_token_file)\n",
+        );
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"dictmon\""),
+        );
+        return r;
+    }
+    match path {
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

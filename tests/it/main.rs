@@ -14,6 +14,8 @@ mod domain_bucket_props;
 mod export_postgres;
 /// The built-in dashboard in headless Chromium: cards, critical state, history chart, CSV.
 mod http_dashboard;
+/// HTTP hygiene: head limits, slow and surplus clients, bodies, the API's bearer token.
+mod http_limits;
 /// import of a legacy CSV full of bad rows.
 mod import_bad_rows;
 /// Alert events to a real Prometheus Alertmanager.
