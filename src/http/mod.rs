@@ -18,6 +18,7 @@
 pub mod chart;
 pub mod history;
 pub mod pages;
+pub mod route;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -40,6 +41,7 @@ use tracing::{debug, warn};
 
 use self::history::Range;
 use self::pages::{Card, Health};
+use self::route::Route;
 use crate::domain::{PolicyName, Severity, Thresholds};
 use crate::ring::RingSet;
 use crate::store::StoreReader;
@@ -253,19 +255,10 @@ fn bearer_matches(req: &Request<Incoming>, token: &ApiToken) -> bool {
         .is_some_and(|given| token.matches(given))
 }
 
-/// The value of `key` in a query string.
-fn query_param<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
-    req.uri()
-        .query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-}
-
 async fn handle(req: &Request<Incoming>, state: Arc<HttpState>) -> Reply {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET\n");
     }
-    let shared = &state.published;
     if has_body(req) {
         return reply(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -273,9 +266,9 @@ async fn handle(req: &Request<Incoming>, state: Arc<HttpState>) -> Reply {
             "dictmon takes no request bodies\n",
         );
     }
-    let path = req.uri().path();
+    let route = Route::parse(req.uri().path(), req.uri().query());
     if let Some(token) = &state.api_token
-        && (path.starts_with("/api/") || path.ends_with("/states.csv"))
+        && route.needs_token()
         && !bearer_matches(req, token)
     {
         let mut r = reply(
@@ -289,39 +282,46 @@ async fn handle(req: &Request<Incoming>, state: Arc<HttpState>) -> Reply {
         );
         return r;
     }
-    match path {
-        "/metrics" => reply(
+    let shared = &state.published;
+    match route {
+        Route::Metrics => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             shared.metrics.render(),
         ),
-        "/healthz" => reply(StatusCode::OK, TEXT, "ok\n"),
-        "/readyz" => readyz(shared),
-        "/api/v1/policies" => json(&policies(shared)),
-        "/api/v1/alerts" => {
-            let open_only = matches!(query_param(req, "open"), Some("true" | "1"));
-            match state.catalog.alerts() {
-                Ok(mut alerts) => {
-                    if open_only {
-                        alerts.retain(|a| a.resolved_at.is_none());
-                    }
-                    json(&alerts)
+        Route::Healthz => reply(StatusCode::OK, TEXT, "ok\n"),
+        Route::Readyz => readyz(shared),
+        Route::ApiPolicies => json(&policies(shared)),
+        Route::ApiAlerts { open_only } => match state.catalog.alerts() {
+            Ok(mut alerts) => {
+                if open_only {
+                    alerts.retain(|a| a.resolved_at.is_none());
                 }
-                Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
+                json(&alerts)
             }
-        }
-        "/" | "/index.html" => html(StatusCode::OK, overview(&state, Utc::now())),
-        pages::CSS_PATH => asset("text/css; charset=utf-8", pages::CSS),
-        pages::JS_PATH => asset("text/javascript; charset=utf-8", pages::JS),
-        path => match path.strip_prefix("/policy/") {
-            Some(rest) => policy_route(rest, query_param(req, "range"), state).await,
-            None => reply(
-                StatusCode::NOT_FOUND,
-                TEXT,
-                "not found; the dashboard is at /, metrics at /metrics, the API at /api/v1/policies\n",
-            ),
+            Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
         },
+        Route::Overview => html(StatusCode::OK, overview(&state, Utc::now())),
+        Route::Asset(content_type, body) => asset(content_type, body),
+        Route::Policy { name, range, csv } => policy_route(name, range, csv, state).await,
+        Route::NoSuchPolicy(name) => no_such_policy(&name),
+        Route::BadRange(e) => html(StatusCode::BAD_REQUEST, pages::problem("Bad range", &e)),
+        Route::NotFound => reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found; the dashboard is at /, metrics at /metrics, the API at /api/v1/policies\n",
+        ),
     }
+}
+
+fn no_such_policy(name: &str) -> Reply {
+    html(
+        StatusCode::NOT_FOUND,
+        pages::problem(
+            "No such policy",
+            &format!("dictmon has never polled a policy named {name:?}."),
+        ),
+    )
 }
 
 /// Renders the overview page at `now`.
@@ -366,27 +366,7 @@ pub fn overview(state: &HttpState, now: DateTime<Utc>) -> String {
     pages::overview(&state.health(now), &open, &mut cards, now)
 }
 
-async fn policy_route(rest: &str, range: Option<&str>, state: Arc<HttpState>) -> Reply {
-    let (name, csv) = match rest.strip_suffix("/states.csv") {
-        Some(name) => (name, true),
-        None => (rest, false),
-    };
-    let not_found = || {
-        html(
-            StatusCode::NOT_FOUND,
-            pages::problem(
-                "No such policy",
-                &format!("dictmon has never polled a policy named {name:?}."),
-            ),
-        )
-    };
-    let Ok(name) = PolicyName::new(name) else {
-        return not_found();
-    };
-    let range = match Range::parse(range) {
-        Ok(r) => r,
-        Err(e) => return html(StatusCode::BAD_REQUEST, pages::problem("Bad range", &e)),
-    };
+async fn policy_route(name: PolicyName, range: Range, csv: bool, state: Arc<HttpState>) -> Reply {
     let latest = state.published.latest.load_full();
     let view = latest.iter().find(|v| v.record.policy == name).cloned();
     let now = Utc::now();
@@ -417,7 +397,7 @@ async fn policy_route(rest: &str, range: Option<&str>, state: Arc<HttpState>) ->
         })
     };
     match work.await {
-        Ok(Ok(None)) => not_found(),
+        Ok(Ok(None)) => no_such_policy(name.as_str()),
         Ok(Ok(Some(Page::Csv(body)))) => {
             let mut r = reply(StatusCode::OK, "text/csv; charset=utf-8", body);
             let file = format!("attachment; filename=\"{name}-{}.csv\"", range.key());

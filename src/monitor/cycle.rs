@@ -43,6 +43,27 @@ pub const SELF_POLICY: &str = "DICTMON_SOURCE";
 /// Records kept in memory while the store refuses writes.
 const MAX_PENDING: usize = 100_000;
 
+/// The named sample a source's policy entry stands for (not yet validated against the
+/// policy's history: see [`crate::domain::validate`]).
+pub fn sample_of(
+    raw: &crate::source::RawPolicy,
+    category: Result<PspCategory, RejectReason>,
+    response_time: DateTime<Utc>,
+) -> Result<(PolicyName, Sample), RejectReason> {
+    let name = PolicyName::new(&raw.name)?;
+    let sample = Sample {
+        at: response_time,
+        available_tokens: raw.available_tokens,
+        bucket: crate::domain::BucketConfig {
+            capacity: raw.capacity,
+            refill_tokens: raw.refill_tokens,
+            refill_period_secs: raw.refill_period_secs,
+        },
+        category: category?,
+    };
+    Ok((name, sample))
+}
+
 /// How the monitor runs.
 #[derive(Clone, Debug)]
 pub struct MonitorConfig {
@@ -353,17 +374,7 @@ impl<S: Source> Monitor<S> {
         response_time: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(PolicyName, Sample), RejectReason> {
-        let name = PolicyName::new(&raw.name)?;
-        let sample = Sample {
-            at: response_time,
-            available_tokens: raw.available_tokens,
-            bucket: crate::domain::BucketConfig {
-                capacity: raw.capacity,
-                refill_tokens: raw.refill_tokens,
-                refill_period_secs: raw.refill_period_secs,
-            },
-            category: category?,
-        };
+        let (name, sample) = sample_of(raw, category, response_time)?;
         let previous = self.last_accepted.get(&name).copied();
         validate(&sample, previous, now, self.config.validation)?;
         Ok((name, sample))

@@ -144,31 +144,43 @@ impl BridgeSource {
         correlation_id: String,
         policies: Vec<PolicyState>,
     ) -> Result<PolicyList, SourceError> {
-        let malformed = |detail: &str| SourceError::Malformed {
-            endpoint: self.url.clone(),
-            detail: detail.to_owned(),
-        };
-        let time = time.ok_or_else(|| malformed("no response_time"))?;
-        let response_time = u32::try_from(time.nanos)
-            .ok()
-            .and_then(|n| DateTime::from_timestamp(time.seconds, n))
-            .ok_or_else(|| malformed("response_time out of range"))?;
-        Ok(PolicyList {
-            response_time,
-            category,
-            correlation_id,
-            policies: policies
-                .into_iter()
-                .map(|p| RawPolicy {
-                    name: p.name,
-                    available_tokens: p.available_tokens,
-                    capacity: p.capacity,
-                    refill_tokens: p.refill_tokens,
-                    refill_period_secs: p.refill_period_sec,
-                })
-                .collect(),
-        })
+        policy_list(&self.url, time, category, correlation_id, policies)
     }
+}
+
+/// The listing a Bridge answer (from `endpoint`) stands for; a missing or impossible
+/// response time is [`SourceError::Malformed`]. Values are checked later, by validation.
+pub fn policy_list(
+    endpoint: &str,
+    time: Option<prost_types::Timestamp>,
+    category: String,
+    correlation_id: String,
+    policies: Vec<PolicyState>,
+) -> Result<PolicyList, SourceError> {
+    let malformed = |detail: &str| SourceError::Malformed {
+        endpoint: endpoint.to_owned(),
+        detail: detail.to_owned(),
+    };
+    let time = time.ok_or_else(|| malformed("no response_time"))?;
+    let response_time = u32::try_from(time.nanos)
+        .ok()
+        .and_then(|n| DateTime::from_timestamp(time.seconds, n))
+        .ok_or_else(|| malformed("response_time out of range"))?;
+    Ok(PolicyList {
+        response_time,
+        category,
+        correlation_id,
+        policies: policies
+            .into_iter()
+            .map(|p| RawPolicy {
+                name: p.name,
+                available_tokens: p.available_tokens,
+                capacity: p.capacity,
+                refill_tokens: p.refill_tokens,
+                refill_period_secs: p.refill_period_sec,
+            })
+            .collect(),
+    })
 }
 
 impl Source for BridgeSource {
