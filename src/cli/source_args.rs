@@ -115,6 +115,7 @@ impl SourceArgs {
                     scenario: Scenario::Steady,
                     seed: 1,
                     category: PspCategory::C,
+                    policies: dictmon::source::simulator::DICT_POLICIES,
                 };
             }
             _ => {}
@@ -192,9 +193,10 @@ pub async fn with_source<J: WithSource>(
             scenario,
             seed,
             category,
+            policies,
         } => {
-            job.run(SimulatorSource::new(Simulator::new(
-                *seed, *scenario, *category,
+            job.run(SimulatorSource::new(Simulator::with_policies(
+                *seed, *scenario, *category, *policies,
             )))
             .await
         }

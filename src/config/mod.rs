@@ -19,7 +19,7 @@ use crate::domain::{PolicyName, PspCategory, Thresholds};
 use crate::notify::{
     AlertmanagerConfig, FileSinkConfig, NotifyConfig, SinkConfig, SinkKind, WebhookConfig,
 };
-use crate::source::simulator::Scenario;
+use crate::source::simulator::{DICT_POLICIES, Scenario};
 
 /// A configuration error, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +46,8 @@ pub enum SourceConfig {
         seed: u64,
         /// The simulated participant's category.
         category: PspCategory,
+        /// Buckets simulated: DICT's table, repeated past its end.
+        policies: usize,
     },
     /// A Bridge over gRPC.
     Bridge(crate::source::bridge::BridgeConfig),
@@ -134,6 +136,7 @@ impl Default for Config {
                 scenario: Scenario::Steady,
                 seed: 1,
                 category: PspCategory::C,
+                policies: DICT_POLICIES,
             },
             thresholds: Thresholds::default(),
             per_policy: HashMap::new(),
@@ -228,6 +231,7 @@ struct SimulatorSection {
     scenario: Option<Spanned<String>>,
     seed: Option<u64>,
     category: Option<Spanned<String>>,
+    policies: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -532,10 +536,24 @@ fn source(
                     })?,
                 None => PspCategory::C,
             };
+            let policies = match sim.and_then(|s| s.policies.as_ref()) {
+                Some(n) => usize::try_from(*n.get_ref())
+                    .ok()
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or_else(|| {
+                        spanned_err(
+                            n.span(),
+                            "source.simulator.policies",
+                            "a number of policies from 1 to 100000".into(),
+                        )
+                    })?,
+                None => DICT_POLICIES,
+            };
             SourceConfig::Simulator {
                 scenario,
                 seed: sim.and_then(|s| s.seed).unwrap_or(1),
                 category,
+                policies,
             }
         }
         "bridge" => {

@@ -30,6 +30,9 @@ use super::traffic::Traffic;
 use super::{PolicyList, RawPolicy, Source, SourceError};
 use crate::domain::PspCategory;
 
+/// Policies DICT publishes (the simulator's default).
+pub const DICT_POLICIES: usize = crate::domain::dict_table::PSP_POLICIES.len();
+
 /// The bucket the scenarios script.
 pub const SCRIPTED_POLICY: &str = "ENTRIES_READ_PARTICIPANT_ANTISCAN";
 
@@ -103,14 +106,22 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// A simulator with `seed`, running `scenario`, for a participant of `category`.
+    /// A simulator with `seed`, running `scenario`, for a participant of `category`, serving
+    /// DICT's published policies.
     pub fn new(seed: u64, scenario: Scenario, category: PspCategory) -> Self {
+        Self::with_policies(seed, scenario, category, DICT_POLICIES)
+    }
+
+    /// The same with `policies` buckets: DICT's table, repeated with suffixed names past its
+    /// end (scale tests).
+    pub fn with_policies(
+        seed: u64,
+        scenario: Scenario,
+        category: PspCategory,
+        policies: usize,
+    ) -> Self {
         Self {
-            traffic: Traffic::new(
-                seed,
-                crate::domain::dict_table::PSP_POLICIES.len(),
-                category,
-            ),
+            traffic: Traffic::new(seed, policies.max(1), category),
             scenario,
             category,
             started: None,
