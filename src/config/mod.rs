@@ -500,6 +500,54 @@ fn name_sinks(
     Ok(())
 }
 
+/// The `[source.simulator]` section.
+fn simulator(
+    sim: Option<&SimulatorSection>,
+    loc: &Locator<'_>,
+) -> Result<SourceConfig, ConfigError> {
+    let spanned_err =
+        |span: std::ops::Range<usize>, key: &str, what: String| loc.key(span, key, what);
+    let scenario = match sim.and_then(|s| s.scenario.as_ref()) {
+        Some(s) => s
+            .get_ref()
+            .parse()
+            .map_err(|e: String| spanned_err(s.span(), "source.simulator.scenario", e))?,
+        None => Scenario::Steady,
+    };
+    let category = match sim.and_then(|s| s.category.as_ref()) {
+        Some(s) => PspCategory::parse(s.get_ref())
+            .ok()
+            .filter(|c| c.is_known())
+            .ok_or_else(|| {
+                spanned_err(
+                    s.span(),
+                    "source.simulator.category",
+                    "one letter, A to H".into(),
+                )
+            })?,
+        None => PspCategory::C,
+    };
+    let policies = match sim.and_then(|s| s.policies.as_ref()) {
+        Some(n) => usize::try_from(*n.get_ref())
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| {
+                spanned_err(
+                    n.span(),
+                    "source.simulator.policies",
+                    "a number of policies from 1 to 100000".into(),
+                )
+            })?,
+        None => DICT_POLICIES,
+    };
+    Ok(SourceConfig::Simulator {
+        scenario,
+        seed: sim.and_then(|s| s.seed).unwrap_or(1),
+        category,
+        policies,
+    })
+}
+
 /// The `[source]` section.
 fn source(
     src: SourceSection,
@@ -514,48 +562,7 @@ fn source(
         .as_ref()
         .map_or("simulator", |k| k.get_ref().as_str());
     Ok(match kind {
-        "simulator" => {
-            let sim = src.simulator.as_ref();
-            let scenario = match sim.and_then(|s| s.scenario.as_ref()) {
-                Some(s) => s
-                    .get_ref()
-                    .parse()
-                    .map_err(|e: String| spanned_err(s.span(), "source.simulator.scenario", e))?,
-                None => Scenario::Steady,
-            };
-            let category = match sim.and_then(|s| s.category.as_ref()) {
-                Some(s) => PspCategory::parse(s.get_ref())
-                    .ok()
-                    .filter(|c| c.is_known())
-                    .ok_or_else(|| {
-                        spanned_err(
-                            s.span(),
-                            "source.simulator.category",
-                            "one letter, A to H".into(),
-                        )
-                    })?,
-                None => PspCategory::C,
-            };
-            let policies = match sim.and_then(|s| s.policies.as_ref()) {
-                Some(n) => usize::try_from(*n.get_ref())
-                    .ok()
-                    .filter(|n| (1..=100_000).contains(n))
-                    .ok_or_else(|| {
-                        spanned_err(
-                            n.span(),
-                            "source.simulator.policies",
-                            "a number of policies from 1 to 100000".into(),
-                        )
-                    })?,
-                None => DICT_POLICIES,
-            };
-            SourceConfig::Simulator {
-                scenario,
-                seed: sim.and_then(|s| s.seed).unwrap_or(1),
-                category,
-                policies,
-            }
-        }
+        "simulator" => simulator(src.simulator.as_ref(), loc)?,
         "bridge" => {
             let b = src.bridge.ok_or_else(|| {
                 let span = src.kind.as_ref().map_or(0..0, Spanned::span);
@@ -791,6 +798,18 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn the_simulators_policy_count_is_checked() {
+        let c = parse("[source.simulator]\npolicies = 1000\n", "t.toml").expect("valid");
+        assert!(matches!(
+            c.source,
+            SourceConfig::Simulator { policies: 1000, .. }
+        ));
+        let e = err("[source.simulator]\npolicies = 0\n");
+        assert_eq!((e.line, e.column), (2, 12), "{e}");
+        assert!(e.message.contains("source.simulator.policies"), "{e}");
     }
 
     #[test]
