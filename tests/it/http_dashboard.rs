@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::util::{Serve, dictmon, http_get, wait_until};
+use super::util::{Serve, backfill, dictmon, http_get, run_ok, wait_until};
 
 /// The policy the simulator's scenarios script.
 const SCRIPTED: &str = "ENTRIES_READ_PARTICIPANT_ANTISCAN";
@@ -109,16 +109,7 @@ fn artefacts() -> PathBuf {
 fn every_policy_has_a_card_the_critical_one_says_so_and_the_history_chart_has_points() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let backfill = dictmon()
-        .args(["simulate", "--backfill", "2d", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("backfill");
-    assert!(
-        backfill.status.success(),
-        "{}",
-        String::from_utf8_lossy(&backfill.stderr)
-    );
+    backfill(&data, "2d");
     // The flapping scenario holds the scripted bucket at 19–21 %: with its CRITICAL threshold
     // at 25 % it stays CRITICAL for the whole test, so the page cannot race a resolution.
     let config = tmp.path().join("dictmon.toml");
@@ -290,14 +281,12 @@ fn check_history(serve: &Serve, profile: &Path, data: &Path) -> String {
     assert_eq!(link, format!("/policy/{SCRIPTED}/states.csv?range=7d"));
     let (status, csv) = http_get(&format!("{}{link}", serve.base)).expect("CSV download");
     assert_eq!(status, 200);
-    let query = dictmon()
-        .args(["query", "states", "--policy", SCRIPTED, "--since", "7d"])
-        .args(["--format", "pg-csv", "--data-dir"])
-        .arg(data)
-        .output()
-        .expect("query");
-    assert!(query.status.success());
-    let query = String::from_utf8(query.stdout).expect("UTF-8");
+    let query = run_ok(
+        dictmon()
+            .args(["query", "states", "--policy", SCRIPTED, "--since", "7d"])
+            .args(["--format", "pg-csv", "--data-dir"])
+            .arg(data),
+    );
     let (csv_lines, query_lines): (Vec<&str>, Vec<&str>) =
         (csv.lines().collect(), query.lines().collect());
     assert!(

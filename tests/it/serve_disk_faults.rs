@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use dictmon::domain::PolicyName;
 use dictmon::store::{Filter, StoreReader};
 
-use super::util::{Serve, dictmon, metric, wait_until};
+use super::util::{Serve, backfill, dictmon, metric, run_ok, wait_until};
 
 /// The policy whose snapshots are followed (any would do).
 const FOLLOWED: &str = "ENTRIES_WRITE";
@@ -211,18 +211,7 @@ fn a_full_disk_keeps_cycles_in_memory_and_writes_them_when_space_returns() {
         "the failure is logged:\n{log}"
     );
 
-    let verify = dictmon()
-        .arg("verify")
-        .arg("--data-dir")
-        .arg(&data)
-        .output();
-    let verify = verify.expect("verify");
-    assert!(
-        verify.status.success(),
-        "{what}: verify found damage:\n{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    run_ok(dictmon().arg("verify").arg("--data-dir").arg(&data));
     let quarantined = std::fs::read_dir(data.join("quarantine")).map_or(0, Iterator::count);
     assert_eq!(quarantined, 0, "{what}: no partial block was left behind");
 
@@ -279,12 +268,7 @@ fn stored_and_damage(data: &Path) -> (Vec<DateTime<Utc>>, Vec<String>) {
 fn a_read_only_data_directory_stops_serve_at_start_and_still_answers_queries() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let backfill = dictmon()
-        .args(["simulate", "--backfill", "1h", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("backfill");
-    assert!(backfill.status.success());
+    backfill(&data, "1h");
     let before = stored(&data);
     assert!(!before.is_empty(), "an hour of history");
     let ro = tmp.path().join("ro");
@@ -314,17 +298,7 @@ fn a_read_only_data_directory_stops_serve_at_start_and_still_answers_queries() {
         &["query", "states", "--format", "csv"],
         &["verify"],
     ] {
-        let out = dictmon()
-            .args(args)
-            .arg("--data-dir")
-            .arg(&ro)
-            .output()
-            .expect("read-only command");
-        assert!(
-            out.status.success(),
-            "{args:?} on a read-only copy: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(dictmon().args(args).arg("--data-dir").arg(&ro));
     }
     assert_eq!(stored(&ro), before, "nothing changed");
 }

@@ -12,6 +12,28 @@ pub fn dictmon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dictmon"))
 }
 
+/// Runs `cmd` and returns its standard output; panics with its standard error if it failed.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// `dictmon simulate --backfill SPAN --data-dir DIR`: realistic history up to now.
+pub fn backfill(dir: &std::path::Path, span: &str) {
+    run_ok(
+        dictmon()
+            .args(["simulate", "--backfill", span, "--data-dir"])
+            .arg(dir),
+    );
+}
+
 /// A record of `policy` at `at` with `tokens` of 1,000, derived metrics computed from it alone.
 pub fn record(policy: &str, at: DateTime<Utc>, tokens: i64) -> StateRecord {
     let sample = Sample {
