@@ -349,14 +349,7 @@ pub fn overview(state: &HttpState, now: DateTime<Utc>) -> String {
             recent,
         })
         .collect();
-    let mut open = match state.catalog.alerts() {
-        Ok(alerts) => alerts,
-        Err(e) => {
-            warn!(error = %e, "dashboard: cannot read the alerts");
-            Vec::new()
-        }
-    };
-    open.retain(|a| a.resolved_at.is_none());
+    let mut open = Vec::clone(&state.published.open_alerts.load());
     open.sort_by_key(|a| {
         (
             a.severity != Severity::Critical,

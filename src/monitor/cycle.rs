@@ -191,6 +191,7 @@ impl<S: Source> Monitor<S> {
         }
         let shared = Arc::new(Published {
             latest: ArcSwap::from_pointee(latest.values().cloned().collect()),
+            open_alerts: ArcSwap::from_pointee(Vec::new()),
             metrics,
             last_success_ms: AtomicI64::new(0),
             store_ok: AtomicBool::new(true),
@@ -223,6 +224,7 @@ impl<S: Source> Monitor<S> {
             started: Instant::now(),
             wakeup,
         };
+        monitor.publish_open_alerts();
         Ok((monitor, readers))
     }
 
@@ -359,6 +361,7 @@ impl<S: Source> Monitor<S> {
         self.shared
             .latest
             .store(Arc::new(self.latest.values().cloned().collect()));
+        self.publish_open_alerts();
         if !update.alerts.is_empty() || !update.events.is_empty() || !update.policies.is_empty() {
             self.pending_catalog.push(update);
         }
@@ -520,6 +523,17 @@ impl<S: Source> Monitor<S> {
         }
     }
 
+    /// Publishes the alerts open now.
+    fn publish_open_alerts(&self) {
+        let open: Vec<Alert> = self
+            .states
+            .values()
+            .filter_map(|s| s.open.clone())
+            .chain(self.self_alert.clone())
+            .collect();
+        self.shared.open_alerts.store(Arc::new(open));
+    }
+
     /// Opens or resolves dictmon's own alert on the source's freshness.
     fn check_staleness(&mut self, now: DateTime<Utc>) {
         let fresh = self.shared.source_fresh(now);
@@ -550,6 +564,7 @@ impl<S: Source> Monitor<S> {
             _ => None,
         };
         if let Some((alert, event)) = event {
+            self.publish_open_alerts();
             self.shared.metrics.alert_event(&event);
             self.pending_catalog.push(CatalogUpdate {
                 alerts: vec![alert],

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
 use super::Metrics;
-use crate::domain::{Severity, StateRecord};
+use crate::domain::{Alert, Severity, StateRecord};
 
 /// A policy as readers see it: its latest stored state and its open alert's severity.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +25,9 @@ pub struct PolicyView {
 pub struct Published {
     /// Latest view of every policy, by name.
     pub latest: ArcSwap<Vec<PolicyView>>,
+    /// The alerts open now (dictmon's own staleness alert among them), as the monitor holds
+    /// them: readers need not scan the catalog's whole history for them.
+    pub open_alerts: ArcSwap<Vec<Alert>>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// Unix milliseconds of the last successful poll; 0 before the first.
