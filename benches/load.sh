@@ -13,19 +13,10 @@ command -v wrk >/dev/null || { echo "load.sh needs wrk: apt-get install wrk" >&2
 cargo build --release --quiet
 tmp=$(mktemp -d)
 pid=
-cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-target/release/dictmon serve --data-dir "$tmp/data" --listen 127.0.0.1:0 --grpc-listen off \
-    --interval 1s 2>"$tmp/log" &
-pid=$!
-base=
-for _ in $(seq 100); do
-    base=$(grep -o 'HTTP on http://[0-9.:]*' "$tmp/log" | head -1 | sed 's/HTTP on //') && [[ -n $base ]] && break
-    sleep 0.1
-done
-[[ -n $base ]] || { cat "$tmp/log"; exit 1; }
-metric() { curl -s "$base/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
-cycles() { metric 'dict_rate_limit_monitoring_duration_seconds_count{operation="cycle"}'; }
+trap 'serve_stop; rm -rf "$tmp"' EXIT
+# shellcheck source=benches/serve.sh
+. benches/serve.sh
+serve_start --data-dir "$tmp/data" --interval 1s
 cycle_sum() { metric 'dict_rate_limit_monitoring_duration_seconds_sum{operation="cycle"}'; }
 until [[ $(cycles) != "" && $(cycles) -ge 5 ]]; do sleep 0.5; done
 

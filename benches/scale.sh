@@ -12,31 +12,16 @@ cargo build --release --quiet
 bin=target/release/dictmon
 tmp=$(mktemp -d)
 pid=
-cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
+trap 'serve_stop; rm -rf "$tmp"' EXIT
+# shellcheck source=benches/serve.sh
+. benches/serve.sh
 tick=$(getconf CLK_TCK)
-
-start() { # CONFIG → sets pid and base
-    "$bin" serve --config "$1" 2>"$tmp/log" &
-    pid=$!
-    base=
-    for _ in $(seq 200); do
-        base=$(grep -o 'HTTP on http://[0-9.:]*' "$tmp/log" | head -1 | sed 's/HTTP on //') && [[ -n $base ]] && break
-        sleep 0.1
-    done
-    [[ -n $base ]] || { cat "$tmp/log"; exit 1; }
-}
-metric() { curl -s "$base/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
-cycles() { metric 'dict_rate_limit_monitoring_duration_seconds_count{operation="cycle"}'; }
 rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
-stop() { kill "$pid"; wait "$pid" || true; pid=; }
 
 config() { # POLICIES DIR → a config file
     cat >"$tmp/$2.toml" <<TOML
 data_dir = "$tmp/$2"
-listen = "127.0.0.1:0"
-grpc_listen = ""
 interval = "1s"
 [source.simulator]
 policies = $1
@@ -44,12 +29,12 @@ TOML
     echo "$tmp/$2.toml"
 }
 
-start "$(config 29 idle)"
+serve_start --config "$(config 29 idle)"
 sleep 60
 echo "idle (29 policies, 1 s interval, 60 s): RSS $(rss_mb) MB"
-stop
+serve_stop
 
-start "$(config "$policies" scale)"
+serve_start --config "$(config "$policies" scale)"
 until [[ $(cycles) != "" && $(cycles) -ge 2 ]]; do sleep 0.5; done
 printf '\n%6s %8s %8s %14s %12s\n' "t (s)" "RSS MB" cycles "CPU ms/cycle" "store bytes"
 t0=$SECONDS
@@ -65,7 +50,7 @@ m_start=$(date +%s.%N)
 size=$(curl -s "$base/metrics" | wc -c)
 m_time=$(awk -v s="$m_start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", (e - s) * 1000 }')
 echo "/metrics: $size bytes in $m_time ms"
-stop
+serve_stop
 rows=$("$bin" query states --data-dir "$tmp/scale" --format csv | tail -n +2 | wc -l)
 bytes=$(du -sb "$tmp/scale/segments" | cut -f1)
 echo "stored: $rows snapshots in $bytes bytes of segments: $(awk -v b="$bytes" -v r="$rows" 'BEGIN { printf "%.2f", b / r }') bytes/snapshot"

@@ -55,6 +55,18 @@ pub enum CatalogError {
         /// The JSON error (part of the message).
         error: serde_json::Error,
     },
+    /// The file is damaged in a way redb does not report but panics on (redb 4.6 indexes
+    /// past a page on some corrupt files); caught at this boundary so that a read-only
+    /// command fails with this error rather than crashing.
+    #[error(
+        "catalog {path} is damaged ({detail}); run `dictmon verify`, and restore the catalog from a backup"
+    )]
+    Damaged {
+        /// The catalog file.
+        path: String,
+        /// What redb's panic said.
+        detail: String,
+    },
     /// A schema version this code does not read.
     #[error(
         "catalog {path}: schema version {found} is not supported (this dictmon reads {SCHEMA_VERSION}); use a newer dictmon"
@@ -378,6 +390,33 @@ impl Catalog {
     }
 }
 
+/// Runs `read` on a catalog that may be damaged: a panic inside redb becomes
+/// [`CatalogError::Damaged`], whose message carries the panic's, instead of a backtrace on the
+/// terminal. (Readers open catalogs copied from anywhere; the writer opens only its own.) The
+/// panic hook is silenced for the call: readers are the read-only commands, where no other
+/// thread is at work.
+fn guarded<T>(
+    path: &str,
+    read: impl FnOnce() -> Result<T, CatalogError>,
+) -> Result<T, CatalogError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    std::panic::set_hook(hook);
+    outcome.unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("redb panicked")
+            .to_owned();
+        Err(CatalogError::Damaged {
+            path: path.to_owned(),
+            detail,
+        })
+    })
+}
+
 impl CatalogReader {
     /// Opens the catalog read-only; a data directory without one reads as empty.
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
@@ -385,15 +424,17 @@ impl CatalogReader {
         if !path.exists() {
             return Ok(Self { db: None, path: p });
         }
-        let db = builder()
-            .open_read_only(path)
-            .map_err(|e| redb_err(&p, e))?;
-        let reader = Self {
-            db: Some(db),
-            path: p,
-        };
-        reader.check_schema()?;
-        Ok(reader)
+        guarded(&p, || {
+            let db = builder()
+                .open_read_only(path)
+                .map_err(|e| redb_err(&p, e))?;
+            let reader = Self {
+                db: Some(db),
+                path: p.clone(),
+            };
+            reader.check_schema()?;
+            Ok(reader)
+        })
     }
 
     fn check_schema(&self) -> Result<(), CatalogError> {
@@ -414,32 +455,34 @@ impl CatalogReader {
         }
     }
 
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&ReadOnlyDatabase, &str) -> Result<Vec<T>, CatalogError>,
+    ) -> Result<Vec<T>, CatalogError> {
+        match &self.db {
+            Some(db) => guarded(&self.path, || read(db, &self.path)),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Every alert, oldest first.
     pub fn alerts(&self) -> Result<Vec<Alert>, CatalogError> {
-        self.db
-            .as_ref()
-            .map_or(Ok(Vec::new()), |db| read_alerts(db, &self.path))
+        self.read(read_alerts)
     }
 
     /// Every policy as last seen.
     pub fn policies(&self) -> Result<Vec<PolicyRecord>, CatalogError> {
-        self.db
-            .as_ref()
-            .map_or(Ok(Vec::new()), |db| read_policies(db, &self.path))
+        self.read(read_policies)
     }
 
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
-        self.db
-            .as_ref()
-            .map_or(Ok(Vec::new()), |db| read_outbox(db, &self.path))
+        self.read(read_outbox)
     }
 
     /// Every sink's delivery progress, by sink name.
     pub fn sinks(&self) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
-        self.db
-            .as_ref()
-            .map_or(Ok(Vec::new()), |db| read_sinks(db, &self.path))
+        self.read(read_sinks)
     }
 }
 

@@ -200,3 +200,40 @@ fn readers_change_nothing_in_a_copied_data_directory() {
         "a reader changed the data directory"
     );
 }
+
+/// Regression (fuzz `catalog_read`): redb 4.6 panics on this damaged catalog; readers catch it
+/// and say the catalog is damaged, and `status` exits 2 with that message instead of crashing.
+#[test]
+fn a_catalog_redb_panics_on_is_reported_as_damaged() {
+    let dir = data_dir_with("segment-v1.seg");
+    let catalog = dir.path().join("catalog.redb");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/catalog-redb-panics.redb"),
+        &catalog,
+    )
+    .expect("copy fixture");
+    let damaged = |e: &dictmon::store::catalog::CatalogError| {
+        matches!(e, dictmon::store::catalog::CatalogError::Damaged { .. })
+    };
+    let outcome = dictmon::store::catalog::CatalogReader::open(&catalog).map(|c| {
+        [
+            c.alerts().err(),
+            c.policies().err(),
+            c.outbox().err(),
+            c.sinks().err(),
+        ]
+    });
+    let any_damaged = match &outcome {
+        Err(e) => damaged(e),
+        Ok(reads) => reads.iter().flatten().any(damaged),
+    };
+    assert!(any_damaged, "the damage is reported: {outcome:?}");
+    let out = dictmon()
+        .args(["status", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("status");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is damaged"), "{stderr}");
+}
