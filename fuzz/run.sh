@@ -36,7 +36,8 @@ for t in "${targets[@]}"; do
         printf 'fuzz %-16s %6ss  %10s runs  corpus %s files  no crash\n' "$t" "$secs" "${runs:-?}" "$(find "corpus/$t" -type f | wc -l)"
     else
         echo "fuzz $t: CRASH (log fuzz/$log)"
-        tail -40 "$log"
+        # The panic and libFuzzer's verdict, not the input's dump.
+        grep -E -A2 "panicked at|ERROR: libFuzzer|SUMMARY|Test unit written" "$log" | cut -c1-300
         failed=1
     fi
 done
