@@ -38,6 +38,9 @@ pub struct Health<'a> {
     pub store_ok: bool,
 }
 
+/// Points of a sparkline at most.
+const SPARK_STEPS: usize = 100;
+
 /// Rows of the policy page's alert table.
 const ALERT_ROWS: usize = 50;
 
@@ -234,6 +237,19 @@ fn sparkline(
         .iter()
         .map(|s| (s.at.timestamp_millis(), remaining_of(s)))
         .collect();
+    // A 200-unit-wide line needs no more than a point every two units: fold a full ring (288
+    // samples) into steps, keeping each step's lowest value.
+    let (points, step_ms) = match (points.first(), points.last()) {
+        (Some(&(first, _)), Some(&(last, _))) if points.len() > SPARK_STEPS => {
+            let mut fold = chart::Downsampler::new(first, last + 1, SPARK_STEPS);
+            for &(at, v) in &points {
+                fold.add(at, v);
+            }
+            let steps = fold.steps().iter().map(|s| (s.at_ms, s.min)).collect();
+            (steps, fold.step_ms())
+        }
+        _ => (points, 0.0),
+    };
     let lowest = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let start = points
         .first()
@@ -249,7 +265,7 @@ fn sparkline(
         y_min: chart::axis_floor(lowest),
         y_max: 100.0,
     };
-    let gap = max_gap_ms(0.0, poll);
+    let gap = max_gap_ms(step_ms, poll);
     let label = if points.is_empty() {
         "No samples in the last 24 h".to_owned()
     } else {

@@ -80,6 +80,9 @@ pub enum FormatError {
     /// zstd refused the bytes.
     #[error("cannot decompress frame {0}")]
     Decompress(String),
+    /// The disk would not give these bytes back (EIO): they read as zeros (§8).
+    #[error("unreadable: {0}")]
+    Unreadable(String),
 }
 
 type Result<T> = std::result::Result<T, FormatError>;

@@ -17,6 +17,7 @@
 //! runs on a segment with damage (§8).
 
 pub mod catalog;
+pub mod disk;
 pub mod format;
 pub mod month;
 pub mod segment;
@@ -659,14 +660,48 @@ impl StoreReader {
         sink: &mut dyn FnMut(StateRecord),
     ) -> Result<Vec<Corruption>> {
         let path = self.segment_path(month);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            // Deleted by retention between listing and reading.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&path)(e)),
+        // None: deleted by retention between listing and reading.
+        let Some((bytes, mut problems)) = read_segment(&path)? else {
+            return Ok(Vec::new());
         };
-        Ok(segment::read_rows(&path, &bytes, filter, sink))
+        problems.extend(segment::read_rows(&path, &bytes, filter, sink));
+        Ok(problems)
     }
+}
+
+/// A segment's bytes as the disk gives them back, with the regions it would not give as
+/// problems (§8); none if the file is gone.
+fn read_segment(path: &Path) -> Result<Option<(Vec<u8>, Vec<Corruption>)>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let (bytes, unreadable) = disk::read_tolerant(&file, len, disk::SECTOR);
+    let problems = unreadable_problems(path, &bytes, unreadable);
+    Ok(Some((bytes, problems)))
+}
+
+/// Regions the disk would not give back, as problems located like any other damage.
+fn unreadable_problems(
+    path: &Path,
+    bytes: &[u8],
+    unreadable: Vec<disk::Unreadable>,
+) -> Vec<Corruption> {
+    if unreadable.is_empty() {
+        return Vec::new();
+    }
+    let blocks = segment::layout(bytes).blocks;
+    unreadable
+        .into_iter()
+        .map(|u| Corruption {
+            file: path.to_owned(),
+            offset: u.offset,
+            block: blocks.iter().filter(|b| b.offset < u.offset).count(),
+            error: FormatError::Unreadable(format!("{} bytes: {}", u.len, u.error)),
+        })
+        .collect()
 }
 
 /// What `verify` found.
@@ -695,7 +730,13 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(usize, usize, &Path)) -> Resu
     for (i, month) in months.iter().enumerate() {
         let path = reader.segment_path(*month);
         progress(i, months.len(), &path);
-        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        // None: deleted by retention since the listing.
+        let Some((bytes, unreadable)) = read_segment(&path)? else {
+            continue;
+        };
+        report
+            .problems
+            .extend(unreadable.iter().map(ToString::to_string));
         report.segments += 1;
         report.bytes += bytes.len() as u64;
         match SegmentHeader::decode(&bytes) {

@@ -48,6 +48,8 @@ mod store_corruption;
 mod store_crash;
 /// The segment reader on random and mutated bytes (the fuzz target's in-suite twin).
 mod store_decode_props;
+/// A disk that answers EIO inside a segment: that block lost and reported, the rest read.
+mod store_disk_errors;
 /// Checked-in format fixtures, clean and corrupt.
 mod store_fixtures;
 /// The store against a BTreeMap model (proptest).
