@@ -85,8 +85,8 @@ pub struct MonitorConfig {
     pub keep_months: u32,
 }
 
-/// What the readers of a running monitor need: the published state and the catalog. `cli`
-/// hands them to `http`.
+/// What the readers of a running monitor need: the published state, the catalog and the
+/// rings. `cli` hands them to `http` and `notify`.
 pub struct Readers {
     /// Latest views, health, metrics.
     pub published: Arc<Published>,
