@@ -11,7 +11,7 @@ use chrono::{Months, TimeDelta, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use dictmon::domain::{PspCategory, RateWindow, ValidationLimits};
 use dictmon::http::{HttpState, history::Range};
-use dictmon::monitor::backfill::{BackfillPlan, backfill};
+use dictmon::monitor::backfill::{BackfillPlan, backfill, serve_defaults};
 use dictmon::monitor::cycle::{Monitor, MonitorConfig};
 use dictmon::source::simulator::{Scenario, Simulator, SimulatorSource};
 use dictmon::store::{Store, StoreOptions};
@@ -26,8 +26,9 @@ fn dashboard_benches(c: &mut Criterion) {
         seed: 1,
         policies: 30,
     };
-    let mut store = Store::open(dir.path(), StoreOptions::default()).expect("open");
-    let report = backfill(&mut store, &plan, &mut |_, _| {}).expect("backfill");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let (report, store) =
+        backfill(store, &plan, serve_defaults(plan.interval), &mut |_, _| {}).expect("backfill");
     println!("dashboard: {} snapshots of 30 policies", report.snapshots);
     let config = MonitorConfig {
         interval: Duration::from_secs(300),

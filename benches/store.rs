@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Months, TimeDelta};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use dictmon::domain::{PolicyName, StateRecord};
-use dictmon::monitor::backfill::{BackfillPlan, backfill};
+use dictmon::monitor::backfill::{BackfillPlan, backfill, serve_defaults};
 use dictmon::store::{Filter, Store, StoreOptions, StoreReader, segment_bytes};
 
 fn store_benches(c: &mut Criterion) {
@@ -21,8 +21,9 @@ fn store_benches(c: &mut Criterion) {
         seed: 1,
         policies: 30,
     };
-    let mut store = Store::open(dir.path(), StoreOptions::default()).expect("open");
-    let report = backfill(&mut store, &plan, &mut |_, _| {}).expect("backfill");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let (report, store) =
+        backfill(store, &plan, serve_defaults(plan.interval), &mut |_, _| {}).expect("backfill");
     drop(store);
     let bytes = segment_bytes(dir.path()).expect("size");
     println!(

@@ -71,6 +71,9 @@ fn write_batches(
 ) -> anyhow::Result<Outcome> {
     let interval = duration::parse_fixed(interval)?;
     let mut store = Store::open(data_dir, StoreOptions::default())?;
+    // As in `serve`: the background compactor rewrites segments while batches are appended,
+    // so a kill can land inside either.
+    store.start_compactor()?;
     let mut newest = None;
     StoreReader::open(data_dir)?.scan(&Filter::default(), &mut |r| {
         newest = newest.max(Some(r.sample.at));

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::Utc;
 use dictmon::domain::PspCategory;
-use dictmon::monitor::backfill::{BackfillPlan, backfill};
+use dictmon::monitor::backfill::{BackfillPlan, backfill, serve_defaults};
 use dictmon::source::simulator::{Scenario, Simulator, SimulatorService};
 use dictmon::source::simulator_dict::{self, Fault, SimulatedDict};
 use dictmon::source::tls::{ensure_pki, read_pem};
@@ -211,14 +211,20 @@ fn write_history(args: &Args, span: &str) -> anyhow::Result<Outcome> {
         seed: args.seed,
         policies: args.policies,
     };
-    let mut store = Store::open(&args.data_dir, StoreOptions::default())?;
+    let store = Store::open(&args.data_dir, StoreOptions::default())?;
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
-    let report = backfill(&mut store, &plan, &mut |month, total| {
-        if tty {
-            eprintln!("  {month} written ({total} snapshots so far)");
-        }
-    })?;
+    let (report, store) = backfill(
+        store,
+        &plan,
+        serve_defaults(interval),
+        &mut |month, total| {
+            if tty {
+                eprintln!("  {month} written ({total} snapshots so far)");
+            }
+        },
+    )?;
+    drop(store);
     let bytes = segment_bytes(&args.data_dir)?;
     println!(
         "wrote {} snapshots of {} policies ({} to {}, every {}s) and {} alerts into {} in {:.1} s; segments now {} bytes",

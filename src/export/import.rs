@@ -13,8 +13,8 @@
 //! - Derived columns are kept as given (they are the historical record); a missing
 //!   `utilization_percent` is computed, a missing `created_at` is the response time.
 //!
-//! Rows are buffered per month and written as sealed blocks, each month one atomic rewrite
-//! (storage-format.md §6.3); memory is bounded by [`FLUSH_ROWS`].
+//! Rows are buffered per month and appended as sealed blocks; compaction merges them at the
+//! end, a bounded run at a time (storage-format.md §6.3). Memory is bounded by [`FLUSH_ROWS`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -427,6 +427,12 @@ pub fn import(
         Ok(())
     })?;
     pending.flush(store, states, &mut report)?;
+    if let Err(e) = store.compact() {
+        // The rows are stored either way, in the blocks they were appended as.
+        report.warnings.push(format!(
+            "compaction after the import failed ({e}); every row is stored, in smaller blocks — run `dictmon verify`"
+        ));
+    }
     for (line, reason) in bad_rows {
         report.problem(RowProblem {
             file: states.to_owned(),

@@ -1,24 +1,22 @@
 //! `dictmon simulate --backfill`: months of realistic history written into a store in seconds,
-//! for benches, tests and demos. It runs the real cycle — validation, the derived metrics over
-//! a window of recent samples, the alert state machine — against the simulator's traffic model
-//! in simulated time, and writes each month as sealed blocks.
+//! for benches, tests and demos. It drives `serve`'s own poll cycle ([`Cycle`]: validation,
+//! the ring, the derived metrics over the same window, the alert state machine) with the
+//! simulator's traffic model in simulated time, and writes sealed blocks as it goes, in
+//! bounded memory, compacting at the end.
 //!
 //! Response times sit on the poll grid plus 20–120 ms of latency (millisecond precision, as
 //! DICT's); `created_at` follows 1–15 ms later (microsecond precision, as `PostgreSQL`'s). Halfway
 //! through, BACEN moves the participant from category C to B. Alerts go to the catalog's
 //! history; no events go to the outbox (history must not be delivered as news).
 
-use std::collections::VecDeque;
-
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
-use crate::domain::{
-    AlertState, Observation, Policy, PspCategory, Sample, Snapshot, StateRecord, Thresholds,
-    enrich, evaluate,
-};
+use crate::domain::{PspCategory, RateWindow, Thresholds, ValidationLimits};
 use crate::source::traffic::Traffic;
-use crate::store::catalog::CatalogUpdate;
+use crate::source::{PolicyList, RawPolicy};
 use crate::store::{Month, Store, StoreError};
+
+use super::cycle::{Cycle, MonitorConfig};
 
 /// What to generate.
 #[derive(Clone, Copy, Debug)]
@@ -46,29 +44,45 @@ pub struct BackfillReport {
     pub months: usize,
 }
 
-/// Samples kept per policy for the derived metrics (covers the default 15-minute window at
-/// any poll interval of a minute or more).
-const WINDOW: usize = 17;
+/// Rows held before they are written as a sealed block: bounds memory (about 40 MB) whatever
+/// the span.
+const CHUNK_ROWS: usize = 1 << 18;
 
-/// Generates the plan's history into `store`; `progress` is told after each month.
+/// The configuration `serve` runs with by default, at the plan's interval: the backfill stores
+/// what `serve` would have stored for the same samples.
+pub fn serve_defaults(interval: TimeDelta) -> MonitorConfig {
+    let interval = interval
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(300));
+    MonitorConfig {
+        interval,
+        jitter: std::time::Duration::ZERO,
+        timeout: interval,
+        thresholds: Thresholds::default(),
+        per_policy: std::collections::HashMap::new(),
+        validation: ValidationLimits::default(),
+        rate_window: RateWindow::default(),
+        keep_months: 13,
+    }
+}
+
+/// Generates the plan's history into `store` through the poll cycle of `serve`
+/// ([`Cycle::ingest`]) with `config`, writing sealed blocks as it goes, then compacts; gives
+/// the store back. `progress` is told after each month.
 pub fn backfill(
-    store: &mut Store,
+    store: Store,
     plan: &BackfillPlan,
+    config: MonitorConfig,
     progress: &mut dyn FnMut(Month, u64),
-) -> Result<BackfillReport, StoreError> {
+) -> Result<(BackfillReport, Store), StoreError> {
     let mut traffic = Traffic::new(plan.seed, plan.policies, PspCategory::C);
-    let thresholds = Thresholds::default();
-    let rate_window = crate::domain::RateWindow::default();
-    let n = traffic.buckets().len();
-    let mut windows: Vec<VecDeque<Sample>> = vec![VecDeque::with_capacity(WINDOW + 1); n];
-    let mut states = vec![AlertState::default(); n];
+    let mut cycle = Cycle::for_history(store, config, "simulated history".to_owned())?;
     let mut report = BackfillReport::default();
-    let mut rows: Vec<StateRecord> = Vec::new();
-    let mut update = CatalogUpdate::default();
     let midpoint = plan.from + (plan.to - plan.from) / 2;
     let step = plan.interval.as_seconds_f64();
     let mut tick = plan.from.duration_trunc(plan.interval).unwrap_or(plan.from);
     let mut first = true;
+    let mut month: Option<Month> = None;
     while tick < plan.to {
         if !first {
             traffic.advance(tick - plan.interval, step);
@@ -79,95 +93,41 @@ pub fn backfill(
         }
         let at = tick + TimeDelta::milliseconds(i64::from(traffic.draw(20, 120)));
         let created_at = at + TimeDelta::microseconds(i64::from(traffic.draw(1_000, 15_000)));
-        if rows
-            .first()
-            .is_some_and(|r| Month::of(r.sample.at) != Month::of(at))
-        {
+        if month.is_some_and(|m| m != Month::of(at)) {
+            report.snapshots += cycle.write_history()? as u64;
             report.months += 1;
-            flush(store, &mut rows, &mut update, &mut report, progress)?;
+            progress(month.unwrap_or(Month::of(at)), report.snapshots);
         }
-        let category = traffic.category();
-        for (i, (policy, available, bucket)) in traffic.poll().into_iter().enumerate() {
-            let sample = Sample {
-                at,
-                available_tokens: available,
-                bucket,
-                category,
-            };
-            let (Some(window), Some(state)) = (windows.get_mut(i), states.get_mut(i)) else {
-                continue;
-            };
-            window.push_back(sample);
-            if window.len() > WINDOW {
-                window.pop_front();
-            }
-            let Some(enrichment) = enrich(window.make_contiguous(), rate_window) else {
-                continue;
-            };
-            let snapshot = Snapshot { policy, sample };
-            let t = evaluate(
-                state,
-                Observation {
-                    snapshot: &snapshot,
-                    enrichment: &enrichment,
-                },
-                &thresholds,
-            );
-            update.alerts.extend(t.changed_alerts().cloned());
-            report.alerts += usize::from(t.opened());
-            *state = t.state;
-            rows.push(StateRecord {
-                policy: snapshot.policy,
-                sample,
-                enrichment,
-                created_at,
-            });
+        month = Some(Month::of(at));
+        let list = PolicyList {
+            response_time: at,
+            category: traffic.category().as_char().to_string(),
+            correlation_id: String::new(),
+            policies: traffic
+                .poll()
+                .into_iter()
+                .map(|(name, available, bucket)| RawPolicy {
+                    name: name.as_str().to_owned(),
+                    available_tokens: available,
+                    capacity: bucket.capacity,
+                    refill_tokens: bucket.refill_tokens,
+                    refill_period_secs: bucket.refill_period_secs,
+                })
+                .collect(),
+        };
+        cycle.ingest(&list, created_at);
+        if cycle.pending_rows() >= CHUNK_ROWS {
+            report.snapshots += cycle.write_history()? as u64;
         }
         tick += plan.interval;
     }
-    if !rows.is_empty() {
+    report.snapshots += cycle.write_history()? as u64;
+    if let Some(m) = month {
         report.months += 1;
+        progress(m, report.snapshots);
     }
-    flush(store, &mut rows, &mut update, &mut report, progress)?;
-    Ok(report)
-}
-
-fn flush(
-    store: &mut Store,
-    rows: &mut Vec<StateRecord>,
-    update: &mut CatalogUpdate,
-    report: &mut BackfillReport,
-    progress: &mut dyn FnMut(Month, u64),
-) -> Result<(), StoreError> {
-    let Some(last) = rows.last() else {
-        return Ok(());
-    };
-    let month = Month::of(last.sample.at);
-    // The first and the latest sighting of each policy in this month (the catalog keeps the
-    // earliest first_seen, and the last one applied as last_seen).
-    let mut first = std::collections::BTreeMap::new();
-    let mut latest = std::collections::BTreeMap::new();
-    for r in rows.iter() {
-        first.entry(r.policy.clone()).or_insert(r);
-        latest.insert(r.policy.clone(), r);
-    }
-    update.policies = first
-        .into_values()
-        .chain(latest.into_values())
-        .map(|r| {
-            let policy = Policy {
-                name: r.policy.clone(),
-                bucket: r.sample.bucket,
-                category: r.sample.category,
-            };
-            (policy, r.sample.at)
-        })
-        .collect();
-    store.append_sealed(rows)?;
-    store.catalog().apply(update)?;
-    report.snapshots += rows.len() as u64;
-    progress(month, report.snapshots);
-    rows.clear();
-    *update = CatalogUpdate::default();
-    Ok(())
+    report.alerts = cycle.alerts_opened();
+    let mut store = cycle.into_store();
+    store.compact()?;
+    Ok((report, store))
 }

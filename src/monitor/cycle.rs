@@ -98,9 +98,18 @@ pub struct Readers {
     pub rings: RingSet,
 }
 
-/// The poll cycle's owner: the one writer of the store and of the rings.
+/// The poll loop: fetches from the source on schedule and hands each listing to its
+/// [`Cycle`].
 pub struct Monitor<S: Source> {
     source: S,
+    cycle: Cycle,
+}
+
+/// One poll cycle's work, from a listing to stored rows, alerts and published views: the one
+/// writer of the store and of the rings. `serve` drives it through [`Monitor`]; the history
+/// backfill drives it directly in simulated time ([`Cycle::for_history`]), so what both store
+/// comes from the same code.
+pub struct Cycle {
     store: Store,
     rings: RingSetWriter,
     shared: Arc<Published>,
@@ -117,6 +126,10 @@ pub struct Monitor<S: Source> {
     last_maintenance: Option<Instant>,
     started: Instant,
     wakeup: Wakeup,
+    /// History mode: no per-sample metrics, alert transitions logged at debug level.
+    history: bool,
+    /// Alerts opened by this cycle's alert machine since it was built.
+    opened: usize,
 }
 
 /// Samples of the rate window, plus the one before it, at this interval.
@@ -128,37 +141,170 @@ fn window_len(config: &MonitorConfig) -> usize {
 }
 
 impl<S: Source> Monitor<S> {
-    /// Builds the monitor over an opened store, reloading the last day of samples and the open
-    /// alerts so that a restart continues where the last run stopped.
+    /// Builds the monitor over an opened store, reloading recent samples and the open alerts
+    /// so that a restart continues where the last run stopped.
     pub fn new(
         source: S,
-        store: Store,
+        mut store: Store,
         config: MonitorConfig,
     ) -> Result<(Self, Readers), crate::store::StoreError> {
-        let (mut rings, ring_set) = RingSetWriter::new(DEFAULT_CAPACITY);
-        let mut last_accepted = HashMap::new();
-        let mut latest: BTreeMap<PolicyName, PolicyView> = BTreeMap::new();
-        let since = Utc::now() - TimeDelta::days(1);
-        let filter = Filter {
-            since_ns: since.timestamp_nanos_opt(),
-            ..Filter::default()
-        };
-        let mut rows: Vec<StateRecord> = Vec::new();
-        let problems = StoreReader::open(store.dir())?.scan(&filter, &mut |r| rows.push(r))?;
-        for p in problems {
-            warn!("while reloading recent history: {p}");
-        }
-        rows.sort_by_key(|r| r.sample.at);
-        for r in rows {
-            rings.push(&r.policy, &r.sample);
-            last_accepted.insert(r.policy.clone(), r.sample.at);
-            latest.insert(
-                r.policy.clone(),
-                PolicyView {
-                    record: r,
-                    severity: None,
+        store.start_compactor()?;
+        let (cycle, readers) = Cycle::build(store, config, source.describe(), Some(Utc::now()))?;
+        Ok((Self { source, cycle }, readers))
+    }
+
+    /// Runs cycles until `shutdown` turns true. A cycle in flight finishes processing and
+    /// persisting; a fetch in flight is abandoned (nothing of it was received).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut next = tokio::time::Instant::now();
+        loop {
+            let started = Instant::now();
+            let deadline = started + self.cycle.config.interval.mul_f64(0.8);
+            // The source's Retry-After, when it reaches past the next cycle.
+            let mut hold = None;
+            tokio::select! {
+                result = self.fetch(deadline) => match result {
+                    Ok(list) => self.cycle.process(&list, Utc::now()),
+                    Err(e) => {
+                        // Honoured, but never for longer than MAX_RETRY_AFTER: a nonsense
+                        // value must not silence polling for days.
+                        hold = e.retry_after().map(|w| w.min(MAX_RETRY_AFTER));
+                        if let Some(wait) = hold {
+                            error!(error = %e, kind = e.kind(), "poll failed; the source asked to wait {wait:?}: no poll before then");
+                        } else {
+                            error!(error = %e, kind = e.kind(), "poll failed; retrying at the next cycle");
+                        }
+                    }
                 },
-            );
+                _ = shutdown.changed() => {}
+            }
+            self.cycle
+                .shared
+                .metrics
+                .duration
+                .with_label_values(&["cycle"])
+                .observe(started.elapsed().as_secs_f64());
+            self.cycle.check_staleness(Utc::now());
+            self.cycle.maintenance();
+            if *shutdown.borrow() {
+                break;
+            }
+            // Sub-second digits of the clock are random enough to spread polls.
+            let spread = f64::from(Utc::now().timestamp_subsec_nanos()) / 1e9;
+            let jitter = self.cycle.config.jitter.mul_f64(spread);
+            next += self.cycle.config.interval + jitter;
+            // A late cycle delays the next one; it never overlaps it.
+            next = next.max(tokio::time::Instant::now());
+            if let Some(wait) = hold {
+                next = next.max(tokio::time::Instant::now() + wait);
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.cycle.flush();
+        info!("monitor stopped");
+    }
+
+    /// One listing, retried with capped exponential backoff while `deadline` allows, waiting at
+    /// least what the source asked (`Retry-After`) and its minimum spacing.
+    async fn fetch(&mut self, deadline: Instant) -> Result<PolicyList, SourceError> {
+        // Never closer than the source allows (DICT's POLICIES_LIST), retries included.
+        let spacing = self.source.min_spacing();
+        let mut backoff = Duration::from_millis(250).max(spacing);
+        loop {
+            let started = Instant::now();
+            let result =
+                match tokio::time::timeout(self.cycle.config.timeout, self.source.list()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(SourceError::Timeout {
+                        endpoint: self.source.describe(),
+                        after: self.cycle.config.timeout,
+                    }),
+                };
+            self.cycle
+                .shared
+                .metrics
+                .duration
+                .with_label_values(&["fetch"])
+                .observe(started.elapsed().as_secs_f64());
+            let error = match result {
+                Ok(list) => return Ok(list),
+                Err(e) => e,
+            };
+            self.cycle.shared.metrics.poll_error(error.kind());
+            if let Some(wait) = error.retry_after() {
+                self.cycle
+                    .shared
+                    .metrics
+                    .source_retry_after
+                    .set(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+            }
+            let wait = backoff.max(error.retry_after().unwrap_or_default());
+            if !error.retryable() || Instant::now() + wait >= deadline {
+                return Err(error);
+            }
+            warn!(error = %error, retry_in = ?wait, "poll failed; retrying");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30).max(spacing));
+        }
+    }
+}
+
+impl Cycle {
+    /// A cycle for history (the backfill): nothing is reloaded from the store, and
+    /// [`Self::write_history`] writes what [`Self::ingest`] produced.
+    pub fn for_history(
+        store: Store,
+        config: MonitorConfig,
+        source: String,
+    ) -> Result<Self, crate::store::StoreError> {
+        Self::build(store, config, source, None).map(|(cycle, _)| cycle)
+    }
+
+    /// With `reload_before`, the samples the rings can hold up to then and the open alerts are
+    /// loaded from the store.
+    fn build(
+        store: Store,
+        config: MonitorConfig,
+        source: String,
+        reload_before: Option<DateTime<Utc>>,
+    ) -> Result<(Self, Readers), crate::store::StoreError> {
+        let (mut rings, ring_set) = RingSetWriter::new(DEFAULT_CAPACITY);
+        let mut last_accepted: HashMap<PolicyName, DateTime<Utc>> = HashMap::new();
+        let mut latest: BTreeMap<PolicyName, PolicyView> = BTreeMap::new();
+        if let Some(now) = reload_before {
+            // What the rings can hold (a day at most): rows reach the rings as they are read,
+            // never all at once. Blocks are in time order, so each policy's rows are too; a
+            // row not newer than the last one pushed (overlapping blocks) is skipped.
+            let span = (config.interval * u32::try_from(DEFAULT_CAPACITY).unwrap_or(u32::MAX))
+                .min(Duration::from_secs(86_400));
+            let since = now - TimeDelta::from_std(span).unwrap_or(TimeDelta::days(1));
+            let filter = Filter {
+                since_ns: since.timestamp_nanos_opt(),
+                ..Filter::default()
+            };
+            let problems = StoreReader::open(store.dir())?.scan(&filter, &mut |r| {
+                if last_accepted
+                    .get(&r.policy)
+                    .is_some_and(|&last| last >= r.sample.at)
+                {
+                    return;
+                }
+                rings.push(&r.policy, &r.sample);
+                last_accepted.insert(r.policy.clone(), r.sample.at);
+                latest.insert(
+                    r.policy.clone(),
+                    PolicyView {
+                        record: r,
+                        severity: None,
+                    },
+                );
+            })?;
+            for p in problems {
+                warn!("while reloading recent history: {p}");
+            }
         }
         let catalog = store.catalog_handle();
         let mut states: HashMap<PolicyName, AlertState> = HashMap::new();
@@ -196,7 +342,7 @@ impl<S: Source> Monitor<S> {
             last_success_ms: AtomicI64::new(0),
             store_ok: AtomicBool::new(true),
             interval: config.interval,
-            source: source.describe(),
+            source,
         });
         let wakeup = Wakeup::default();
         let readers = Readers {
@@ -205,8 +351,7 @@ impl<S: Source> Monitor<S> {
             wakeup: wakeup.clone(),
             rings: ring_set.clone(),
         };
-        let monitor = Self {
-            source,
+        let cycle = Self {
             store,
             rings,
             shared,
@@ -223,107 +368,24 @@ impl<S: Source> Monitor<S> {
             last_maintenance: None,
             started: Instant::now(),
             wakeup,
+            history: reload_before.is_none(),
+            opened: 0,
         };
-        monitor.publish_open_alerts();
-        Ok((monitor, readers))
-    }
-
-    /// Runs cycles until `shutdown` turns true. A cycle in flight finishes processing and
-    /// persisting; a fetch in flight is abandoned (nothing of it was received).
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut next = tokio::time::Instant::now();
-        loop {
-            let started = Instant::now();
-            let deadline = started + self.config.interval.mul_f64(0.8);
-            // The source's Retry-After, when it reaches past the next cycle.
-            let mut hold = None;
-            tokio::select! {
-                result = self.fetch(deadline) => match result {
-                    Ok(list) => self.process(&list, Utc::now()),
-                    Err(e) => {
-                        // Honoured, but never for longer than MAX_RETRY_AFTER: a nonsense
-                        // value must not silence polling for days.
-                        hold = e.retry_after().map(|w| w.min(MAX_RETRY_AFTER));
-                        if let Some(wait) = hold {
-                            error!(error = %e, kind = e.kind(), "poll failed; the source asked to wait {wait:?}: no poll before then");
-                        } else {
-                            error!(error = %e, kind = e.kind(), "poll failed; retrying at the next cycle");
-                        }
-                    }
-                },
-                _ = shutdown.changed() => {}
-            }
-            self.shared
-                .metrics
-                .duration
-                .with_label_values(&["cycle"])
-                .observe(started.elapsed().as_secs_f64());
-            self.check_staleness(Utc::now());
-            self.maintenance();
-            if *shutdown.borrow() {
-                break;
-            }
-            // Sub-second digits of the clock are random enough to spread polls.
-            let spread = f64::from(Utc::now().timestamp_subsec_nanos()) / 1e9;
-            let jitter = self.config.jitter.mul_f64(spread);
-            next += self.config.interval + jitter;
-            // A late cycle delays the next one; it never overlaps it.
-            next = next.max(tokio::time::Instant::now());
-            if let Some(wait) = hold {
-                next = next.max(tokio::time::Instant::now() + wait);
-            }
-            tokio::select! {
-                () = tokio::time::sleep_until(next) => {}
-                _ = shutdown.changed() => break,
-            }
-        }
-        self.flush();
-        info!("monitor stopped");
-    }
-
-    /// One listing, retried with capped exponential backoff while `deadline` allows, waiting at
-    /// least what the source asked (`Retry-After`) and its minimum spacing.
-    async fn fetch(&mut self, deadline: Instant) -> Result<PolicyList, SourceError> {
-        // Never closer than the source allows (DICT's POLICIES_LIST), retries included.
-        let spacing = self.source.min_spacing();
-        let mut backoff = Duration::from_millis(250).max(spacing);
-        loop {
-            let started = Instant::now();
-            let result = match tokio::time::timeout(self.config.timeout, self.source.list()).await {
-                Ok(r) => r,
-                Err(_) => Err(SourceError::Timeout {
-                    endpoint: self.source.describe(),
-                    after: self.config.timeout,
-                }),
-            };
-            self.shared
-                .metrics
-                .duration
-                .with_label_values(&["fetch"])
-                .observe(started.elapsed().as_secs_f64());
-            let error = match result {
-                Ok(list) => return Ok(list),
-                Err(e) => e,
-            };
-            self.shared.metrics.poll_error(error.kind());
-            if let Some(wait) = error.retry_after() {
-                self.shared
-                    .metrics
-                    .source_retry_after
-                    .set(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
-            }
-            let wait = backoff.max(error.retry_after().unwrap_or_default());
-            if !error.retryable() || Instant::now() + wait >= deadline {
-                return Err(error);
-            }
-            warn!(error = %error, retry_in = ?wait, "poll failed; retrying");
-            tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30).max(spacing));
-        }
+        cycle.publish_open_alerts();
+        Ok((cycle, readers))
     }
 
     /// Validates, enriches, evaluates and persists one listing.
     pub fn process(&mut self, list: &PolicyList, now: DateTime<Utc>) {
+        self.ingest(list, now);
+        self.flush();
+        debug!(policies = self.latest.len(), "cycle done");
+    }
+
+    /// Validates, enriches and evaluates one listing received at `now` (the stored
+    /// `created_at`): its rows and catalog changes wait in memory for [`Self::process`]'s
+    /// flush, or for [`Self::write_history`].
+    pub fn ingest(&mut self, list: &PolicyList, now: DateTime<Utc>) {
         let started = Instant::now();
         self.shared
             .last_success_ms
@@ -365,8 +427,45 @@ impl<S: Source> Monitor<S> {
         if !update.alerts.is_empty() || !update.events.is_empty() || !update.policies.is_empty() {
             self.pending_catalog.push(update);
         }
-        self.flush();
-        debug!(policies = self.latest.len(), "cycle done");
+    }
+
+    /// Alerts opened since this cycle was built.
+    pub fn alerts_opened(&self) -> usize {
+        self.opened
+    }
+
+    /// Rows waiting to be written.
+    pub fn pending_rows(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// History mode: writes the waiting rows as sealed blocks ([`Store::append_sealed`]) and
+    /// the catalog's policies (first and last sighting of each) and alerts in one transaction;
+    /// events are dropped, since history is not news to deliver. Returns the rows written.
+    pub fn write_history(&mut self) -> Result<usize, crate::store::StoreError> {
+        let rows = self.pending.len();
+        self.store.append_sealed(&self.pending)?;
+        self.pending.clear();
+        let mut merged = CatalogUpdate::default();
+        let mut first: HashMap<PolicyName, (Policy, DateTime<Utc>)> = HashMap::new();
+        let mut last: HashMap<PolicyName, (Policy, DateTime<Utc>)> = HashMap::new();
+        for update in self.pending_catalog.drain(..) {
+            merged.alerts.extend(update.alerts);
+            for (policy, at) in update.policies {
+                first
+                    .entry(policy.name.clone())
+                    .or_insert_with(|| (policy.clone(), at));
+                last.insert(policy.name.clone(), (policy, at));
+            }
+        }
+        merged.policies = first.into_values().chain(last.into_values()).collect();
+        self.store.catalog().apply(&merged)?;
+        Ok(rows)
+    }
+
+    /// The store, to finish a history load ([`Store::compact`]).
+    pub fn into_store(self) -> Store {
+        self.store
     }
 
     /// Turns a raw policy into a valid sample, or says why not.
@@ -418,7 +517,12 @@ impl<S: Source> Monitor<S> {
             thresholds,
         );
         update.alerts.extend(t.changed_alerts().cloned());
+        self.opened += usize::from(t.opened());
         for e in &t.events {
+            if self.history {
+                debug!(policy = %e.endpoint_id, severity = %e.severity, event = ?e.event_type, "{}", e.message);
+                continue;
+            }
             self.shared.metrics.alert_event(e);
             info!(policy = %e.endpoint_id, severity = %e.severity, event = ?e.event_type, "{}", e.message);
         }
@@ -439,7 +543,9 @@ impl<S: Source> Monitor<S> {
             enrichment,
             created_at: now,
         };
-        self.shared.metrics.observe(&record);
+        if !self.history {
+            self.shared.metrics.observe(&record);
+        }
         self.last_accepted.insert(policy.clone(), sample.at);
         self.latest.insert(
             policy,
@@ -575,7 +681,8 @@ impl<S: Source> Monitor<S> {
         }
     }
 
-    /// Daily: retention, sealing of closed days, store size metrics (those every cycle).
+    /// Daily: retention; every cycle: store size metrics. (Compaction has a thread of its own:
+    /// [`Store::start_compactor`].)
     fn maintenance(&mut self) {
         if let Ok((segments, bytes)) = crate::store::segment_stats(self.store.dir()) {
             let metrics = &self.shared.metrics;
@@ -594,11 +701,8 @@ impl<S: Source> Monitor<S> {
         }
         self.last_maintenance = Some(Instant::now());
         let keep = self.config.keep_months;
-        let done = tokio::task::block_in_place(|| {
-            let report = self.store.apply_retention(Utc::now(), keep, false)?;
-            self.store.seal_closed_days()?;
-            Ok::<_, crate::store::StoreError>(report)
-        });
+        let done =
+            tokio::task::block_in_place(|| self.store.apply_retention(Utc::now(), keep, false));
         match done {
             Ok(r) if !r.months.is_empty() || r.alerts > 0 || r.events > 0 => {
                 info!(months = ?r.months, alerts = r.alerts, events = r.events, "retention: deleted what is older than {keep} months");

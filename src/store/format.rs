@@ -42,7 +42,7 @@ const MAX_RAW_FRAME: usize = 256 << 20;
 pub enum BlockKind {
     /// One batch (one poll cycle), appended and fsynced as it came.
     Live = 1,
-    /// Many batches merged by sealing.
+    /// Blocks merged by compaction, or a bulk load's rows (§6.3).
     Sealed = 2,
 }
 
@@ -265,35 +265,129 @@ pub fn encode_block(kind: BlockKind, rows: &[StateRecord], rate_window: TimeDelt
     cycles.sort_unstable();
     cycles.dedup();
 
-    let mut body = Vec::new();
-    let mut scratch = Vec::new();
-    push_frame(
-        &mut body,
-        FRAME_CYCLES,
-        b"",
-        &encode_cycles(&cycles),
-        &mut scratch,
-    );
-    let window_ns = rate_window.num_nanoseconds().unwrap_or(i64::MAX);
-    let mut total_rows = 0_u32;
+    let mut out = BlockWriter::new(kind, cycles, rate_window);
     for (name, rows) in &by_policy {
         let rows: Vec<&StateRecord> = rows.values().copied().collect();
-        total_rows += rows.len() as u32;
-        let raw = encode_policy(&rows, &cycles, window_ns);
-        push_frame(&mut body, FRAME_POLICY, name.as_bytes(), &raw, &mut scratch);
+        out.policy(name, &rows);
     }
-    let header = BlockHeader {
-        body_len: u32::try_from(body.len()).unwrap_or(u32::MAX),
-        min_time_ns: cycles.first().map_or(0, |c| c.0),
-        max_time_ns: cycles.last().map_or(0, |c| c.0),
-        rows: total_rows,
-        policies: by_policy.len() as u16,
-        kind,
-    };
-    let mut block = Vec::with_capacity(BLOCK_HEADER_LEN + body.len());
-    block.extend_from_slice(&header.encode());
-    block.extend_from_slice(&body);
-    block
+    out.finish()
+}
+
+/// Merges whole blocks (each header ‖ body, given in file order) into one sealed block (§6.3),
+/// one policy at a time: memory holds one policy's rows of the inputs, never all of them. A
+/// `(policy, response time)` present in several inputs keeps its first occurrence. The cycle
+/// table is the union of the inputs' (a cycle whose only row was such a duplicate stays,
+/// unreferenced). Any damage fails the merge: a damaged block is never rewritten.
+pub fn merge_blocks(blocks: &[&[u8]], rate_window: TimeDelta) -> Result<Vec<u8>> {
+    let mut buf = FrameBuffer::default();
+    let mut tables = Vec::with_capacity(blocks.len());
+    let mut by_policy: BTreeMap<&str, Vec<(usize, Frame<'_>)>> = BTreeMap::new();
+    for (index, block) in blocks.iter().enumerate() {
+        let header = BlockHeader::decode(block)?;
+        let body = block
+            .get(BLOCK_HEADER_LEN..)
+            .and_then(|b| b.get(..header.body_len as usize))
+            .ok_or(FormatError::Truncated("block body"))?;
+        let mut cycles = None;
+        for frame in frames(body) {
+            let frame = frame?;
+            if frame.is_cycles() {
+                cycles = Some(decode_cycles(&frame, &mut buf)?);
+            } else {
+                by_policy
+                    .entry(frame.name)
+                    .or_default()
+                    .push((index, frame));
+            }
+        }
+        tables.push(cycles.ok_or(FormatError::Malformed("block without cycles frame"))?);
+    }
+    let mut cycles: Vec<(i64, i64)> = tables.iter().flat_map(|t| t.ns.iter().copied()).collect();
+    cycles.sort_unstable();
+    cycles.dedup();
+    let mut out = BlockWriter::new(BlockKind::Sealed, cycles, rate_window);
+    let none = Cycles::default();
+    for (name, frames) in by_policy {
+        let mut rows = Vec::new();
+        for (index, frame) in frames {
+            rows.extend(decode_policy(
+                &frame,
+                tables.get(index).unwrap_or(&none),
+                &mut buf,
+            )?);
+        }
+        // Stable: of rows with one response time, the first input's comes first and stays.
+        rows.sort_by_key(|&(_, ns)| ns);
+        rows.dedup_by_key(|&mut (_, ns)| ns);
+        let rows: Vec<&StateRecord> = rows.iter().map(|(r, _)| r).collect();
+        out.policy(name, &rows);
+    }
+    Ok(out.finish())
+}
+
+/// Builds one block: the cycles frame first, then policy frames in name order (§3).
+struct BlockWriter {
+    kind: BlockKind,
+    cycles: Vec<(i64, i64)>,
+    window_ns: i64,
+    body: Vec<u8>,
+    scratch: Vec<u8>,
+    rows: u32,
+    policies: u16,
+}
+
+impl BlockWriter {
+    fn new(kind: BlockKind, cycles: Vec<(i64, i64)>, rate_window: TimeDelta) -> Self {
+        let mut body = Vec::new();
+        let mut scratch = Vec::new();
+        push_frame(
+            &mut body,
+            FRAME_CYCLES,
+            b"",
+            &encode_cycles(&cycles),
+            &mut scratch,
+        );
+        Self {
+            kind,
+            cycles,
+            window_ns: rate_window.num_nanoseconds().unwrap_or(i64::MAX),
+            body,
+            scratch,
+            rows: 0,
+            policies: 0,
+        }
+    }
+
+    /// One policy's rows, in time order, one per cycle of the table.
+    fn policy(&mut self, name: &str, rows: &[&StateRecord]) {
+        self.rows = self
+            .rows
+            .saturating_add(u32::try_from(rows.len()).unwrap_or(u32::MAX));
+        self.policies = self.policies.saturating_add(1);
+        let raw = encode_policy(rows, &self.cycles, self.window_ns);
+        push_frame(
+            &mut self.body,
+            FRAME_POLICY,
+            name.as_bytes(),
+            &raw,
+            &mut self.scratch,
+        );
+    }
+
+    fn finish(self) -> Vec<u8> {
+        let header = BlockHeader {
+            body_len: u32::try_from(self.body.len()).unwrap_or(u32::MAX),
+            min_time_ns: self.cycles.first().map_or(0, |c| c.0),
+            max_time_ns: self.cycles.last().map_or(0, |c| c.0),
+            rows: self.rows,
+            policies: self.policies,
+            kind: self.kind,
+        };
+        let mut block = Vec::with_capacity(BLOCK_HEADER_LEN + self.body.len());
+        block.extend_from_slice(&header.encode());
+        block.extend_from_slice(&self.body);
+        block
+    }
 }
 
 fn push_frame(body: &mut Vec<u8>, kind: u8, name: &[u8], raw: &[u8], scratch: &mut Vec<u8>) {
@@ -892,6 +986,47 @@ mod tests {
         let mut expected = rows.clone();
         expected.sort_by(|a, b| a.policy.cmp(&b.policy).then(a.sample.at.cmp(&b.sample.at)));
         assert_eq!(decode_all(&block), expected);
+    }
+
+    #[test]
+    fn merging_blocks_equals_encoding_their_rows_at_once() {
+        let window = TimeDelta::minutes(15);
+        let rows = |from: i64, to: i64, tokens: i64| -> Vec<StateRecord> {
+            (from..to)
+                .flat_map(|k| {
+                    [
+                        record("ENTRIES_WRITE", k * 300, tokens - k),
+                        record("CLAIMS_READ", k * 300, 900 + k % 7),
+                    ]
+                })
+                .collect()
+        };
+        let (a, b, c) = (rows(0, 50, 1_000), rows(50, 120, 1_000), rows(120, 121, 7));
+        let blocks = [
+            encode_block(BlockKind::Live, &a, window),
+            encode_block(BlockKind::Sealed, &b, window),
+            encode_block(BlockKind::Live, &c, window),
+        ];
+        let inputs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        let merged = merge_blocks(&inputs, window).expect("merge");
+        let all: Vec<StateRecord> = a.iter().chain(&b).chain(&c).cloned().collect();
+        assert_eq!(merged, encode_block(BlockKind::Sealed, &all, window));
+        // A row present twice keeps the first input's version.
+        let mut again = rows(119, 120, 0);
+        again[0].sample.available_tokens = -5;
+        let blocks = [
+            blocks[1].clone(),
+            encode_block(BlockKind::Live, &again, window),
+        ];
+        let inputs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
+        let merged = decode_all(&merge_blocks(&inputs, window).expect("merge"));
+        assert_eq!(merged.len(), b.len());
+        assert!(merged.iter().all(|r| r.sample.available_tokens >= 0));
+        // Damage fails the merge.
+        let mut bad = blocks[0].clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(merge_blocks(&[&bad], window).is_err());
     }
 
     #[test]

@@ -2,38 +2,45 @@
 //! catalog for policies, alerts and the event outbox. The bytes are specified in
 //! `storage-format.md`; section numbers (§) below refer to it.
 //!
-//! May use: `domain`, zstd, crc32c, redb.
+//! May use: `domain`, zstd, crc32c, redb, tracing (the compactor thread logs its failures).
 //!
 //! - [`Store`] is the one writer of a data directory (a lock file enforces it): appends batches
-//!   as live blocks with fsync, seals closed days into one large block per segment, applies
-//!   retention.
+//!   as live blocks with fsync, applies retention; its compactor (`compact`) merges closed
+//!   hours' live blocks, and small sealed blocks, into bounded sealed blocks on a thread of its
+//!   own.
 //! - [`StoreReader`] reads a data directory without locking, while the writer runs or on a
 //!   read-only copy; it sees only complete, checksummed blocks.
 //! - [`verify`] checks every block and the catalog.
 //!
 //! Invariants: an appended batch is acknowledged only after its block is fsynced (§6); a
 //! segment is replaced only by rename of a complete, fsynced file (§6); recovery cuts only a
-//! torn tail, and keeps its bytes in `quarantine/` (§7); sealing never drops a row and never
-//! runs on a segment with damage (§8).
+//! torn tail, and keeps its bytes in `quarantine/` (§7); compaction never drops a row, never
+//! runs on a segment with damage (§8), and bounds its work and memory whatever the month holds.
 
 pub mod catalog;
+mod compact;
 pub mod disk;
 pub mod format;
 pub mod month;
 pub mod segment;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::domain::{RateWindow, StateRecord};
 
 use self::catalog::{Catalog, CatalogError, CatalogReader};
-use self::format::{BlockKind, FormatError, SegmentHeader};
+use self::compact::{OpenSegment, Segments};
+use self::format::{BlockHeader, BlockKind, FormatError, SegmentHeader};
 pub use self::month::Month;
+use self::segment::BlockRef;
 pub use self::segment::{Corruption, Filter};
 
 /// §1: the segments folder inside a data directory.
@@ -77,7 +84,7 @@ pub enum StoreError {
         /// What is wrong.
         error: FormatError,
     },
-    /// A segment has damage, so it cannot be rewritten (sealing) without loss.
+    /// A segment has damage, so it cannot be rewritten (compaction) without loss.
     #[error("{0}; run `dictmon verify` — the segment is left as it is")]
     Damaged(Corruption),
     /// The catalog failed.
@@ -121,7 +128,7 @@ impl Default for StoreOptions {
 pub struct Recovery {
     /// Torn tails cut: segment, offset, bytes moved to quarantine.
     pub torn_tails: Vec<(PathBuf, u64, u64)>,
-    /// Leftover temporary files of an interrupted seal or segment creation, removed.
+    /// Leftover temporary files of an interrupted compaction or segment creation, removed.
     pub removed_temp_files: Vec<PathBuf>,
 }
 
@@ -129,31 +136,59 @@ pub struct Recovery {
 pub struct Store {
     dir: PathBuf,
     options: StoreOptions,
-    catalog: std::sync::Arc<Catalog>,
-    /// Open segments: file handle and the day of the newest live block.
-    open: BTreeMap<Month, OpenSegment>,
+    catalog: Arc<Catalog>,
+    /// Open segments, shared with the compactor.
+    segments: Arc<Segments>,
+    /// The background compactor, once started.
+    compactor: Option<Compactor>,
+    compaction: Arc<CompactionStats>,
     recovery: Recovery,
     _lock: File,
 }
 
-struct OpenSegment {
-    file: File,
-    /// Latest UTC day among the segment's live blocks; none when it has none.
-    live_day: Option<NaiveDate>,
-    /// Whether some live block belongs to a day before `live_day`.
-    closed_live: bool,
+/// What compaction has done since the writer opened (for metrics and logs).
+#[derive(Debug, Default)]
+pub struct CompactionStats {
+    /// Runs merged into a sealed block.
+    pub merged: AtomicU64,
+    /// Compactions that failed (the segment is left as it was).
+    pub failed: AtomicU64,
+}
+
+/// A thread that compacts in the background: woken after appends, and once a minute.
+struct Compactor {
+    wake: Arc<(Mutex<Wake>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Wake {
+    nudged: bool,
+    stop: bool,
+}
+
+impl Drop for Compactor {
+    fn drop(&mut self) {
+        let (state, signal) = &*self.wake;
+        state.lock().unwrap_or_else(PoisonError::into_inner).stop = true;
+        signal.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Store {
     /// Opens a data directory for writing, creating it if needed: takes the lock, removes
-    /// temporary files, cuts torn tails (§7), opens the catalog.
+    /// temporary files, cuts torn tails (§7), opens the catalog. Compaction runs only when
+    /// asked ([`Self::compact`]) until [`Self::start_compactor`].
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Self> {
-        let segments = dir.join(SEGMENTS_DIR);
-        fs::create_dir_all(&segments).map_err(io_err(&segments))?;
+        let segments_dir = dir.join(SEGMENTS_DIR);
+        fs::create_dir_all(&segments_dir).map_err(io_err(&segments_dir))?;
         let lock = take_lock(dir)?;
         let mut recovery = Recovery::default();
-        for entry in fs::read_dir(&segments).map_err(io_err(&segments))? {
-            let path = entry.map_err(io_err(&segments))?.path();
+        for entry in fs::read_dir(&segments_dir).map_err(io_err(&segments_dir))? {
+            let path = entry.map_err(io_err(&segments_dir))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name.starts_with('.')
                 && path
@@ -164,18 +199,82 @@ impl Store {
                 recovery.removed_temp_files.push(path);
             }
         }
-        let mut store = Self {
-            catalog: std::sync::Arc::new(Catalog::open(&dir.join(CATALOG_FILE))?),
+        let mut open = BTreeMap::new();
+        for month in list_segments(&segments_dir)? {
+            open.insert(month, open_segment(dir, month, &mut recovery)?);
+        }
+        Ok(Self {
+            catalog: Arc::new(Catalog::open(&dir.join(CATALOG_FILE))?),
             dir: dir.to_owned(),
             options,
-            open: BTreeMap::new(),
+            segments: Arc::new(Segments {
+                open: Mutex::new(open),
+                compaction: Mutex::new(()),
+            }),
+            compactor: None,
+            compaction: Arc::default(),
             recovery,
             _lock: lock,
-        };
-        for month in list_segments(&segments)? {
-            store.open_segment(month)?;
+        })
+    }
+
+    /// Starts compacting in the background (§6.3): a thread of its own, woken after every
+    /// append and once a minute, that merges whatever is due (§6.3). Appends
+    /// never wait for a merge, only for the final rename. Failures are logged, counted in
+    /// [`Self::compaction_stats`] and retried at the next wake-up.
+    pub fn start_compactor(&mut self) -> Result<()> {
+        if self.compactor.is_some() {
+            return Ok(());
         }
-        Ok(store)
+        let wake: Arc<(Mutex<Wake>, Condvar)> = Arc::default();
+        let (segments, dir, counters, waker) = (
+            self.segments.clone(),
+            self.dir.clone(),
+            self.compaction.clone(),
+            wake.clone(),
+        );
+        let window = self.options.rate_window.span;
+        let thread = std::thread::Builder::new()
+            .name("dictmon-compactor".into())
+            .spawn(move || {
+                let (state, signal) = &*waker;
+                let stopped = || state.lock().unwrap_or_else(PoisonError::into_inner).stop;
+                loop {
+                    {
+                        let mut w = state.lock().unwrap_or_else(PoisonError::into_inner);
+                        if !w.nudged && !w.stop {
+                            w = signal
+                                .wait_timeout(w, std::time::Duration::from_secs(60))
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0;
+                        }
+                        if w.stop {
+                            return;
+                        }
+                        w.nudged = false;
+                    }
+                    compact_until_idle(&segments, &dir, window, &counters, &stopped);
+                }
+            })
+            .map_err(io_err(&self.dir))?;
+        self.compactor = Some(Compactor {
+            wake,
+            thread: Some(thread),
+        });
+        Ok(())
+    }
+
+    /// What compaction has done.
+    pub fn compaction_stats(&self) -> Arc<CompactionStats> {
+        self.compaction.clone()
+    }
+
+    fn nudge(&self) {
+        if let Some(c) = &self.compactor {
+            let (state, signal) = &*c.wake;
+            state.lock().unwrap_or_else(PoisonError::into_inner).nudged = true;
+            signal.notify_one();
+        }
     }
 
     /// What recovery did on open.
@@ -190,7 +289,7 @@ impl Store {
 
     /// A shared handle to the catalog, for readers in the same process (redb serves reads
     /// concurrently with the writer's transactions).
-    pub fn catalog_handle(&self) -> std::sync::Arc<Catalog> {
+    pub fn catalog_handle(&self) -> Arc<Catalog> {
         self.catalog.clone()
     }
 
@@ -199,213 +298,97 @@ impl Store {
         &self.dir
     }
 
-    fn segment_path(&self, month: Month) -> PathBuf {
-        self.dir.join(SEGMENTS_DIR).join(month.file_name())
-    }
-
-    /// Opens (creating, §6) a segment and cuts its torn tail (§7).
-    fn open_segment(&mut self, month: Month) -> Result<&mut OpenSegment> {
-        if !self.open.contains_key(&month) {
-            let path = self.segment_path(month);
-            if !path.exists() {
-                create_segment(&path, month)?;
-            }
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).map_err(io_err(&path))?;
-            SegmentHeader::decode(&bytes).map_err(|error| StoreError::Segment {
-                path: path.clone(),
-                error,
-            })?;
-            let layout = segment::layout(&bytes);
-            if let Some(torn) = &layout.torn_tail {
-                self.quarantine(&path, &bytes, torn.offset)?;
-                file.set_len(torn.offset).map_err(io_err(&path))?;
-                file.sync_all().map_err(io_err(&path))?;
-                self.recovery
-                    .torn_tails
-                    .push((path.clone(), torn.offset, torn.len));
-            }
-            file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
-            let live_days: BTreeSet<NaiveDate> = layout
-                .blocks
-                .iter()
-                .filter(|b| b.header.kind == BlockKind::Live)
-                .map(|b| day(b.header.max_time_ns))
-                .collect();
-            self.open.insert(
-                month,
-                OpenSegment {
-                    file,
-                    live_day: live_days.last().copied(),
-                    closed_live: live_days.len() > 1,
-                },
-            );
-        }
-        self.open
-            .get_mut(&month)
-            .ok_or_else(|| StoreError::TimeOutOfRange(DateTime::<Utc>::MIN_UTC))
-    }
-
-    fn quarantine(&self, segment: &Path, bytes: &[u8], from: u64) -> Result<()> {
-        let dir = self.dir.join(QUARANTINE_DIR);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let name = segment
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("segment");
-        let path = dir.join(format!("{name}.{from}.torn"));
-        let tail = usize::try_from(from)
-            .ok()
-            .and_then(|f| bytes.get(f..))
-            .unwrap_or_default();
-        write_durably(&path, tail)
-    }
-
     /// Appends one batch (typically one poll cycle): one live block per month it touches,
-    /// fsynced before returning (§6). Closed days of a segment are sealed first (§6.3).
+    /// fsynced before returning (§6.1). Never merges: compaction (§6.3) runs apart.
     pub fn append(&mut self, batch: &[StateRecord]) -> Result<()> {
         for (month, rows) in by_month(batch)? {
-            let batch_day = rows
-                .iter()
-                .map(|r| r.sample.at.date_naive())
-                .max()
-                .unwrap_or_default();
-            let seg = self.open_segment(month)?;
-            if seg.closed_live || seg.live_day.is_some_and(|d| d < batch_day) {
-                // Keep only the newest day's live blocks; everything before it is closed.
-                let newest = seg.live_day.max(Some(batch_day));
-                self.seal(month, newest)?;
-            }
             let block = format::encode_block(BlockKind::Live, &rows, self.options.rate_window.span);
-            let path = self.segment_path(month);
-            let fsync = self.options.fsync;
-            let seg = self.open_segment(month)?;
-            let end = seg.file.stream_position().map_err(io_err(&path))?;
-            let written = seg
-                .file
-                .write_all(&block)
-                .and_then(|()| if fsync { seg.file.sync_data() } else { Ok(()) });
-            if let Err(e) = written {
-                // A full disk (ENOSPC), a read-only remount (EROFS) or EIO: the block may be
-                // partly written. Cut it back (§6.1) so that the next append does not land
-                // behind garbage, and drop the handle (its offset is past the cut): the next
-                // append reopens the segment and re-checks its tail (§7), which also covers
-                // a cut that failed.
-                let _ = seg.file.set_len(end).and_then(|()| seg.file.sync_data());
-                self.open.remove(&month);
-                return Err(io_err(&path)(e));
-            }
-            // A back-dated batch behind a later day's live blocks leaves a closed day behind.
-            seg.closed_live |= seg.live_day.is_some_and(|d| d != batch_day);
-            seg.live_day = seg.live_day.max(Some(batch_day));
+            self.write_block(month, &block)?;
         }
+        self.nudge();
         Ok(())
     }
 
-    /// Writes history straight into sealed blocks (bulk load: backfill, import), merged with
-    /// what each month already holds. Each month is one atomic rewrite.
+    /// Writes history as sealed blocks (bulk loads: backfill, import), appended like live
+    /// blocks, at most 2²⁰ rows each; compaction merges them later. A
+    /// `(policy, time)` already stored stays as it was (first occurrence wins, §5).
     pub fn append_sealed(&mut self, rows: &[StateRecord]) -> Result<()> {
+        let max = usize::try_from(compact::MAX_BLOCK_ROWS).unwrap_or(usize::MAX);
         for (month, rows) in by_month(rows)? {
-            self.rewrite(month, &rows, None)?;
-        }
-        Ok(())
-    }
-
-    /// Seals a segment: every row of its sealed block and of its live blocks of days before
-    /// `keep_from` (all live blocks when none) is merged into one sealed block; live blocks of
-    /// later days are kept as they are. Atomic (§6.3).
-    pub fn seal(&mut self, month: Month, keep_from: Option<NaiveDate>) -> Result<()> {
-        self.rewrite(month, &[], keep_from)
-    }
-
-    /// Seals every segment that has live blocks of days before the newest day in the store.
-    pub fn seal_closed_days(&mut self) -> Result<()> {
-        let newest = self.open.values().filter_map(|s| s.live_day).max();
-        let months: Vec<Month> = self.open.keys().copied().collect();
-        for month in months {
-            let seg = self.open_segment(month)?;
-            if seg.closed_live || seg.live_day.is_some_and(|d| Some(d) < newest) {
-                self.seal(month, newest)?;
+            for chunk in rows.chunks(max) {
+                let block =
+                    format::encode_block(BlockKind::Sealed, chunk, self.options.rate_window.span);
+                self.write_block(month, &block)?;
             }
         }
+        self.nudge();
         Ok(())
     }
 
-    /// The one rewrite path (§6.3): decode the segment, merge `extra`, write a temporary file
-    /// with one sealed block plus the kept live blocks, fsync, rename, fsync the directory.
-    fn rewrite(
-        &mut self,
-        month: Month,
-        extra: &[StateRecord],
-        keep_from: Option<NaiveDate>,
-    ) -> Result<()> {
-        self.open_segment(month)?;
-        let path = self.segment_path(month);
-        let bytes = fs::read(&path).map_err(io_err(&path))?;
-        let layout = segment::layout(&bytes);
-        if let Some(d) = layout.damage.first() {
-            return Err(StoreError::Damaged(Corruption {
-                file: path,
-                offset: d.offset,
-                block: 0,
-                error: d.error.clone(),
-            }));
-        }
-        let mut merged: Vec<StateRecord> = Vec::new();
-        let mut kept_live: Vec<u8> = Vec::new();
-        let mut kept_day = None;
-        let mut to_merge = Vec::new();
-        for block in &layout.blocks {
-            let keep = block.header.kind == BlockKind::Live
-                && keep_from.is_some_and(|k| day(block.header.min_time_ns) >= k);
-            if keep {
-                let start = usize::try_from(block.offset).unwrap_or(usize::MAX);
-                let end =
-                    start.saturating_add(usize::try_from(block.header.block_len()).unwrap_or(0));
-                kept_live.extend_from_slice(bytes.get(start..end).unwrap_or_default());
-                kept_day = kept_day.max(Some(day(block.header.max_time_ns)));
-                continue;
+    /// §6.1: one block at the end of its month's segment (created if needed, §6.2), fsynced
+    /// when the options say so. A failed write is cut back and the segment reopened.
+    fn write_block(&mut self, month: Month, block: &[u8]) -> Result<()> {
+        let path = compact::segment_path(&self.dir, month);
+        let header = BlockHeader::decode(block).map_err(|error| StoreError::Segment {
+            path: path.clone(),
+            error,
+        })?;
+        let mut open = compact::lock(&self.segments);
+        let seg = match open.entry(month) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(open_segment(&self.dir, month, &mut self.recovery)?)
             }
-            to_merge.push(*block);
+        };
+        let end = seg.len;
+        let fsync = self.options.fsync;
+        let written = seg
+            .file
+            .write_all_at(block, end)
+            .and_then(|()| if fsync { seg.file.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            // A full disk (ENOSPC), a read-only remount (EROFS) or EIO: the block may be
+            // partly written. Cut it back (§6.1) so that the next append does not land
+            // behind garbage, and drop the handle: the next append reopens the segment and
+            // re-checks its tail (§7), which also covers a cut that failed.
+            let _ = seg.file.set_len(end).and_then(|()| seg.file.sync_data());
+            open.remove(&month);
+            return Err(io_err(&path)(e));
         }
-        let problems =
-            segment::read_blocks(&path, &bytes, &to_merge, &Filter::default(), &mut |r| {
-                merged.push(r);
-            });
-        if let Some(p) = problems.into_iter().next() {
-            return Err(StoreError::Damaged(p));
-        }
-        merged.extend_from_slice(extra);
-        let mut out = SegmentHeader {
-            year: u16::try_from(month.year).unwrap_or(0),
-            month: u8::try_from(month.month).unwrap_or(0),
-            created_ns: Utc::now().timestamp_nanos_opt().unwrap_or(0),
-        }
-        .encode()
-        .to_vec();
-        if !merged.is_empty() {
-            out.extend(format::encode_block(
-                BlockKind::Sealed,
-                &merged,
-                self.options.rate_window.span,
-            ));
-        }
-        out.extend_from_slice(&kept_live);
-        let tmp = temp_path(&path);
-        write_durably(&tmp, &out)?;
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-        // Reopen on the new file.
-        self.open.remove(&month);
-        let seg = self.open_segment(month)?;
-        seg.live_day = kept_day;
-        seg.closed_live = false;
+        seg.len = end + block.len() as u64;
+        seg.blocks.push(BlockRef {
+            offset: end,
+            header,
+        });
         Ok(())
+    }
+
+    /// Merges, here and now, everything compaction would (§6.3), until nothing is due: the end
+    /// of a bulk load, tests. A segment with damage is skipped (and reported).
+    pub fn compact(&mut self) -> Result<()> {
+        let stats = self.compaction.clone();
+        let window = self.options.rate_window.span;
+        let mut first_error = None;
+        loop {
+            match compact::compact_once(&self.segments, &self.dir, window, &|| false) {
+                Ok(compact::Outcome::Idle) => break,
+                Ok(compact::Outcome::Merged) => {
+                    stats.merged.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(compact::Outcome::Abandoned) => {}
+                Err(e) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    // A damaged segment is marked and skipped from now on; anything else
+                    // (disk full…) would fail again at once.
+                    let damaged = matches!(e, StoreError::Damaged(_));
+                    first_error.get_or_insert(e);
+                    if !damaged {
+                        break;
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Applies retention (§9): deletes segments older than the `keep` months ending with the
@@ -436,10 +419,14 @@ impl Store {
                 .count();
             return Ok(report);
         }
-        for m in doomed {
-            self.open.remove(&m);
-            let path = self.segment_path(m);
-            fs::remove_file(&path).map_err(io_err(&path))?;
+        {
+            // Under the lock: a compaction of a doomed month is abandoned, never renamed back.
+            let mut open = compact::lock(&self.segments);
+            for m in doomed {
+                open.remove(&m);
+                let path = compact::segment_path(&self.dir, m);
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
         }
         sync_dir(&segments)?;
         if let Some(cutoff) = cutoff {
@@ -448,6 +435,86 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// Runs compactions until nothing is due, `stop` says so, or one fails (logged; retried at
+/// the next wake-up).
+fn compact_until_idle(
+    segments: &Segments,
+    dir: &Path,
+    window: chrono::TimeDelta,
+    stats: &CompactionStats,
+    stop: &dyn Fn() -> bool,
+) {
+    while !stop() {
+        match compact::compact_once(segments, dir, window, stop) {
+            Ok(compact::Outcome::Idle) => return,
+            Ok(compact::Outcome::Merged) => {
+                stats.merged.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(compact::Outcome::Abandoned) => {}
+            Err(e) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                if matches!(e, StoreError::Damaged(_)) {
+                    tracing::error!(error = %e, "compaction: the segment has damage; it is left as it is and no longer compacted (appends go on) — run `dictmon verify`");
+                } else {
+                    tracing::error!(error = %e, "compaction failed; the segment is left as it was and compaction is retried at the next append");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Opens (creating, §6.2) a segment and cuts its torn tail (§7).
+fn open_segment(dir: &Path, month: Month, recovery: &mut Recovery) -> Result<OpenSegment> {
+    let path = compact::segment_path(dir, month);
+    if !path.exists() {
+        create_segment(&path, month)?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io_err(&path))?;
+    SegmentHeader::decode(&bytes).map_err(|error| StoreError::Segment {
+        path: path.clone(),
+        error,
+    })?;
+    let layout = segment::layout(&bytes);
+    let mut len = bytes.len() as u64;
+    if let Some(torn) = &layout.torn_tail {
+        quarantine(dir, &path, &bytes, torn.offset)?;
+        file.set_len(torn.offset).map_err(io_err(&path))?;
+        file.sync_all().map_err(io_err(&path))?;
+        recovery
+            .torn_tails
+            .push((path.clone(), torn.offset, torn.len));
+        len = torn.offset;
+    }
+    Ok(OpenSegment {
+        file,
+        len,
+        damaged: !layout.damage.is_empty(),
+        blocks: layout.blocks,
+    })
+}
+
+fn quarantine(dir: &Path, segment: &Path, bytes: &[u8], from: u64) -> Result<()> {
+    let dir = dir.join(QUARANTINE_DIR);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let name = segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment");
+    let path = dir.join(format!("{name}.{from}.torn"));
+    let tail = usize::try_from(from)
+        .ok()
+        .and_then(|f| bytes.get(f..))
+        .unwrap_or_default();
+    write_durably(&path, tail)
 }
 
 /// What retention deleted (or would delete).
@@ -459,10 +526,6 @@ pub struct RetentionReport {
     pub alerts: usize,
     /// Outbox events (not counted in a dry run).
     pub events: usize,
-}
-
-fn day(ns: i64) -> NaiveDate {
-    DateTime::from_timestamp_nanos(ns).date_naive()
 }
 
 fn by_month(rows: &[StateRecord]) -> Result<BTreeMap<Month, Vec<StateRecord>>> {

@@ -38,9 +38,12 @@ mod serve_disk_faults;
 mod serve_e2e;
 /// serve when the Bridge fails or talks nonsense.
 mod serve_faults;
+/// Across a UTC midnight, month and year end (libfaketime): no poll missed while the closed
+/// month is compacted.
+mod serve_midnight;
 /// Mutual TLS with the Bridge: right, wrong CA, no client certificate.
 mod serve_tls;
-/// Readers and verify while a writer process appends and seals.
+/// Readers and verify while a writer process appends and compacts.
 mod store_concurrent;
 /// Corruption: every single-byte flip reported, the rest readable.
 mod store_corruption;

@@ -1,6 +1,6 @@
-//! Readers while a writer appends: a real `dictmon` process appends batches (sealing a day
-//! every fourth one) while this process scans and verifies the same data directory, catalog
-//! included. Every scan must see only whole batches, a prefix that never shrinks, and no
+//! Readers while a writer appends: a real `dictmon` process appends batches (its background
+//! compactor rewriting the segment after each) while this process scans and verifies the same
+//! data directory, catalog included. Every scan must see only whole batches, a prefix that never shrinks, and no
 //! problem.
 
 use std::collections::BTreeMap;

@@ -1,9 +1,10 @@
 //! Crash safety with real processes: a child appends fsynced batches and reports each
 //! acknowledgement; the test SIGKILLs it at random moments, 200 times, and after each kill
 //! checks that reopening recovers, every acknowledged batch is present exactly once, no partial
-//! batch is visible, and the next appends work. Batches are six hours apart, so one append in
-//! four seals the day before (rewriting the segment) and the children cross month boundaries
-//! (new segments): kills land inside both.
+//! batch is visible, and the next appends work. Batches are six hours apart, so every append
+//! closes an hour and the writer's background compactor rewrites the segment (merging the
+//! closed hour's live block, then sealed blocks by size tiers) while later batches are
+//! appended; the children cross month boundaries (new segments): kills land inside all of it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -19,7 +20,7 @@ use crate::util::{dictmon, t0};
 
 const KILLS: usize = 200;
 const POLICIES: usize = 30;
-/// Hours between batches: every fourth append starts a new day and seals the last one.
+/// Hours between batches: every append closes the previous batch's hour, due for compaction.
 const HOURS: i64 = 6;
 
 fn spawn_writer(dir: &std::path::Path, last: Option<u64>) -> Child {
@@ -35,16 +36,17 @@ fn spawn_writer(dir: &std::path::Path, last: Option<u64>) -> Child {
     cmd.spawn().expect("spawn dictmon")
 }
 
-/// Polls the segments folder until a seal's temporary file appears (true) or `limit` passes.
-fn wait_for_seal(dir: &std::path::Path, limit: Duration) -> bool {
+/// Polls the segments folder until a compaction's (or a new segment's) temporary file appears
+/// (true) or `limit` passes.
+fn wait_for_rewrite(dir: &std::path::Path, limit: Duration) -> bool {
     let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {
-        let sealing = std::fs::read_dir(dir.join("segments"))
+        let rewriting = std::fs::read_dir(dir.join("segments"))
             .into_iter()
             .flatten()
             .flatten()
             .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"));
-        if sealing {
+        if rewriting {
             return true;
         }
         std::thread::sleep(Duration::from_micros(50));
@@ -83,7 +85,7 @@ fn acknowledged_batches_survive_sigkill_exactly_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rng = ChaCha8Rng::seed_from_u64(0x5EED);
     let mut acked: Option<u64> = None;
-    let mut kills_during_seal = 0;
+    let mut kills_during_rewrite = 0;
     for kill in 0..KILLS {
         let mut child = spawn_writer(dir.path(), None);
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
@@ -103,10 +105,10 @@ fn acknowledged_batches_survive_sigkill_exactly_once() {
             acked = acked.max(Some(k));
         }
         if kill % 3 == 0 {
-            // Aim at the riskiest moment: kill while a seal is rewriting the segment (its
+            // Aim at the riskiest moment: kill while a compaction is rewriting the segment (its
             // temporary file exists between creation and rename).
-            if wait_for_seal(dir.path(), Duration::from_millis(500)) {
-                kills_during_seal += 1;
+            if wait_for_rewrite(dir.path(), Duration::from_millis(500)) {
+                kills_during_rewrite += 1;
             }
         } else {
             std::thread::sleep(Duration::from_micros(rng.random_range(0..3_000)));
@@ -144,8 +146,8 @@ fn acknowledged_batches_survive_sigkill_exactly_once() {
         }
     }
     assert!(
-        kills_during_seal >= 10,
-        "only {kills_during_seal} kills landed inside a seal"
+        kills_during_rewrite >= 10,
+        "only {kills_during_rewrite} kills landed inside a rewrite"
     );
     let acked = acked.expect("the writers acknowledged something in 200 runs");
     assert!(

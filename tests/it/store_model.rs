@@ -1,5 +1,5 @@
 //! The store against a model: random appends (live and bulk, back-dated, across months, with
-//! duplicates), reopenings and seals, compared after every step with a `BTreeMap` holding the
+//! duplicates), reopenings and compactions, compared after every step with a `BTreeMap` holding the
 //! first row written for each (policy, time).
 
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ enum Op {
     /// A bulk load.
     AppendSealed(Vec<(u8, u16, i64)>),
     Reopen,
-    SealClosedDays,
+    Compact,
 }
 
 fn rows(spec: &[(u8, u16, i64)]) -> Vec<StateRecord> {
@@ -40,7 +40,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
         4 => prop::collection::vec(row.clone(), 1..6).prop_map(Op::Append),
         1 => prop::collection::vec(row, 1..40).prop_map(Op::AppendSealed),
         1 => Just(Op::Reopen),
-        1 => Just(Op::SealClosedDays),
+        1 => Just(Op::Compact),
     ];
     prop::collection::vec(op, 1..25)
 }
@@ -73,9 +73,13 @@ proptest! {
                 }
                 Op::Reopen => {
                     drop(store.take());
-                    store = Some(Store::open(dir.path(), options).expect("reopen"));
+                    let mut reopened = Store::open(dir.path(), options).expect("reopen");
+                    // From the first reopening on, the background compactor runs too, beside
+                    // the appends and the explicit compactions.
+                    reopened.start_compactor().expect("compactor");
+                    store = Some(reopened);
                 }
-                Op::SealClosedDays => store.as_mut().expect("open").seal_closed_days().expect("seal"),
+                Op::Compact => store.as_mut().expect("open").compact().expect("compact"),
             }
             let mut read = BTreeMap::new();
             let problems = StoreReader::open(dir.path())

@@ -118,7 +118,13 @@ impl Serve {
     /// Starts `dictmon serve --data-dir DIR --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0
     /// ARGS…` and waits for its first log line, which names the HTTP and gRPC addresses.
     pub fn start(dir: &std::path::Path, args: &[&str]) -> Self {
+        Self::start_env(dir, args, &[])
+    }
+
+    /// [`Self::start`] with these environment variables set (a faked clock, …).
+    pub fn start_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = dictmon()
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--data-dir")
             .arg(dir)
@@ -273,4 +279,22 @@ pub fn outbox(data: &std::path::Path) -> Vec<(u64, dictmon::domain::AlertEvent)>
         .expect("catalog")
         .outbox()
         .expect("outbox")
+}
+
+/// libfaketime (Debian package `faketime`, which `.ci/run` installs).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The environment that starts a process's clock at `start` (UTC, `YYYY-MM-DD HH:MM:SS`) and
+/// lets it run from there; monotonic time (timers, deadlines) is left alone.
+pub fn faked_clock(start: &str) -> Vec<(&'static str, String)> {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: install the Debian package faketime (.ci/run does)"
+    );
+    vec![
+        ("LD_PRELOAD", LIBFAKETIME.to_owned()),
+        ("FAKETIME", format!("@{start}")),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+        ("TZ", "UTC".to_owned()),
+    ]
 }
