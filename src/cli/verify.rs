@@ -32,6 +32,9 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     for note in &report.torn_tails {
         println!("note: {note}; not corruption: the next writer cuts it");
     }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
     for problem in &report.problems {
         println!("CORRUPT: {problem}");
     }

@@ -693,6 +693,18 @@ impl Cycle {
                 .store_segments
                 .set(i64::try_from(segments).unwrap_or(i64::MAX));
         }
+        let metrics = &self.shared.metrics;
+        metrics
+            .store_live_bytes
+            .set(i64::try_from(self.store.live_bytes()).unwrap_or(i64::MAX));
+        let stats = self.store.compaction_stats();
+        for (outcome, total) in [
+            ("merged", stats.merged.load(Ordering::Relaxed)),
+            ("failed", stats.failed.load(Ordering::Relaxed)),
+        ] {
+            let counter = metrics.store_compactions.with_label_values(&[outcome]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         if self
             .last_maintenance
             .is_some_and(|t| t.elapsed() < Duration::from_secs(86_400))
@@ -701,11 +713,17 @@ impl Cycle {
         }
         self.last_maintenance = Some(Instant::now());
         let keep = self.config.keep_months;
-        let done =
-            tokio::task::block_in_place(|| self.store.apply_retention(Utc::now(), keep, false));
+        // At most one month a day: more at once means a long stop or a wrong clock, and
+        // `dictmon retention --force` is the operator's call.
+        let done = tokio::task::block_in_place(|| {
+            self.store.apply_retention(Utc::now(), keep, Some(1), false)
+        });
         match done {
             Ok(r) if !r.months.is_empty() || r.alerts > 0 || r.events > 0 => {
-                info!(months = ?r.months, alerts = r.alerts, events = r.events, "retention: deleted what is older than {keep} months");
+                info!(months = ?r.months, alerts = r.alerts, events = r.events, reference = %r.reference, "retention: deleted what is older than {keep} months before the newest stored sample");
+                if !r.deferred.is_empty() {
+                    warn!(deferred = ?r.deferred, "retention: more than one month is past the window; one is deleted a day (`dictmon retention --force` deletes them now)");
+                }
             }
             Ok(_) => {}
             Err(e) => error!(error = %e, "daily maintenance failed; retried tomorrow"),

@@ -132,10 +132,21 @@ pub struct Catalog {
     path: String,
 }
 
-/// A read-only handle, usable while a writer runs and on a read-only copy.
+/// A read-only handle, usable while a writer runs, after a writer was killed, and on a copy
+/// (even one taken while the writer ran, or on a read-only medium).
 pub struct CatalogReader {
-    db: Option<ReadOnlyDatabase>,
+    db: Option<ReaderDb>,
     path: String,
+}
+
+/// How a reader holds the catalog (§10).
+enum ReaderDb {
+    /// The file itself, read-only.
+    File(ReadOnlyDatabase),
+    /// A file redb would have to repair before reading — its writer still has it open, was
+    /// killed, or the file is a copy taken while one ran: copied into memory and repaired
+    /// there, so the file is never touched.
+    Repaired(Database),
 }
 
 fn redb_err(path: &str, e: impl Into<redb::Error>) -> CatalogError {
@@ -418,16 +429,20 @@ fn guarded<T>(
 }
 
 impl CatalogReader {
-    /// Opens the catalog read-only; a data directory without one reads as empty.
+    /// Opens the catalog read-only; a data directory without one reads as empty. A catalog
+    /// that needs redb's repair (an unclean shutdown, a copy of a live file) is read from a
+    /// repaired copy in memory (§10).
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
         let p = path.display().to_string();
         if !path.exists() {
             return Ok(Self { db: None, path: p });
         }
         guarded(&p, || {
-            let db = builder()
-                .open_read_only(path)
-                .map_err(|e| redb_err(&p, e))?;
+            let db = match builder().open_read_only(path) {
+                Ok(db) => ReaderDb::File(db),
+                Err(redb::DatabaseError::RepairAborted) => ReaderDb::Repaired(repaired(path, &p)?),
+                Err(e) => return Err(redb_err(&p, e)),
+            };
             let reader = Self {
                 db: Some(db),
                 path: p.clone(),
@@ -437,19 +452,17 @@ impl CatalogReader {
         })
     }
 
+    /// Whether the file needed a repair, done on a copy in memory (see [`Self::open`]).
+    pub fn repaired(&self) -> bool {
+        matches!(self.db, Some(ReaderDb::Repaired(_)))
+    }
+
     fn check_schema(&self) -> Result<(), CatalogError> {
-        let Some(db) = &self.db else { return Ok(()) };
-        let p = &self.path;
-        let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
-        let meta = match tx.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(redb_err(p, e)),
-        };
-        match meta.get("schema_version").map_err(|e| redb_err(p, e))? {
-            Some(v) if v.value() != SCHEMA_VERSION => Err(CatalogError::Schema {
-                path: p.clone(),
-                found: v.value().to_owned(),
+        let version = self.read(read_schema_version, read_schema_version)?;
+        match version.first() {
+            Some(v) if v != SCHEMA_VERSION => Err(CatalogError::Schema {
+                path: self.path.clone(),
+                found: v.clone(),
             }),
             _ => Ok(()),
         }
@@ -457,32 +470,34 @@ impl CatalogReader {
 
     fn read<T>(
         &self,
-        read: impl FnOnce(&ReadOnlyDatabase, &str) -> Result<Vec<T>, CatalogError>,
+        file: fn(&ReadOnlyDatabase, &str) -> Result<Vec<T>, CatalogError>,
+        repaired: fn(&Database, &str) -> Result<Vec<T>, CatalogError>,
     ) -> Result<Vec<T>, CatalogError> {
         match &self.db {
-            Some(db) => guarded(&self.path, || read(db, &self.path)),
+            Some(ReaderDb::File(db)) => guarded(&self.path, || file(db, &self.path)),
+            Some(ReaderDb::Repaired(db)) => guarded(&self.path, || repaired(db, &self.path)),
             None => Ok(Vec::new()),
         }
     }
 
     /// Every alert, oldest first.
     pub fn alerts(&self) -> Result<Vec<Alert>, CatalogError> {
-        self.read(read_alerts)
+        self.read(read_alerts, read_alerts)
     }
 
     /// Every policy as last seen.
     pub fn policies(&self) -> Result<Vec<PolicyRecord>, CatalogError> {
-        self.read(read_policies)
+        self.read(read_policies, read_policies)
     }
 
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
-        self.read(read_outbox)
+        self.read(read_outbox, read_outbox)
     }
 
     /// Every sink's delivery progress, by sink name.
     pub fn sinks(&self) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
-        self.read(read_sinks)
+        self.read(read_sinks, read_sinks)
     }
 }
 
@@ -543,6 +558,37 @@ where
         out.push(map(key, value));
     }
     Ok(out)
+}
+
+/// The schema version in `meta`, if any (none: a catalog without `meta`).
+fn read_schema_version(db: &impl ReadableDatabase, p: &str) -> Result<Vec<String>, CatalogError> {
+    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
+    let meta = match tx.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(redb_err(p, e)),
+    };
+    Ok(meta
+        .get("schema_version")
+        .map_err(|e| redb_err(p, e))?
+        .map(|v| v.value().to_owned())
+        .into_iter()
+        .collect())
+}
+
+/// §10: a catalog that needs repair, copied into memory and repaired there.
+fn repaired(path: &Path, p: &str) -> Result<Database, CatalogError> {
+    use redb::StorageBackend;
+    let bytes =
+        std::fs::read(path).map_err(|e| redb_err(p, redb::DatabaseError::Storage(e.into())))?;
+    let memory = redb::backends::InMemoryBackend::new();
+    memory
+        .set_len(bytes.len() as u64)
+        .and_then(|()| memory.write(0, &bytes))
+        .map_err(|e| redb_err(p, redb::DatabaseError::Storage(e.into())))?;
+    Builder::new()
+        .create_with_backend(memory)
+        .map_err(|e| redb_err(p, e))
 }
 
 fn read_alerts(db: &impl ReadableDatabase, p: &str) -> Result<Vec<Alert>, CatalogError> {

@@ -269,6 +269,16 @@ impl Store {
         self.compaction.clone()
     }
 
+    /// Bytes of live blocks not yet compacted, in every open segment.
+    pub fn live_bytes(&self) -> u64 {
+        compact::lock(&self.segments)
+            .values()
+            .flat_map(|seg| &seg.blocks)
+            .filter(|b| b.header.kind == BlockKind::Live)
+            .map(|b| b.header.block_len())
+            .sum()
+    }
+
     fn nudge(&self) {
         if let Some(c) = &self.compactor {
             let (state, signal) = &*c.wake;
@@ -391,22 +401,45 @@ impl Store {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// The newest response time stored (from the blocks' headers; none when empty).
+    pub fn newest_time(&self) -> Option<DateTime<Utc>> {
+        compact::lock(&self.segments)
+            .values()
+            .flat_map(|seg| &seg.blocks)
+            .map(|b| b.header.max_time_ns)
+            .max()
+            .map(DateTime::from_timestamp_nanos)
+    }
+
     /// Applies retention (§9): deletes segments older than the `keep` months ending with the
-    /// month of `now`, oldest first, and alerts resolved (and outbox events) before the oldest
-    /// kept month. With `dry_run`, only reports. Returns the months deleted (or that would be).
+    /// month of the reference time — the newest stored response time, or `now` if that is
+    /// earlier (a local clock running ahead cannot age history) — oldest first, at most
+    /// `max_months` of them (the rest are reported as deferred), and alerts resolved (and
+    /// outbox events) before the oldest kept month. With `dry_run`, only reports.
     pub fn apply_retention(
         &mut self,
         now: DateTime<Utc>,
         keep: u32,
+        max_months: Option<usize>,
         dry_run: bool,
     ) -> Result<RetentionReport> {
         let segments = self.dir.join(SEGMENTS_DIR);
         let present = list_segments(&segments)?;
-        let now_month = Month::of(now);
-        let doomed = month::to_delete(&present, now_month, keep);
-        let cutoff = now_month.minus(keep.max(1) - 1).start();
+        let reference = self.newest_time().map_or(now, |t| t.min(now));
+        let mut doomed = month::to_delete(&present, Month::of(reference), keep);
+        let deferred = doomed.split_off(max_months.unwrap_or(usize::MAX).min(doomed.len()));
+        // Alerts and events go with the oldest month kept.
+        let cutoff = present
+            .iter()
+            .find(|m| !doomed.contains(m))
+            .copied()
+            .unwrap_or(Month::of(reference))
+            .min(Month::of(reference).minus(keep.max(1) - 1))
+            .start();
         let mut report = RetentionReport {
             months: doomed.clone(),
+            deferred,
+            reference,
             alerts: 0,
             events: 0,
         };
@@ -522,6 +555,11 @@ fn quarantine(dir: &Path, segment: &Path, bytes: &[u8], from: u64) -> Result<()>
 pub struct RetentionReport {
     /// Segments, oldest first.
     pub months: Vec<Month>,
+    /// Segments past the window left for a later run (more than `max_months` were due).
+    pub deferred: Vec<Month>,
+    /// The time ages were measured from: the newest stored response time, or the local clock
+    /// if earlier.
+    pub reference: DateTime<Utc>,
     /// Resolved alerts.
     pub alerts: usize,
     /// Outbox events (not counted in a dry run).
@@ -676,6 +714,25 @@ impl StoreReader {
         list_segments(&self.dir.join(SEGMENTS_DIR))
     }
 
+    /// The newest response time stored, from the newest segment's block headers (none when
+    /// there is none).
+    pub fn newest_time(&self) -> Result<Option<DateTime<Utc>>> {
+        for month in self.months()?.into_iter().rev() {
+            let Some((bytes, _)) = read_segment(&self.segment_path(month))? else {
+                continue;
+            };
+            let newest = segment::layout(&bytes)
+                .blocks
+                .iter()
+                .map(|b| b.header.max_time_ns)
+                .max();
+            if let Some(ns) = newest {
+                return Ok(Some(DateTime::from_timestamp_nanos(ns)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The path of a month's segment.
     pub fn segment_path(&self, month: Month) -> PathBuf {
         self.dir.join(SEGMENTS_DIR).join(month.file_name())
@@ -782,6 +839,8 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// Torn tails (an append in progress or interrupted; cut by the next writer).
     pub torn_tails: Vec<String>,
+    /// Other findings that are not corruption (a catalog read through an in-memory repair).
+    pub notes: Vec<String>,
 }
 
 /// Checks every block of every segment (headers, checksums, full decode) and reads every
@@ -839,6 +898,12 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(usize, usize, &Path)) -> Resu
     }
     let catalog = reader.catalog();
     let checked = catalog.and_then(|c| {
+        if c.repaired() {
+            report.notes.push(format!(
+                "{}: not closed cleanly (its writer is running, was killed, or this is a copy taken while one ran); read through a repair in memory, the file is unchanged",
+                dir.join(CATALOG_FILE).display()
+            ));
+        }
         c.policies()?;
         c.alerts()?;
         c.outbox()?;

@@ -60,6 +60,10 @@ pub struct Metrics {
     pub store_bytes: IntGauge,
     /// Number of segment files.
     pub store_segments: IntGauge,
+    /// Bytes of live blocks not yet compacted.
+    pub store_live_bytes: IntGauge,
+    /// `dictmon_store_compactions_total{outcome}`: compactions merged or failed.
+    pub store_compactions: IntCounterVec,
     /// `dictmon_outbox_backlog{sink}`: events a sink has not acknowledged.
     pub outbox_backlog: IntGaugeVec,
     /// `dictmon_events_delivered_total{sink}`.
@@ -245,6 +249,17 @@ impl Metrics {
                 &r,
                 "dictmon_store_segments",
                 "Segment files in the data directory.",
+            ),
+            store_live_bytes: int_gauge(
+                &r,
+                "dictmon_store_live_bytes",
+                "Bytes of live blocks (one per poll cycle) that compaction has not merged yet; falls back after each closed hour, or every 65536 rows.",
+            ),
+            store_compactions: counter(
+                &r,
+                "dictmon_store_compactions_total",
+                "Compactions of the segments by the background compactor: merged (a run of blocks rewritten as one sealed block) or failed (the segment left as it was; see the log).",
+                &["outcome"],
             ),
             outbox_backlog: int_gauge_vec(
                 &r,

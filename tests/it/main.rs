@@ -57,6 +57,8 @@ mod store_disk_errors;
 mod store_fixtures;
 /// The store against a BTreeMap model (proptest).
 mod store_model;
+/// The read-only commands after a kill of `serve` and on a copy taken while it ran.
+mod store_readers_after_crash;
 /// Retention with a fake clock; one writer per data directory.
 mod store_retention;
 /// Helpers: synthetic records, the real binary.

@@ -63,13 +63,15 @@ fn fifteen_months_keep_thirteen() {
     let before = months(dir.path());
     assert_eq!(before.len(), 15);
 
-    let dry = store.apply_retention(now, 13, true).expect("dry run");
+    let dry = store.apply_retention(now, 13, None, true).expect("dry run");
     let oldest_two = vec![Month::of(first), Month::of(first).next()];
     assert_eq!(dry.months, oldest_two);
     assert_eq!(dry.alerts, 2);
     assert_eq!(months(dir.path()), before, "a dry run deleted something");
 
-    let done = store.apply_retention(now, 13, false).expect("retention");
+    let done = store
+        .apply_retention(now, 13, None, false)
+        .expect("retention");
     assert_eq!(done.months, oldest_two);
     assert_eq!(done.alerts, 2);
     assert_eq!(months(dir.path()), before[2..].to_vec());
@@ -90,7 +92,7 @@ fn fifteen_months_keep_thirteen() {
         .expect("append");
     assert!(
         store
-            .apply_retention(now, 13, false)
+            .apply_retention(now, 13, None, false)
             .expect("again")
             .months
             .is_empty()
@@ -129,7 +131,9 @@ fn outbox_events_follow_the_window_and_sequences_are_never_reused() {
         .apply(&events(vec![event(old), event(old + TimeDelta::hours(1))]))
         .expect("events");
     assert_eq!(store.catalog().next_event_seq().expect("seq"), 2);
-    let done = store.apply_retention(now, 13, false).expect("retention");
+    let done = store
+        .apply_retention(now, 13, None, false)
+        .expect("retention");
     assert_eq!(done.events, 2);
     assert!(store.catalog().outbox().expect("outbox").is_empty());
     // A sink that acknowledged up to sequence 2 must not mistake a new event for an old one.
@@ -179,4 +183,95 @@ fn a_second_writer_is_refused_with_the_holder_named() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A local clock 400 days ahead (libfaketime) must not erase history: ages are measured from
+/// the newest stored response time, `serve` deletes at most one month a day, and `retention`
+/// wants --force for more than one.
+#[test]
+fn a_clock_running_ahead_cannot_erase_history() {
+    use crate::util::{Serve, dictmon, faketime, run_ok, wait_until};
+    let dir = tempfile::tempdir().expect("temp");
+    let data = dir.path().join("data");
+    run_ok(
+        dictmon()
+            .args([
+                "simulate",
+                "--backfill",
+                "13mo",
+                "--interval",
+                "1h",
+                "--data-dir",
+            ])
+            .arg(&data),
+    );
+    let months = || {
+        StoreReader::open(&data)
+            .expect("reader")
+            .months()
+            .expect("months")
+    };
+    let written = months();
+    assert_eq!(
+        written.len(),
+        14,
+        "13 months back from now touch 14 calendar months"
+    );
+
+    // DICT's clock is right (the Bridge simulator, a process of its own); ours is 400 days
+    // ahead. Retention runs at the first cycle.
+    let bridge = crate::util::Simulator::start("127.0.0.1:0", &[]);
+    let ahead = faketime("+400d");
+    let env: Vec<(&str, &str)> = ahead.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let serve = Serve::start_env(
+        &data,
+        &[
+            "--interval",
+            "1s",
+            "--source",
+            "bridge",
+            "--bridge-url",
+            &bridge.url,
+        ],
+        &env,
+    );
+    wait_until("a poll stored", std::time::Duration::from_secs(30), || {
+        crate::util::metric(
+            &serve.get("/metrics").1,
+            "dict_rate_limit_monitoring_duration_seconds_count{operation=\"persist\"}",
+        )
+        .is_some_and(|n| n >= 2.0)
+    });
+    serve.kill();
+    bridge.kill();
+    // Only the month past the 13 of stored history went; the clock's 400 days did nothing.
+    assert_eq!(months(), written[1..].to_vec());
+
+    let retention = |args: &[&str]| {
+        dictmon()
+            .envs(env.iter().copied())
+            .arg("retention")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .expect("spawn")
+    };
+    let out = retention(&[]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to delete"),
+        "{out:?}"
+    );
+    // Ten months at once: refused without --force, and nothing deleted.
+    let out = retention(&["--keep-months", "3"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--force"),
+        "{out:?}"
+    );
+    assert_eq!(months().len(), 13);
+    let out = retention(&["--keep-months", "3", "--force"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(months().len(), 3);
 }

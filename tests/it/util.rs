@@ -287,13 +287,19 @@ pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so
 /// The environment that starts a process's clock at `start` (UTC, `YYYY-MM-DD HH:MM:SS`) and
 /// lets it run from there; monotonic time (timers, deadlines) is left alone.
 pub fn faked_clock(start: &str) -> Vec<(&'static str, String)> {
+    faketime(&format!("@{start}"))
+}
+
+/// The environment that runs a process under libfaketime's `FAKETIME=spec` (`+400d`: the
+/// clock 400 days ahead; `@2026-12-31 23:59:00`: starting then); monotonic time is left alone.
+pub fn faketime(spec: &str) -> Vec<(&'static str, String)> {
     assert!(
         std::path::Path::new(LIBFAKETIME).exists(),
         "{LIBFAKETIME} is missing: install the Debian package faketime (.ci/run does)"
     );
     vec![
         ("LD_PRELOAD", LIBFAKETIME.to_owned()),
-        ("FAKETIME", format!("@{start}")),
+        ("FAKETIME", spec.to_owned()),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
         ("TZ", "UTC".to_owned()),
     ]
