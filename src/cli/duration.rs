@@ -52,6 +52,15 @@ pub fn parse_fixed(text: &str) -> anyhow::Result<TimeDelta> {
 /// timestamp with offset, a UTC date (`2026-11-23`) or date and time (`2026-11-23 14:00`), or a
 /// span ago (`7d`, `13mo`).
 pub fn parse_time(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    let t = parse_any_time(text, now)?;
+    // Stored times are nanoseconds in an i64: outside that range a bound means nothing.
+    if t.timestamp_nanos_opt().is_none() {
+        bail!("{text:?} is outside the range of stored times (years 1677–2262)");
+    }
+    Ok(t)
+}
+
+fn parse_any_time(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     let t = text.trim();
     if let Ok(x) = dictmon::export::pg::parse_timestamp(t) {
         return Ok(x);

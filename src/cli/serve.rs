@@ -61,8 +61,12 @@ fn apply(args: &Args, c: &mut Config) -> anyhow::Result<()> {
     }
     if let Some(i) = &args.interval {
         c.interval = config::parse_duration(i)
+            .and_then(|d| config::check_interval(d).map(|()| d))
             .map_err(anyhow::Error::msg)
             .context("--interval")?;
+        config::check_jitter(c.jitter, c.interval)
+            .map_err(anyhow::Error::msg)
+            .context("--interval is shorter than the configured jitter")?;
     }
     if let Some(g) = &args.grpc_listen {
         c.grpc_listen = if g == "off" { String::new() } else { g.clone() };

@@ -269,7 +269,7 @@ struct ValidationSection {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogSection {
-    level: Option<String>,
+    level: Option<Spanned<String>>,
 }
 
 /// Reads and checks a configuration file.
@@ -311,11 +311,14 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     }
     c.api_token_file = raw.api_token_file;
     c.interval = duration(&raw.interval, "interval", c.interval)?;
-    if c.interval < Duration::from_secs(1) {
-        let span = raw.interval.as_ref().map_or(0..0, Spanned::span);
-        return Err(spanned_err(span, "interval", "must be at least 1s".into()));
+    let span_of = |v: &Option<Spanned<String>>| v.as_ref().map_or(0..0, Spanned::span);
+    if let Err(e) = check_interval(c.interval) {
+        return Err(spanned_err(span_of(&raw.interval), "interval", e));
     }
     c.jitter = duration(&raw.jitter, "jitter", c.jitter)?;
+    if let Err(e) = check_jitter(c.jitter, c.interval) {
+        return Err(spanned_err(span_of(&raw.jitter), "jitter", e));
+    }
     c.timeout = duration(&raw.timeout, "timeout", c.timeout)?;
     c.rate_window = to_delta(duration(
         &raw.rate_window,
@@ -373,7 +376,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         )?);
     }
     if let Some(level) = raw.log.and_then(|l| l.level) {
-        c.log_level = level;
+        check_log_level(level.get_ref()).map_err(|e| spanned_err(level.span(), "log.level", e))?;
+        c.log_level = level.into_inner();
     }
     if let Some(n) = raw.notify {
         c.notify = notify(n, c.notify.max_backoff, &loc)?;
@@ -752,7 +756,58 @@ fn to_delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
-/// Parses `500ms`, `90s`, `5m`, `12h`, `7d`, `2w` (also `min`).
+/// The longest duration any setting takes (a year): longer ones are typos, and would overflow
+/// the scheduler's clock arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// A poll interval from 1 s to a day.
+pub fn check_interval(interval: Duration) -> Result<(), String> {
+    if interval < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    if interval > Duration::from_secs(86_400) {
+        return Err(format!(
+            "{interval:?} is longer than a day: buckets refill in seconds to minutes, and a poll a day would miss every exhaustion"
+        ));
+    }
+    Ok(())
+}
+
+/// The random delay per interval: at most the interval itself.
+pub fn check_jitter(jitter: Duration, interval: Duration) -> Result<(), String> {
+    if jitter > interval {
+        return Err(format!(
+            "{jitter:?} is longer than the poll interval ({interval:?}); polls would stop for that long"
+        ));
+    }
+    Ok(())
+}
+
+/// A log filter: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`), or comma-separated
+/// `target=level` directives (`info,dictmon::notify=debug`).
+pub fn check_log_level(text: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let level_ok = |l: &str| LEVELS.iter().any(|x| x.eq_ignore_ascii_case(l.trim()));
+    let target_ok = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'))
+    };
+    let ok = !text.trim().is_empty()
+        && text.split(',').all(|d| match d.split_once('=') {
+            Some((target, level)) => target_ok(target.trim()) && level_ok(level),
+            None => level_ok(d),
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{text:?} is not a log level: use error, warn, info, debug, trace or off, or directives such as info,dictmon::notify=debug"
+        ))
+    }
+}
+
+/// Parses `500ms`, `90s`, `5m`, `12h`, `7d`, `2w` (also `min`), up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -762,7 +817,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         format!("{text:?} is not a duration; write a number and a unit: 500ms, 30s, 5m, 12h, 7d")
     })?;
     let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
+        "ms" => 0,
         "s" => 1,
         "m" | "min" => 60,
         "h" => 3_600,
@@ -774,7 +829,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs(n.saturating_mul(secs)))
+    let d = if unit == "ms" {
+        Duration::from_millis(n)
+    } else {
+        Duration::from_secs(n.saturating_mul(secs))
+    };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is longer than a year; no setting takes that long"
+        ));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -798,6 +863,29 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn nonsense_timing_and_log_levels_are_refused_where_they_stand() {
+        // Once a panic of the monitor task (overflow) or a poll loop that never polls again.
+        let e = err("interval = \"18446744073709551615s\"\n");
+        assert_eq!((e.line, e.column), (1, 12), "{e}");
+        assert!(e.message.contains("interval"), "{e}");
+        let e = err("interval = \"2d\"\n");
+        assert!(e.message.contains("longer than a day"), "{e}");
+        let e = err("interval = \"10s\"\njitter = \"1w\"\n");
+        assert_eq!((e.line, e.column), (2, 10), "{e}");
+        assert!(e.message.contains("jitter"), "{e}");
+        // Once: all logging silently off.
+        let e = err("[log]\nlevel = \"verbose!!\"\n");
+        assert_eq!((e.line, e.column), (2, 9), "{e}");
+        assert!(e.message.contains("log.level"), "{e}");
+        for good in ["info", "DEBUG", "info,dictmon::notify=debug", "off"] {
+            let c = parse(&format!("[log]\nlevel = {good:?}\n"), "t.toml").expect(good);
+            assert_eq!(c.log_level, good);
+        }
+        assert!(parse_duration("9999999999999w").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
     }
 
     #[test]

@@ -179,7 +179,12 @@ pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
     if offset_secs.abs() >= 86_400 {
         return Err(bad());
     }
-    let utc = naive - chrono::TimeDelta::seconds(offset_secs);
+    // A year like +262142 is valid text, but the offset can carry it past chrono's range.
+    let utc = naive
+        .checked_sub_signed(chrono::TimeDelta::seconds(offset_secs))
+        .ok_or_else(|| {
+            format!("{s:?} is outside the range of times (years 1677–2262 can be stored)")
+        })?;
     Ok(utc.and_utc())
 }
 
@@ -211,6 +216,17 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_past_the_calendar_is_an_error_not_a_panic() {
+        for text in [
+            "+262142-12-31 23:59:59-01",
+            "-262143-01-01 00:00:00+01",
+            "+262142-12-31T23:59:59-01:00",
+        ] {
+            assert!(parse_timestamp(text).is_err(), "{text}");
+        }
+    }
 
     fn ts(t: DateTime<Utc>) -> String {
         let mut s = String::new();

@@ -275,12 +275,11 @@ impl Cycle {
         let mut last_accepted: HashMap<PolicyName, DateTime<Utc>> = HashMap::new();
         let mut latest: BTreeMap<PolicyName, PolicyView> = BTreeMap::new();
         if let Some(now) = reload_before {
-            // What the rings can hold (a day at most): rows reach the rings as they are read,
-            // never all at once. Blocks are in time order, so each policy's rows are too; a
-            // row not newer than the last one pushed (overlapping blocks) is skipped.
-            let span = (config.interval * u32::try_from(DEFAULT_CAPACITY).unwrap_or(u32::MAX))
-                .min(Duration::from_secs(86_400));
-            let since = now - TimeDelta::from_std(span).unwrap_or(TimeDelta::days(1));
+            // The last day (the dashboard's sparklines; the rings keep their capacity's worth):
+            // rows reach the rings as they are read, never all at once. Blocks are in time
+            // order, so each policy's rows are too; a row not newer than the last one pushed
+            // (overlapping blocks) is skipped.
+            let since = now - TimeDelta::days(1);
             let filter = Filter {
                 since_ns: since.timestamp_nanos_opt(),
                 ..Filter::default()

@@ -186,10 +186,18 @@ impl Catalog {
                     .map_err(io)?;
             }
         }
-        let db = builder().open(path).map_err(|e| redb_err(&p, e))?;
-        let catalog = Self { db, path: p };
-        catalog.init()?;
-        Ok(catalog)
+        // redb panics on some damaged files rather than returning an error (§8): a writer
+        // (`serve`, `import`, `retention`) then stops with that error, not a crash. It opens
+        // the catalog before any thread of its own is at work, as `guarded` needs.
+        guarded(&p, || {
+            let db = builder().open(path).map_err(|e| redb_err(&p, e))?;
+            let catalog = Self {
+                db,
+                path: p.clone(),
+            };
+            catalog.init()?;
+            Ok(catalog)
+        })
     }
 
     fn init(&self) -> Result<(), CatalogError> {
@@ -403,9 +411,8 @@ impl Catalog {
 
 /// Runs `read` on a catalog that may be damaged: a panic inside redb becomes
 /// [`CatalogError::Damaged`], whose message carries the panic's, instead of a backtrace on the
-/// terminal. (Readers open catalogs copied from anywhere; the writer opens only its own.) The
-/// panic hook is silenced for the call: readers are the read-only commands, where no other
-/// thread is at work.
+/// terminal. The panic hook is silenced for the call: it serves the read-only commands, where
+/// no other thread is at work, and the writer's open, before its other threads start.
 fn guarded<T>(
     path: &str,
     read: impl FnOnce() -> Result<T, CatalogError>,
@@ -415,17 +422,21 @@ fn guarded<T>(
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
     std::panic::set_hook(hook);
     outcome.unwrap_or_else(|panic| {
-        let detail = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("redb panicked")
-            .to_owned();
         Err(CatalogError::Damaged {
             path: path.to_owned(),
-            detail,
+            detail: panic_text(&*panic),
         })
     })
+}
+
+/// What a caught panic said.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("redb panicked")
+        .to_owned()
 }
 
 impl CatalogReader {

@@ -237,3 +237,57 @@ fn a_catalog_redb_panics_on_is_reported_as_damaged() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is damaged"), "{stderr}");
 }
+
+/// A damaged catalog stops the writers with an error naming it — never a panic inside redb —
+/// and the segments stay exportable.
+#[test]
+fn writers_refuse_a_damaged_catalog_with_an_error_and_states_still_export() {
+    let dir = tempfile::tempdir().expect("temp");
+    let data = dir.path().join("data");
+    crate::util::backfill(&data, "2d");
+    // Zeros over the catalog's first B-tree page: redb 4.6 panics on it ("Invalid page type
+    // byte 0") rather than returning an error.
+    let catalog = data.join("catalog.redb");
+    let mut bytes = std::fs::read(&catalog).expect("catalog");
+    bytes[4096..8192].fill(0);
+    std::fs::write(&catalog, &bytes).expect("damage the catalog");
+    let csv = dir.path().join("states.csv");
+    std::fs::write(&csv, "endpoint_id,available_tokens,capacity,refill_tokens,refill_period_sec,psp_category,response_time\n").expect("csv");
+    for args in [
+        vec![
+            "serve",
+            "--interval",
+            "1s",
+            "--listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "off",
+        ],
+        vec!["import", "--states", csv.to_str().expect("utf-8")],
+        vec!["retention"],
+    ] {
+        let out = crate::util::dictmon()
+            .args(&args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .expect("spawn");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(
+            said.contains("catalog.redb") && said.contains("damaged") && !said.contains("panicked"),
+            "{args:?}: {said}"
+        );
+    }
+    let out = crate::util::dictmon()
+        .args(["query", "states", "--format", "csv", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 29 * 500);
+}
