@@ -14,7 +14,7 @@ use dictmon::source::Source;
 use dictmon::store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::Outcome;
 use super::source_args::{SourceArgs, WithSource, check_interval, with_source};
@@ -174,6 +174,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for (path, offset, len) in &store.recovery().torn_tails {
         warn!(
             "recovered {}: cut {len} bytes of an interrupted append at offset {offset} (kept in quarantine/)",
+            path.display()
+        );
+    }
+    for (path, what) in &store.recovery().damaged {
+        error!(
+            "{} is damaged ({what}); its readable rows stay readable, new rows are still stored, and it is never rewritten — run `dictmon verify` and keep a copy before any repair",
             path.display()
         );
     }

@@ -696,6 +696,9 @@ impl Cycle {
         metrics
             .store_live_bytes
             .set(i64::try_from(self.store.live_bytes()).unwrap_or(i64::MAX));
+        metrics
+            .store_damaged_segments
+            .set(i64::try_from(self.store.damaged_segments()).unwrap_or(i64::MAX));
         let stats = self.store.compaction_stats();
         for (outcome, total) in [
             ("merged", stats.merged.load(Ordering::Relaxed)),

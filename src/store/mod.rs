@@ -130,6 +130,9 @@ pub struct Recovery {
     pub torn_tails: Vec<(PathBuf, u64, u64)>,
     /// Leftover temporary files of an interrupted compaction or segment creation, removed.
     pub removed_temp_files: Vec<PathBuf>,
+    /// Segments found damaged (§8), with what is wrong: opened anyway, never rewritten; their
+    /// readable rows stay readable and new rows are still stored.
+    pub damaged: Vec<(PathBuf, String)>,
 }
 
 /// The one writer of a data directory.
@@ -267,6 +270,14 @@ impl Store {
     /// What compaction has done.
     pub fn compaction_stats(&self) -> Arc<CompactionStats> {
         self.compaction.clone()
+    }
+
+    /// Segments known to be damaged (§8): found so on open, or by a compaction.
+    pub fn damaged_segments(&self) -> usize {
+        compact::lock(&self.segments)
+            .values()
+            .filter(|seg| seg.damaged)
+            .count()
     }
 
     /// Bytes of live blocks not yet compacted, in every open segment.
@@ -499,7 +510,11 @@ fn compact_until_idle(
     }
 }
 
-/// Opens (creating, §6.2) a segment and cuts its torn tail (§7).
+/// Opens (creating, §6.2) a segment and cuts its torn tail (§7). Damage never stops it (§8):
+/// a segment with a damaged header, damaged blocks or regions the disk will not read back is
+/// opened as damaged — never compacted, never cut — and what is readable stays readable; a
+/// file shorter than a header holds no rows and is replaced by a fresh segment, its bytes
+/// kept in `quarantine/`. Only a newer format version is refused.
 fn open_segment(dir: &Path, month: Month, recovery: &mut Recovery) -> Result<OpenSegment> {
     let path = compact::segment_path(dir, month);
     if !path.exists() {
@@ -510,27 +525,70 @@ fn open_segment(dir: &Path, month: Month, recovery: &mut Recovery) -> Result<Ope
         .write(true)
         .open(&path)
         .map_err(io_err(&path))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(io_err(&path))?;
-    SegmentHeader::decode(&bytes).map_err(|error| StoreError::Segment {
-        path: path.clone(),
-        error,
-    })?;
+    let file_len = file.metadata().map_err(io_err(&path))?.len();
+    if file_len < format::SEGMENT_HEADER_LEN as u64 {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io_err(&path))?;
+        quarantine(dir, &path, &bytes, 0)?;
+        recovery.damaged.push((
+            path.clone(),
+            format!(
+                "{file_len} bytes, shorter than a segment header: no rows; replaced by a fresh segment (the bytes are in quarantine/)"
+            ),
+        ));
+        drop(file);
+        create_segment(&path, month)?;
+        return open_segment(dir, month, recovery);
+    }
+    let (bytes, unreadable) = disk::read_tolerant(&file, file_len, disk::SECTOR);
+    let mut problems: Vec<String> = unreadable
+        .iter()
+        .map(|u| {
+            format!(
+                "offset {}: {} bytes unreadable: {}",
+                u.offset, u.len, u.error
+            )
+        })
+        .collect();
+    match SegmentHeader::decode(&bytes) {
+        Err(error @ FormatError::UnsupportedVersion { .. }) => {
+            return Err(StoreError::Segment { path, error });
+        }
+        Err(error) => problems.push(format!("offset 0: segment header: {error}")),
+        Ok(_) => {}
+    }
     let layout = segment::layout(&bytes);
+    problems.extend(
+        layout
+            .damage
+            .iter()
+            .map(|d| format!("offset {}: {}", d.offset, d.error)),
+    );
     let mut len = bytes.len() as u64;
-    if let Some(torn) = &layout.torn_tail {
-        quarantine(dir, &path, &bytes, torn.offset)?;
-        file.set_len(torn.offset).map_err(io_err(&path))?;
-        file.sync_all().map_err(io_err(&path))?;
-        recovery
-            .torn_tails
-            .push((path.clone(), torn.offset, torn.len));
-        len = torn.offset;
+    match &layout.torn_tail {
+        // Zero-filled unreadable sectors can look like a torn tail: never cut those.
+        Some(torn) if !unreadable.is_empty() => {
+            problems.push(format!("offset {}: {}", torn.offset, torn.error));
+        }
+        Some(torn) => {
+            quarantine(dir, &path, &bytes, torn.offset)?;
+            file.set_len(torn.offset).map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(&path))?;
+            recovery
+                .torn_tails
+                .push((path.clone(), torn.offset, torn.len));
+            len = torn.offset;
+        }
+        None => {}
+    }
+    let damaged = !problems.is_empty();
+    if damaged {
+        recovery.damaged.push((path, problems.join("; ")));
     }
     Ok(OpenSegment {
         file,
         len,
-        damaged: !layout.damage.is_empty(),
+        damaged,
         blocks: layout.blocks,
     })
 }
@@ -870,13 +928,16 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(usize, usize, &Path)) -> Resu
                     h.month
                 ));
             }
-            Ok(_) => {}
-            Err(e) => {
+            // A newer format must not be misread: reported, not decoded.
+            Err(e @ FormatError::UnsupportedVersion { .. }) => {
                 report
                     .problems
                     .push(format!("{}: offset 0: segment header: {e}", path.display()));
                 continue;
             }
+            // Fine; or a damaged header (§8), reported by the read below, while the blocks,
+            // which check themselves, are still checked and counted.
+            Ok(_) | Err(_) => {}
         }
         let layout = segment::layout(&bytes);
         report.blocks += layout.blocks.len();

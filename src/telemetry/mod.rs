@@ -62,6 +62,8 @@ pub struct Metrics {
     pub store_segments: IntGauge,
     /// Bytes of live blocks not yet compacted.
     pub store_live_bytes: IntGauge,
+    /// Segments found damaged.
+    pub store_damaged_segments: IntGauge,
     /// `dictmon_store_compactions_total{outcome}`: compactions merged or failed.
     pub store_compactions: IntCounterVec,
     /// `dictmon_outbox_backlog{sink}`: events a sink has not acknowledged.
@@ -254,6 +256,11 @@ impl Metrics {
                 &r,
                 "dictmon_store_live_bytes",
                 "Bytes of live blocks (one per poll cycle) that compaction has not merged yet; falls back after each closed hour, or every 65536 rows.",
+            ),
+            store_damaged_segments: int_gauge(
+                &r,
+                "dictmon_store_damaged_segments",
+                "Segment files found damaged (checksums, unreadable sectors): still read where readable and appended to, never rewritten. Run dictmon verify.",
             ),
             store_compactions: counter(
                 &r,

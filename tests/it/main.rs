@@ -30,6 +30,8 @@ mod notify_webhook;
 mod packaging_files;
 /// The lock-free ring under a million pushes and concurrent readers.
 mod ring_concurrency;
+/// Damaged segments (header, emptied file, block): serve starts and stores, damage reported.
+mod serve_damaged_segments;
 /// serve over DICT's HTTPS API: mutual TLS, exhaustion, 429/503 with Retry-After.
 mod serve_dict;
 /// serve when its disk fills up, or its data directory is read-only (tmpfs, bind mounts).

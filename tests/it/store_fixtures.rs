@@ -291,3 +291,22 @@ fn writers_refuse_a_damaged_catalog_with_an_error_and_states_still_export() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 29 * 500);
 }
+
+/// A segment whose 32-byte header fails its checksum is corruption, and its blocks — which
+/// check themselves — are still checked and counted by `verify` (it said "0 blocks").
+#[test]
+fn a_damaged_segment_header_is_reported_and_its_blocks_still_verified() {
+    let dir = data_dir_with("segment-v1.seg");
+    let path = dir.path().join("segments/2026-11.seg");
+    let mut bytes = std::fs::read(&path).expect("segment");
+    bytes[20] ^= 0x40; // inside `created`: the header CRC no longer matches
+    std::fs::write(&path, &bytes).expect("write");
+    let report = verify(dir.path(), &mut |_, _, _| {}).expect("verify runs");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains("offset 0") && report.problems[0].contains("segment header"),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!((report.blocks, report.rows), (3, 3));
+}
