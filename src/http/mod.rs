@@ -431,7 +431,9 @@ fn readyz(shared: &Published) -> Reply {
     if !shared.store_ok.load(Ordering::Acquire) {
         problems.push("the store cannot be written (see the log)".to_owned());
     }
-    if !shared.source_fresh(Utc::now()) {
+    if let Some(clock) = shared.clock_problem() {
+        problems.push(clock);
+    } else if !shared.source_fresh(Utc::now()) {
         problems.push(format!(
             "no successful poll of {} within two intervals ({:?})",
             shared.source,

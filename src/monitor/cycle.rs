@@ -342,6 +342,7 @@ impl Cycle {
             store_ok: AtomicBool::new(true),
             interval: config.interval,
             source,
+            clock_behind_ms: AtomicI64::new(0),
         });
         let wakeup = Wakeup::default();
         let readers = Readers {
@@ -386,14 +387,6 @@ impl Cycle {
     /// flush, or for [`Self::write_history`].
     pub fn ingest(&mut self, list: &PolicyList, now: DateTime<Utc>) {
         let started = Instant::now();
-        self.shared
-            .last_success_ms
-            .store(now.timestamp_millis(), Ordering::Release);
-        self.shared
-            .metrics
-            .last_success
-            .set(now.timestamp_millis() as f64 / 1000.0);
-        self.shared.metrics.source_fresh.set(1);
         self.shared.metrics.source_retry_after.set(0);
         let category = PspCategory::parse(&list.category);
         if let Ok(PspCategory::Unknown(c)) = category
@@ -403,6 +396,7 @@ impl Cycle {
             self.warned_category = true;
         }
         let mut update = CatalogUpdate::default();
+        let mut refused_for_clock = 0;
         for raw in &list.policies {
             match self.check(raw, category, list.response_time, now) {
                 Ok((policy, sample)) => {
@@ -410,9 +404,29 @@ impl Cycle {
                     self.pending.extend(record);
                 }
                 Err(reason) => {
+                    refused_for_clock += usize::from(reason == RejectReason::TimeInFuture);
                     self.reject(reason, &raw.name, list.response_time, &list.correlation_id);
                 }
             }
+        }
+        // A listing whose every sample is refused because DICT's time is ahead of ours is not
+        // a successful poll: readiness goes red and the self-alert names the clock.
+        let clock_wrong = refused_for_clock > 0 && refused_for_clock == list.policies.len();
+        let behind = if clock_wrong {
+            (list.response_time - now).num_milliseconds().max(1)
+        } else {
+            0
+        };
+        self.shared.clock_behind_ms.store(behind, Ordering::Release);
+        if !clock_wrong {
+            self.shared
+                .last_success_ms
+                .store(now.timestamp_millis(), Ordering::Release);
+            self.shared
+                .metrics
+                .last_success
+                .set(now.timestamp_millis() as f64 / 1000.0);
+            self.shared.metrics.source_fresh.set(1);
         }
         self.shared
             .metrics
@@ -648,7 +662,7 @@ impl Cycle {
         let stale = !fresh && (!never_polled || self.started.elapsed() >= self.config.interval * 2);
         let event = match (&self.self_alert, fresh) {
             (None, false) if stale => {
-                let alert = self_alert(now, &self.shared.source);
+                let alert = self_alert(now, &self.shared.source, self.shared.clock_problem());
                 let event = self_event(&alert, AlertEventType::Created, now);
                 self.self_alert = Some(alert.clone());
                 error!(policy = SELF_POLICY, "{}", alert.message);
@@ -733,7 +747,7 @@ impl Cycle {
     }
 }
 
-fn self_alert(now: DateTime<Utc>, source: &str) -> Alert {
+fn self_alert(now: DateTime<Utc>, source: &str, clock: Option<String>) -> Alert {
     let policy = PolicyName::new(SELF_POLICY).unwrap_or_else(|_| unreachable!("valid name"));
     Alert {
         id: Uuid::new_v5(
@@ -748,8 +762,13 @@ fn self_alert(now: DateTime<Utc>, source: &str) -> Alert {
         capacity: 0,
         utilization_percent: 0.0,
         psp_category: PspCategory::Unknown('-'),
-        message: format!(
-            "{SELF_POLICY}: no successful poll of {source} for two intervals; bucket states are stale"
+        message: clock.map_or_else(
+            || {
+                format!(
+                    "{SELF_POLICY}: no successful poll of {source} for two intervals; bucket states are stale"
+                )
+            },
+            |clock| format!("{SELF_POLICY}: bucket states are stale: {clock}"),
         ),
         resolved_at: None,
         resolution: None,

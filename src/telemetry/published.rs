@@ -38,6 +38,9 @@ pub struct Published {
     pub interval: Duration,
     /// What the source is, for the health endpoints.
     pub source: String,
+    /// Milliseconds by which DICT's response time was ahead of the local clock when the last
+    /// listing had every sample refused for it (`time_in_future`); 0 otherwise.
+    pub clock_behind_ms: AtomicI64,
 }
 
 impl Published {
@@ -46,5 +49,17 @@ impl Published {
         let last = self.last_success_ms.load(Ordering::Acquire);
         let limit = i64::try_from(2 * self.interval.as_millis()).unwrap_or(i64::MAX);
         last > 0 && now.timestamp_millis() - last <= limit
+    }
+
+    /// Why the local clock makes every sample refused, if it does: for `/readyz` and the
+    /// self-alert.
+    pub fn clock_problem(&self) -> Option<String> {
+        let behind = self.clock_behind_ms.load(Ordering::Acquire);
+        (behind > 0).then(|| {
+            format!(
+                "the local clock is {:.0} s behind DICT's response time, past the allowed skew (validation.max_future_skew): every sample is refused as time_in_future — fix the clock (NTP)",
+                behind as f64 / 1000.0
+            )
+        })
     }
 }

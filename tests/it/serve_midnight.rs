@@ -2,7 +2,7 @@
 //! day of 10 s history: the clock is moved with libfaketime, so the real store code meets the
 //! real calendar. Compaction runs on its own thread while the polls go on: no poll may be
 //! missed, no staleness self-alert raised, the closed month ends up wholly in sealed blocks,
-//! and every row is kept.
+//! and every row is kept. And a local clock behind DICT's is named, not taken for a dead source.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -123,4 +123,52 @@ fn polls_go_on_across_a_month_end_while_the_closed_month_is_compacted() {
         .expect("scan");
     assert_eq!(rows, all.len(), "a row read twice");
     assert!(rows > 29 * 8_640, "the backfilled day is there: {rows}");
+}
+
+/// A local clock an hour behind DICT's (the Bridge simulator runs on the real clock; `serve`
+/// under libfaketime `-1h`): every sample is refused as `time_in_future`, so `/readyz` goes red
+/// naming the clock, and the staleness self-alert says why.
+#[test]
+fn a_clock_behind_dicts_turns_readiness_red_and_the_self_alert_names_it() {
+    let dir = tempfile::tempdir().expect("temp");
+    let bridge = crate::util::Simulator::start("127.0.0.1:0", &[]);
+    let env = crate::util::faketime("-1h");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let serve = Serve::start_env(
+        dir.path(),
+        &[
+            "--interval",
+            "1s",
+            "--source",
+            "bridge",
+            "--bridge-url",
+            &bridge.url,
+        ],
+        &env,
+    );
+    wait_until(
+        "/readyz red naming the clock",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = serve.get("/readyz");
+            status == 503 && body.contains("clock")
+        },
+    );
+    wait_until(
+        "the self-alert names the clock",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = serve.get("/api/v1/alerts?open=true");
+            body.contains("DICTMON_SOURCE") && body.contains("clock")
+        },
+    );
+    let text = serve.get("/metrics").1;
+    assert!(
+        crate::util::metric(
+            &text,
+            "dictmon_rejected_samples_total{reason=\"time_in_future\"}"
+        )
+        .is_some_and(|n| n >= 29.0),
+        "{text}"
+    );
 }
