@@ -90,6 +90,12 @@ pub enum StoreError {
     /// The catalog failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The data directory, its segments folder or a file in it was removed or replaced under
+    /// the writer: what it writes would be lost.
+    #[error(
+        "{0} was removed or replaced while dictmon wrote it; nothing more is written there (rows wait in memory) — restore the data directory from a copy and restart dictmon"
+    )]
+    Vanished(PathBuf),
     /// A time outside what segments can hold.
     #[error("time {0} is outside the range a segment can hold (1677–2262)")]
     TimeOutOfRange(DateTime<Utc>),
@@ -146,6 +152,8 @@ pub struct Store {
     compactor: Option<Compactor>,
     compaction: Arc<CompactionStats>,
     recovery: Recovery,
+    /// (device, inode) of the data directory, `segments/` and `catalog.redb` when opened.
+    place: [(PathBuf, (u64, u64)); 3],
     _lock: File,
 }
 
@@ -206,8 +214,14 @@ impl Store {
         for month in list_segments(&segments_dir)? {
             open.insert(month, open_segment(dir, month, &mut recovery)?);
         }
+        let catalog = Arc::new(Catalog::open(&dir.join(CATALOG_FILE))?);
+        let place = [dir.to_owned(), segments_dir.clone(), dir.join(CATALOG_FILE)].map(|p| {
+            let id = identity(&p).unwrap_or_default();
+            (p, id)
+        });
         Ok(Self {
-            catalog: Arc::new(Catalog::open(&dir.join(CATALOG_FILE))?),
+            catalog,
+            place,
             dir: dir.to_owned(),
             options,
             segments: Arc::new(Segments {
@@ -355,6 +369,7 @@ impl Store {
             error,
         })?;
         let mut open = compact::lock(&self.segments);
+        self.check_place(&open)?;
         let seg = match open.entry(month) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
@@ -382,6 +397,32 @@ impl Store {
             header,
         });
         Ok(())
+    }
+
+    /// Checks that the data directory, `segments/`, the catalog and every open segment are
+    /// still the files this writer opened (an `rm -rf` or a restore under a running `serve`
+    /// would otherwise swallow every later write without an error).
+    fn check_place(&self, open: &BTreeMap<Month, OpenSegment>) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        for (path, id) in &self.place {
+            if identity(path).ok() != Some(*id) {
+                return Err(StoreError::Vanished(path.clone()));
+            }
+        }
+        for (month, seg) in open {
+            if seg.file.metadata().map_or(0, |m| m.nlink()) == 0 {
+                return Err(StoreError::Vanished(compact::segment_path(
+                    &self.dir, *month,
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_place`], for the monitor to call once a cycle even when nothing is
+    /// written.
+    pub fn check_in_place(&self) -> Result<()> {
+        self.check_place(&compact::lock(&self.segments))
     }
 
     /// Merges, here and now, everything compaction would (§6.3), until nothing is due: the end
@@ -637,6 +678,12 @@ fn by_month(rows: &[StateRecord]) -> Result<BTreeMap<Month, Vec<StateRecord>>> {
             .push(r.clone());
     }
     Ok(out)
+}
+
+/// A file's (device, inode).
+fn identity(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
 fn temp_path(path: &Path) -> PathBuf {

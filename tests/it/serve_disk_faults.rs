@@ -302,3 +302,40 @@ fn a_read_only_data_directory_stops_serve_at_start_and_still_answers_queries() {
     }
     assert_eq!(stored(&ro), before, "nothing changed");
 }
+
+/// `rm -rf` of the data directory under a running `serve` is noticed within a cycle: the store
+/// is no longer writable, `/readyz` says why, and nothing more is "stored" into deleted files.
+#[test]
+fn a_data_directory_removed_under_serve_is_noticed() {
+    let dir = tempfile::tempdir().expect("temp");
+    let data = dir.path().join("data");
+    let serve = crate::util::Serve::start(&data, &["--interval", "1s"]);
+    crate::util::wait_until("ready", std::time::Duration::from_secs(30), || {
+        serve.get("/readyz").0 == 200
+    });
+    std::fs::remove_dir_all(&data).expect("rm -rf");
+    crate::util::wait_until(
+        "/readyz red naming the directory",
+        std::time::Duration::from_secs(10),
+        || {
+            let (status, body) = serve.get("/readyz");
+            status == 503 && body.contains("store")
+        },
+    );
+    let text = serve.get("/metrics").1;
+    assert_eq!(
+        crate::util::metric(&text, "dictmon_store_writable"),
+        Some(0.0),
+        "{text}"
+    );
+    crate::util::wait_until(
+        "the log says why",
+        std::time::Duration::from_secs(10),
+        || serve.log().contains("removed or replaced"),
+    );
+    assert!(
+        crate::util::metric(&serve.get("/metrics").1, "dictmon_store_pending_records")
+            .is_some_and(|n| n > 0.0),
+        "rows wait in memory"
+    );
+}
