@@ -408,7 +408,6 @@ pub fn import(
     let mut report = ImportReport::default();
     let mut table = Table::open_states(states, &mut report.warnings)?;
     let mut pending = Pending::default();
-    let mut bad_rows = Vec::new();
     table.rows(|line, get| {
         match get.and_then(|get| state_row(get, now)) {
             Ok(r) => {
@@ -422,7 +421,14 @@ pub fn import(
                     pending.flush(store, states, &mut report)?;
                 }
             }
-            Err(reason) => bad_rows.push((line, reason)),
+            // Counted; only the first MAX_REPORTED are kept for the report, so memory does
+            // not grow with the number of bad lines.
+            Err(reason) => report.problem(RowProblem {
+                file: states.to_owned(),
+                line,
+                reason,
+                duplicate: false,
+            }),
         }
         Ok(())
     })?;
@@ -432,14 +438,6 @@ pub fn import(
         report.warnings.push(format!(
             "compaction after the import failed ({e}); every row is stored, in smaller blocks — run `dictmon verify`"
         ));
-    }
-    for (line, reason) in bad_rows {
-        report.problem(RowProblem {
-            file: states.to_owned(),
-            line,
-            reason,
-            duplicate: false,
-        });
     }
     // The catalog: each policy's configuration as first and last seen.
     // The catalog keeps the earliest first sighting and takes the last one applied as the
@@ -492,21 +490,17 @@ fn check_states(
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
     let mut table = Table::open_states(states, &mut report.warnings)?;
-    let mut bad = Vec::new();
     table.rows(|line, get| {
         if let Err(reason) = get.and_then(|get| state_row(get, now)) {
-            bad.push((line, reason));
+            report.problem(RowProblem {
+                file: states.to_owned(),
+                line,
+                reason,
+                duplicate: false,
+            });
         }
         Ok(())
     })?;
-    for (line, reason) in bad {
-        report.problem(RowProblem {
-            file: states.to_owned(),
-            line,
-            reason,
-            duplicate: false,
-        });
-    }
     Ok(())
 }
 

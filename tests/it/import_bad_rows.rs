@@ -157,3 +157,36 @@ fn older_history_widens_the_catalog_without_moving_its_latest() {
     );
     assert_eq!(stored(&data).len(), 2);
 }
+
+/// Bad lines by the tens of thousands (and one far past the calendar, which once panicked):
+/// every one counted, the first 10,000 listed, the rest summed up; the good rows land.
+#[test]
+fn a_flood_of_bad_lines_is_counted_not_kept() {
+    let work = tempfile::tempdir().expect("temp");
+    let csv = work.path().join("states.csv");
+    let mut text = String::from(
+        "endpoint_id,available_tokens,capacity,refill_tokens,refill_period_sec,psp_category,response_time\n\
+         ENTRIES_WRITE,900,1000,100,60,C,2026-01-01 00:00:00+00\n\
+         ENTRIES_WRITE,900,1000,100,60,C,+262142-12-31 23:59:59-01\n",
+    );
+    for _ in 0..25_000 {
+        text.push_str("ENTRIES_WRITE,lots,1000,100,60,C,2026-01-01 00:05:00+00\n");
+    }
+    std::fs::write(&csv, text).expect("csv");
+    let (code, stdout, stderr) = import(&work.path().join("data"), &csv, false);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stdout.contains("imported 1 states") && stdout.contains("25001 bad rows"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("… and 15001 more"),
+        "{}",
+        &stderr[stderr.len().saturating_sub(300)..]
+    );
+    assert!(
+        stderr.contains("line 3") && stderr.contains("outside the range"),
+        "the far-future line"
+    );
+    assert_eq!(stored(&work.path().join("data")).len(), 1);
+}
