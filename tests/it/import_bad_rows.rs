@@ -185,7 +185,7 @@ fn a_flood_of_bad_lines_is_counted_not_kept() {
         &stderr[stderr.len().saturating_sub(300)..]
     );
     assert!(
-        stderr.contains("line 3") && stderr.contains("outside the range"),
+        stderr.contains("states.csv:3: response_time") && stderr.contains("outside the range"),
         "the far-future line"
     );
     assert_eq!(stored(&work.path().join("data")).len(), 1);
