@@ -1,5 +1,6 @@
-//! Writes the checked-in v1 fixtures (`tests/fixtures/`): run it only when the format version
-//! changes, and keep the old fixtures (every later version must still read them).
+//! Writes the checked-in fixture of the current format version (`tests/fixtures/segment-vN.seg`):
+//! run it only when the format version changes, and keep the old fixtures (every later version
+//! must still read them).
 //! `cargo run --example fixture -- tests/fixtures`
 use chrono::{DateTime, TimeDelta};
 use dictmon::domain::{
@@ -39,7 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("segment")??
         .path();
-    std::fs::copy(&seg, out.join("segment-v1.seg"))?;
+    let name = format!("segment-v{}.seg", dictmon::store::format::FORMAT_VERSION);
+    std::fs::copy(&seg, out.join(name))?;
     println!("{}", seg.display());
     Ok(())
 }

@@ -89,6 +89,36 @@ pub struct Enrichment {
     pub recovery_eta_seconds: Option<f64>,
     /// Seconds until empty at the current net rate; none when not draining or unknown.
     pub exhaustion_projection_seconds: Option<f64>,
+    /// How the legacy columns were written as text, for rows that came from text (an import):
+    /// exported the same way, byte for byte. Dictmon's own rows have none.
+    #[serde(skip)]
+    pub text_scales: TextScales,
+}
+
+/// The decimal places each legacy numeric column of a row was written with —
+/// `utilization_percent`, `consumption_rate_per_minute`, `recovery_eta_seconds`,
+/// `exhaustion_projection_seconds`, in that order — or none for the shortest text that reads
+/// back as the same `f64` (dictmon's own form). A `numeric(7,2)` column writes `12.50`: two.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextScales(pub [Option<u8>; 4]);
+
+impl TextScales {
+    /// The most decimals kept: beyond, a value is written in its shortest form.
+    pub const MAX: u8 = 15;
+
+    /// The scale of `text` if it is a plain decimal (`-12.50`, `7`) that formatting `value`
+    /// with that many decimals writes back exactly; none otherwise.
+    pub fn of(text: &str, value: f64) -> Option<u8> {
+        let text = text.trim();
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        let plain = !int.is_empty()
+            && int.bytes().all(|b| b.is_ascii_digit())
+            && frac.bytes().all(|b| b.is_ascii_digit())
+            && (frac.is_empty() != digits.contains('.'));
+        let scale = u8::try_from(frac.len()).ok().filter(|&s| s <= Self::MAX)?;
+        (plain && format!("{value:.*}", usize::from(scale)) == text).then_some(scale)
+    }
 }
 
 /// Computes the derived metrics of the latest sample in `window` (ordered oldest first).
@@ -129,6 +159,7 @@ pub fn enrich_timed(
         consumption_rate_per_minute: consumption.and_then(|c| finite(c * 60.0)),
         recovery_eta_seconds: recovery_eta,
         exhaustion_projection_seconds: exhaustion_projection,
+        text_scales: TextScales::default(),
     })
 }
 

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::pg::{parse_bool, parse_integer, parse_numeric, parse_timestamp};
 use crate::domain::{
     Alert, AlertCause, BucketConfig, Enrichment, Policy, PolicyName, PspCategory, Sample, Severity,
-    StateRecord, ValidationLimits, validate,
+    StateRecord, TextScales, ValidationLimits, validate,
 };
 use crate::store::catalog::CatalogUpdate;
 use crate::store::{Filter, Month, Store, StoreError, StoreReader};
@@ -247,12 +247,13 @@ fn state_row(
     let int = |name: &str| {
         field(name).and_then(|v| parse_integer(&v).map_err(|e| format!("{name}: {e}")))
     };
-    let optional = |name: &str| -> Result<Option<f64>, String> {
+    // A value, and the decimals its text was written with (export writes it back the same).
+    let optional = |name: &str| -> Result<(Option<f64>, Option<u8>), String> {
         match get(name) {
             Some(v) if !v.trim().is_empty() => parse_numeric(&v)
-                .map(Some)
+                .map(|x| (Some(x), TextScales::of(&v, x)))
                 .map_err(|e| format!("{name}: {e}")),
-            _ => Ok(None),
+            _ => Ok((None, None)),
         }
     };
     let policy =
@@ -280,17 +281,20 @@ fn state_row(
     validate(&sample, None, now, ValidationLimits::default()).map_err(|e| e.to_string())?;
     let capacity = sample.bucket.capacity as f64;
     let available = sample.available_tokens as f64;
-    let utilization_percent =
-        optional("utilization_percent")?.unwrap_or(100.0 * (capacity - available) / capacity);
+    let (utilization, utilization_scale) = optional("utilization_percent")?;
+    let (rate, rate_scale) = optional("consumption_rate_per_minute")?;
+    let (eta, eta_scale) = optional("recovery_eta_seconds")?;
+    let (projection, projection_scale) = optional("exhaustion_projection_seconds")?;
     Ok(StateRecord {
         policy,
         sample,
         enrichment: Enrichment {
-            utilization_percent,
+            utilization_percent: utilization.unwrap_or(100.0 * (capacity - available) / capacity),
             remaining_percent: 100.0 * available / capacity,
-            consumption_rate_per_minute: optional("consumption_rate_per_minute")?,
-            recovery_eta_seconds: optional("recovery_eta_seconds")?,
-            exhaustion_projection_seconds: optional("exhaustion_projection_seconds")?,
+            consumption_rate_per_minute: rate,
+            recovery_eta_seconds: eta,
+            exhaustion_projection_seconds: projection,
+            text_scales: TextScales([utilization_scale, rate_scale, eta_scale, projection_scale]),
         },
         created_at,
     })

@@ -244,13 +244,14 @@ pub fn push_state_pg(out: &mut String, times: &mut pg::TimestampCache, r: &State
     out.push(',');
     out.push(s.category.as_char());
     out.push(',');
-    pg::push_numeric(out, e.utilization_percent);
+    let [util, rate, eta, projection] = e.text_scales.0;
+    pg::push_scaled(out, Some(e.utilization_percent), util);
     out.push(',');
-    pg::push_opt_numeric(out, e.consumption_rate_per_minute);
+    pg::push_scaled(out, e.consumption_rate_per_minute, rate);
     out.push(',');
-    pg::push_opt_numeric(out, e.recovery_eta_seconds);
+    pg::push_scaled(out, e.recovery_eta_seconds, eta);
     out.push(',');
-    pg::push_opt_numeric(out, e.exhaustion_projection_seconds);
+    pg::push_scaled(out, e.exhaustion_projection_seconds, projection);
     out.push(',');
     times.push(out, 0, s.at);
     out.push(',');

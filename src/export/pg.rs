@@ -136,6 +136,18 @@ pub fn push_numeric(out: &mut String, x: f64) {
     }
 }
 
+/// Appends an optional `numeric` with `scale` decimals when the value was read from such text
+/// (an import keeps `12.50` as written), else as [`push_numeric`]; NULL is an empty field.
+pub fn push_scaled(out: &mut String, x: Option<f64>, scale: Option<u8>) {
+    match (x, scale) {
+        (Some(x), Some(scale)) if x.is_finite() => {
+            let _ = write!(out, "{x:.*}", usize::from(scale));
+        }
+        (Some(x), _) => push_numeric(out, x),
+        (None, _) => {}
+    }
+}
+
 /// Appends an optional `numeric`: NULL is an empty field.
 pub fn push_opt_numeric(out: &mut String, x: Option<f64>) {
     if let Some(x) = x {

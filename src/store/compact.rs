@@ -42,6 +42,8 @@ pub(super) struct OpenSegment {
     pub blocks: Vec<BlockRef>,
     /// Damage was found in it (§8): it is never rewritten.
     pub damaged: bool,
+    /// The format version its blocks are written in (§13): its header's.
+    pub version: u16,
 }
 
 /// The segments a writer has open, shared by the appender and the compactor.
@@ -154,6 +156,8 @@ struct Job {
     len: u64,
     /// Identity of the file when planned.
     ino: u64,
+    /// The segment's format version.
+    version: u16,
 }
 
 /// Finds the first due run (oldest month first) and merges it: see the module's invariants.
@@ -246,6 +250,7 @@ fn next_job(segments: &Segments, dir: &Path) -> Result<Option<Job>> {
         blocks,
         len: seg.len,
         ino,
+        version: seg.version,
     }))
 }
 
@@ -264,7 +269,7 @@ fn merge(src: &File, job: &Job, rate_window: TimeDelta) -> Result<Vec<u8>> {
             region.get(from..to).unwrap_or_default()
         })
         .collect();
-    format::merge_blocks(&inputs, rate_window).map_err(|error| {
+    format::merge_blocks(&inputs, rate_window, job.version).map_err(|error| {
         StoreError::Damaged(super::Corruption {
             file: job.path.clone(),
             offset: job.start,

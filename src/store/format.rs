@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::domain::{
-    BucketConfig, Enrichment, PolicyName, PspCategory, RateWindow, Sample, StateRecord,
+    BucketConfig, Enrichment, PolicyName, PspCategory, RateWindow, Sample, StateRecord, TextScales,
     enrich_timed,
 };
 
 /// §2: first 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"DMSEGMNT";
-/// §2, §13: the format version this code writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// §2, §13: the format version this code writes (it reads 1 too).
+pub const FORMAT_VERSION: u16 = 2;
 /// §2: size of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// §3: first 4 bytes of every block.
@@ -65,7 +65,7 @@ pub enum FormatError {
     BadMagic(&'static str),
     /// A version this code does not read.
     #[error(
-        "format version {found} is not supported (this dictmon reads version {FORMAT_VERSION}); use a newer dictmon"
+        "format version {found} is not supported (this dictmon reads versions 1 to {FORMAT_VERSION}); use a newer dictmon"
     )]
     UnsupportedVersion {
         /// The version found.
@@ -142,7 +142,7 @@ impl SegmentHeader {
         if crc(head) != sum {
             return Err(FormatError::Checksum("segment header".into()));
         }
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion { found: version });
         }
         if usize::from(h.u16("segment header")?) != SEGMENT_HEADER_LEN {
@@ -160,6 +160,15 @@ impl SegmentHeader {
             month,
             created_ns,
         })
+    }
+}
+
+/// The version a segment's blocks are encoded in (§13): its header's, when that is one this
+/// code reads; else (a damaged header) the current one.
+pub fn payload_version(segment: &[u8]) -> u16 {
+    match segment.get(8..10) {
+        Some([1, 0]) => 1,
+        _ => FORMAT_VERSION,
     }
 }
 
@@ -244,7 +253,12 @@ impl BlockHeader {
 /// Encodes rows into one block. Rows are deduplicated by `(policy, response time)`, keeping the
 /// first. `rate_window` is the span the derived metrics were computed with: it parameterises
 /// the predictor whose residuals are stored (§4.3).
-pub fn encode_block(kind: BlockKind, rows: &[StateRecord], rate_window: TimeDelta) -> Vec<u8> {
+pub fn encode_block(
+    kind: BlockKind,
+    rows: &[StateRecord],
+    rate_window: TimeDelta,
+    version: u16,
+) -> Vec<u8> {
     // Group by policy, ordered by time, first occurrence wins.
     let mut by_policy: BTreeMap<&str, BTreeMap<i64, &StateRecord>> = BTreeMap::new();
     for row in rows {
@@ -265,7 +279,7 @@ pub fn encode_block(kind: BlockKind, rows: &[StateRecord], rate_window: TimeDelt
     cycles.sort_unstable();
     cycles.dedup();
 
-    let mut out = BlockWriter::new(kind, cycles, rate_window);
+    let mut out = BlockWriter::new(kind, cycles, rate_window, version);
     for (name, rows) in &by_policy {
         let rows: Vec<&StateRecord> = rows.values().copied().collect();
         out.policy(name, &rows);
@@ -278,7 +292,7 @@ pub fn encode_block(kind: BlockKind, rows: &[StateRecord], rate_window: TimeDelt
 /// `(policy, response time)` present in several inputs keeps its first occurrence. The cycle
 /// table is the union of the inputs' (a cycle whose only row was such a duplicate stays,
 /// unreferenced). Any damage fails the merge: a damaged block is never rewritten.
-pub fn merge_blocks(blocks: &[&[u8]], rate_window: TimeDelta) -> Result<Vec<u8>> {
+pub fn merge_blocks(blocks: &[&[u8]], rate_window: TimeDelta, version: u16) -> Result<Vec<u8>> {
     let mut buf = FrameBuffer::default();
     let mut tables = Vec::with_capacity(blocks.len());
     let mut by_policy: BTreeMap<&str, Vec<(usize, Frame<'_>)>> = BTreeMap::new();
@@ -289,7 +303,11 @@ pub fn merge_blocks(blocks: &[&[u8]], rate_window: TimeDelta) -> Result<Vec<u8>>
             .and_then(|b| b.get(..header.body_len as usize))
             .ok_or(FormatError::Truncated("block body"))?;
         let mut cycles = None;
-        for frame in frames(body) {
+        let (frames, copy) = block_frames(body, version);
+        if version >= 2 && copy.is_none() {
+            return Err(FormatError::Malformed("block trailer"));
+        }
+        for frame in frames {
             let frame = frame?;
             if frame.is_cycles() {
                 cycles = Some(decode_cycles(&frame, &mut buf)?);
@@ -305,7 +323,7 @@ pub fn merge_blocks(blocks: &[&[u8]], rate_window: TimeDelta) -> Result<Vec<u8>>
     let mut cycles: Vec<(i64, i64)> = tables.iter().flat_map(|t| t.ns.iter().copied()).collect();
     cycles.sort_unstable();
     cycles.dedup();
-    let mut out = BlockWriter::new(BlockKind::Sealed, cycles, rate_window);
+    let mut out = BlockWriter::new(BlockKind::Sealed, cycles, rate_window, version);
     let none = Cycles::default();
     for (name, frames) in by_policy {
         let mut rows = Vec::new();
@@ -314,6 +332,7 @@ pub fn merge_blocks(blocks: &[&[u8]], rate_window: TimeDelta) -> Result<Vec<u8>>
                 &frame,
                 tables.get(index).unwrap_or(&none),
                 &mut buf,
+                version,
             )?);
         }
         // Stable: of rows with one response time, the first input's comes first and stays.
@@ -328,6 +347,9 @@ pub fn merge_blocks(blocks: &[&[u8]], rate_window: TimeDelta) -> Result<Vec<u8>>
 /// Builds one block: the cycles frame first, then policy frames in name order (§3).
 struct BlockWriter {
     kind: BlockKind,
+    version: u16,
+    /// The encoded cycles frame, written again at the end in version 2 (§3.1).
+    cycles_frame: Vec<u8>,
     cycles: Vec<(i64, i64)>,
     window_ns: i64,
     body: Vec<u8>,
@@ -337,7 +359,7 @@ struct BlockWriter {
 }
 
 impl BlockWriter {
-    fn new(kind: BlockKind, cycles: Vec<(i64, i64)>, rate_window: TimeDelta) -> Self {
+    fn new(kind: BlockKind, cycles: Vec<(i64, i64)>, rate_window: TimeDelta, version: u16) -> Self {
         let mut body = Vec::new();
         let mut scratch = Vec::new();
         push_frame(
@@ -347,8 +369,11 @@ impl BlockWriter {
             &encode_cycles(&cycles),
             &mut scratch,
         );
+        let cycles_frame = body.clone();
         Self {
+            cycles_frame,
             kind,
+            version,
             cycles,
             window_ns: rate_window.num_nanoseconds().unwrap_or(i64::MAX),
             body,
@@ -364,7 +389,7 @@ impl BlockWriter {
             .rows
             .saturating_add(u32::try_from(rows.len()).unwrap_or(u32::MAX));
         self.policies = self.policies.saturating_add(1);
-        let raw = encode_policy(rows, &self.cycles, self.window_ns);
+        let raw = encode_policy(rows, &self.cycles, self.window_ns, self.version);
         push_frame(
             &mut self.body,
             FRAME_POLICY,
@@ -374,7 +399,15 @@ impl BlockWriter {
         );
     }
 
-    fn finish(self) -> Vec<u8> {
+    fn finish(mut self) -> Vec<u8> {
+        if self.version >= 2 {
+            // §3.1: the cycles frame again, last, and its length: every row of the block
+            // depends on it, so one damaged byte there must not cost them all.
+            let copy = self.cycles_frame.clone();
+            self.body.extend_from_slice(&copy);
+            self.body
+                .extend_from_slice(&u32::try_from(copy.len()).unwrap_or(u32::MAX).to_le_bytes());
+        }
         let header = BlockHeader {
             body_len: u32::try_from(self.body.len()).unwrap_or(u32::MAX),
             min_time_ns: self.cycles.first().map_or(0, |c| c.0),
@@ -388,6 +421,28 @@ impl BlockWriter {
         block.extend_from_slice(&self.body);
         block
     }
+}
+
+/// The frames of a block body (§3), and in version 2 the copy of its cycles frame found from
+/// the end through the trailer (§3.1): reachable even when damage upsets the frames before it.
+/// The copy is also the last of the frames returned.
+pub fn block_frames(body: &[u8], version: u16) -> (Vec<Result<Frame<'_>>>, Option<Frame<'_>>) {
+    if version < 2 {
+        return (frames(body), None);
+    }
+    let Some(split) = body.len().checked_sub(4) else {
+        return (vec![Err(FormatError::Truncated("block trailer"))], None);
+    };
+    let (head, trailer) = body.split_at(split);
+    let copy_len =
+        <[u8; 4]>::try_from(trailer).map_or(usize::MAX, |b| u32::from_le_bytes(b) as usize);
+    let copy = split.checked_sub(copy_len).and_then(|at| {
+        let mut r = Reader::new(head.get(at..)?);
+        next_frame(&mut r, usize::MAX)
+            .ok()
+            .filter(|f| f.is_cycles() && r.is_empty())
+    });
+    (frames(head), copy)
 }
 
 fn push_frame(body: &mut Vec<u8>, kind: u8, name: &[u8], raw: &[u8], scratch: &mut Vec<u8>) {
@@ -447,11 +502,46 @@ fn encode_cycles(cycles: &[(i64, i64)]) -> Vec<u8> {
     w.0
 }
 
-/// §4.2 policy frame.
-fn encode_policy(rows: &[&StateRecord], cycles: &[(i64, i64)], window_ns: i64) -> Vec<u8> {
+/// §4.2 policy frame (§4.5 in version 2).
+fn encode_policy(
+    rows: &[&StateRecord],
+    cycles: &[(i64, i64)],
+    window_ns: i64,
+    version: u16,
+) -> Vec<u8> {
+    if version == 1 {
+        return encode_policy_as(rows, cycles, window_ns, None);
+    }
+    // Rows read from text (an import) may be the legacy's own arithmetic: try its predictor
+    // too, and keep the smaller frame.
+    let native = encode_policy_as(rows, cycles, window_ns, Some(Family::Dictmon));
+    if rows
+        .iter()
+        .all(|r| r.enrichment.text_scales == TextScales::default())
+    {
+        return native;
+    }
+    let legacy = encode_policy_as(rows, cycles, window_ns, Some(Family::Legacy));
+    if legacy.len() < native.len() {
+        legacy
+    } else {
+        native
+    }
+}
+
+/// A policy frame with the predictor `family` (version 2), or in version 1's layout (none).
+fn encode_policy_as(
+    rows: &[&StateRecord],
+    cycles: &[(i64, i64)],
+    window_ns: i64,
+    family: Option<Family>,
+) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(rows.len() * 12 + 8));
     w.varint(rows.len() as u64);
     w.zigzag(window_ns);
+    if let Some(f) = family {
+        w.u8(f as u8);
+    }
     let mut prev = -1_i64;
     for r in rows {
         let key = (nanos(r.sample.at), nanos(r.created_at));
@@ -476,14 +566,52 @@ fn encode_policy(rows: &[&StateRecord], cycles: &[(i64, i64)], window_ns: i64) -
     });
     let samples: Vec<Sample> = rows.iter().map(|r| r.sample).collect();
     let times: Vec<i64> = rows.iter().map(|r| nanos(r.sample.at)).collect();
-    let predicted = predict(&samples, &times, window_ns);
+    let predicted = match family {
+        Some(Family::Legacy) => predict_legacy(&samples, &times),
+        Some(Family::Dictmon) | None => predict(&samples, &times, window_ns),
+    };
     for field in 0..DERIVED {
         for (r, p) in rows.iter().zip(&predicted) {
             w.varint(derived_bits(&r.enrichment, field) ^ p.get(field).copied().unwrap_or(0));
         }
     }
+    if family.is_some() {
+        // §4.5: the text scales, column by column, as runs of (length, scale).
+        for column in 0..4 {
+            let scales: Vec<u8> = rows
+                .iter()
+                .map(|r| {
+                    r.enrichment
+                        .text_scales
+                        .0
+                        .get(column)
+                        .copied()
+                        .flatten()
+                        .unwrap_or(SHORTEST)
+                })
+                .collect();
+            let runs: Vec<&[u8]> = scales.chunk_by(|a, b| a == b).collect();
+            w.varint(runs.len() as u64);
+            for run in runs {
+                w.varint(run.len() as u64);
+                w.u8(run.first().copied().unwrap_or(SHORTEST));
+            }
+        }
+    }
     w.0
 }
+
+/// §4.5: the predictor of a version-2 policy frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    /// dictmon's own bucket math (§4.3).
+    Dictmon = 1,
+    /// The legacy system's naive formulas, rounded as `numeric` rounds (§4.4).
+    Legacy = 2,
+}
+
+/// §4.5: the text scale of a value written in its shortest form.
+const SHORTEST: u8 = 0xFF;
 
 /// Derived columns, in their order in a policy frame (§4.2).
 const DERIVED: usize = 5;
@@ -525,6 +653,71 @@ fn predict(samples: &[Sample], times: &[i64], window_ns: i64) -> Vec<[u64; DERIV
         .collect()
 }
 
+/// §4.4 the legacy predictor: each row from itself and the row before it in the frame, in
+/// exact integer arithmetic, rounded to hundredths half away from zero (as PostgreSQL rounds
+/// `numeric`), then divided by 100 in `f64` — the nearest `f64` to the decimal, which is what
+/// reading its text gives.
+fn predict_legacy(samples: &[Sample], times: &[i64]) -> Vec<[u64; DERIVED]> {
+    let hundredths = |num: i128, den: i128| -> Option<f64> {
+        if den == 0 {
+            return None;
+        }
+        let (num, den) = if den < 0 { (-num, -den) } else { (num, den) };
+        let q = (2 * num.abs() + den) / (2 * den);
+        let k = if num < 0 { -q } else { q };
+        i64::try_from(k).ok().map(|k| k as f64 / 100.0)
+    };
+    let bits = |x: Option<f64>| x.map_or(NONE_BITS, f64::to_bits);
+    samples
+        .iter()
+        .enumerate()
+        .map(|(j, s)| {
+            let a = i128::from(s.available_tokens);
+            let c = i128::from(s.bucket.capacity);
+            let refill = i128::from(s.bucket.refill_tokens);
+            let period = i128::from(s.bucket.refill_period_secs);
+            let utilization = hundredths(10_000 * (c - a), c).unwrap_or(0.0);
+            let remaining = if c > 0 {
+                100.0 * s.available_tokens as f64 / s.bucket.capacity as f64
+            } else {
+                0.0
+            };
+            let eta = if a >= c {
+                Some(0.0)
+            } else if refill > 0 && period > 0 {
+                hundredths((c - a) * period * 100, refill)
+            } else {
+                None
+            };
+            // The naive two-sample rate: tokens lost since the previous row, per minute.
+            let previous = j.checked_sub(1).and_then(|i| {
+                let p = samples.get(i)?;
+                let dt_ms = (i128::from(*times.get(j)?) - i128::from(*times.get(i)?)) / 1_000_000;
+                (dt_ms > 0).then(|| (i128::from(p.available_tokens) - a, dt_ms))
+            });
+            let rate = previous.map(|(lost, dt_ms)| {
+                if lost > 0 {
+                    hundredths(lost * 6_000_000, dt_ms).unwrap_or(0.0)
+                } else {
+                    0.0
+                }
+            });
+            let projection = match previous {
+                _ if a <= 0 => Some(0.0),
+                Some((lost, dt_ms)) if lost > 0 => hundredths(a * dt_ms, 10 * lost),
+                _ => None,
+            };
+            [
+                utilization.to_bits(),
+                remaining.to_bits(),
+                bits(rate),
+                bits(eta),
+                bits(projection),
+            ]
+        })
+        .collect()
+}
+
 fn nanos(t: DateTime<Utc>) -> i64 {
     // Stored samples passed validation, which guarantees the nanosecond range.
     t.timestamp_nanos_opt().unwrap_or(i64::MAX)
@@ -544,25 +737,59 @@ pub struct Frame<'a> {
     stored: &'a [u8],
 }
 
-/// Splits a block body into frames. Frames whose checksum fails are returned as errors in
-/// place, so the others stay readable.
+/// Splits a block body into frames. A frame that fails (its checksum, or bytes that are no
+/// frame at all) is returned as an error in place, and the next frame is searched for from the
+/// byte after its start (§8): the first offset where a whole frame checks — found at once by
+/// its lengths when only its content is damaged, by the search when its header is — so one
+/// damaged frame costs only its own rows.
 pub fn frames(body: &[u8]) -> Vec<Result<Frame<'_>>> {
     let mut out = Vec::new();
-    let mut r = Reader::new(body);
+    let mut pos = 0_usize;
     let mut index = 0;
-    while !r.is_empty() {
-        let frame = next_frame(&mut r, index);
-        // A frame whose checksum failed was still stepped over by its lengths: the next one is
-        // reached if those lengths were right, and fails its own checksum if they were not.
-        // Any other error leaves no way to find the next frame.
-        let go_on = matches!(frame, Ok(_) | Err(FormatError::Checksum(_)));
-        out.push(frame);
-        if !go_on {
-            break;
+    while let Some(rest) = body.get(pos..).filter(|r| !r.is_empty()) {
+        match next_frame(&mut Reader::new(rest), index) {
+            Ok(frame) => {
+                pos += FRAME_HEADER_LEN + frame.name.len() + frame.stored.len();
+                out.push(Ok(frame));
+            }
+            Err(error) => {
+                out.push(Err(error));
+                let next = (pos + 1..body.len()).find(|&at| {
+                    body.get(at..).is_some_and(|rest| {
+                        plausible_frame(rest) && next_frame(&mut Reader::new(rest), index).is_ok()
+                    })
+                });
+                match next {
+                    Some(at) => pos = at,
+                    None => break,
+                }
+            }
         }
         index += 1;
     }
     out
+}
+
+/// Whether `bytes` start like a frame header (kind, codec, name length, lengths within the
+/// bytes), before its checksum is computed: keeps the search for the next frame linear.
+fn plausible_frame(bytes: &[u8]) -> bool {
+    let (Some(stored), Some(&codec), Some(&kind), Some(name)) = (
+        bytes.get(0..4),
+        bytes.get(8),
+        bytes.get(9),
+        bytes.get(10..12),
+    ) else {
+        return false;
+    };
+    let stored = stored
+        .iter()
+        .rev()
+        .fold(0_usize, |a, &b| a << 8 | usize::from(b));
+    let name = usize::from(name.iter().rev().fold(0_u16, |a, &b| a << 8 | u16::from(b)));
+    matches!(kind, FRAME_CYCLES | FRAME_POLICY)
+        && matches!(codec, CODEC_NONE | CODEC_ZSTD)
+        && name <= crate::domain::PolicyName::MAX_LEN
+        && FRAME_HEADER_LEN + name + stored <= bytes.len()
 }
 
 fn next_frame<'a>(r: &mut Reader<'a>, index: usize) -> Result<Frame<'a>> {
@@ -692,12 +919,21 @@ pub fn decode_policy(
     frame: &Frame<'_>,
     cycles: &Cycles,
     buf: &mut FrameBuffer,
+    version: u16,
 ) -> Result<Vec<(StateRecord, i64)>> {
     let policy = PolicyName::new(frame.name).map_err(|_| FormatError::Malformed("policy name"))?;
     let raw = frame.raw(buf)?;
     let mut r = Reader::new(raw);
     let n = r.count("row count")?;
     let window_ns = r.zigzag("rate window")?;
+    let family = match version {
+        1 => None,
+        _ => Some(match r.u8("predictor family")? {
+            1 => Family::Dictmon,
+            2 => Family::Legacy,
+            _ => return Err(FormatError::Malformed("predictor family")),
+        }),
+    };
     let mut times = Vec::with_capacity(n);
     let mut prev = -1_i64;
     for _ in 0..n {
@@ -739,7 +975,10 @@ pub fn decode_policy(
         });
     }
     let times_ns: Vec<i64> = times.iter().map(|t| t.0.0).collect();
-    let predicted = predict(&samples, &times_ns, window_ns);
+    let predicted = match family {
+        Some(Family::Legacy) => predict_legacy(&samples, &times_ns),
+        Some(Family::Dictmon) | None => predict(&samples, &times_ns, window_ns),
+    };
     let mut derived = vec![[0_u64; DERIVED]; n];
     for field in 0..DERIVED {
         for (row, p) in derived.iter_mut().zip(&predicted) {
@@ -749,11 +988,18 @@ pub fn decode_policy(
             }
         }
     }
+    let scales = if family.is_some() {
+        decode_text_scales(&mut r, n)?
+    } else {
+        vec![TextScales::default(); n]
+    };
     if !r.is_empty() {
         return Err(FormatError::Malformed("trailing bytes in policy frame"));
     }
     let mut out = Vec::with_capacity(n);
-    for ((sample, ((at, _), (_, created))), d) in samples.into_iter().zip(times).zip(derived) {
+    for (((sample, ((at, _), (_, created))), d), text_scales) in
+        samples.into_iter().zip(times).zip(derived).zip(scales)
+    {
         let [util, remaining, rate, eta, projection] = d;
         let record = StateRecord {
             policy: policy.clone(),
@@ -764,12 +1010,46 @@ pub fn decode_policy(
                 consumption_rate_per_minute: from_option_bits(rate),
                 recovery_eta_seconds: from_option_bits(eta),
                 exhaustion_projection_seconds: from_option_bits(projection),
+                text_scales,
             },
             created_at: created,
         };
         out.push((record, at));
     }
     Ok(out)
+}
+
+/// §4.5: the four text-scale columns of a version-2 policy frame of `n` rows.
+fn decode_text_scales(r: &mut Reader<'_>, n: usize) -> Result<Vec<TextScales>> {
+    let mut scales = vec![TextScales::default(); n];
+    for column in 0..4 {
+        let runs = r.count("text scale runs")?;
+        let mut row = 0_usize;
+        for _ in 0..runs {
+            // A run may be longer than the bytes left (it covers rows, not bytes); it is
+            // checked against the row count.
+            let len = usize::try_from(r.varint("text scale run")?).unwrap_or(usize::MAX);
+            let scale = match r.u8("text scale")? {
+                SHORTEST => None,
+                s if s <= TextScales::MAX => Some(s),
+                _ => return Err(FormatError::Malformed("text scale")),
+            };
+            let end = row
+                .checked_add(len)
+                .filter(|&e| e <= n && len > 0)
+                .ok_or(FormatError::Malformed("text scale run"))?;
+            for slot in scales.get_mut(row..end).unwrap_or_default() {
+                if let Some(x) = slot.0.get_mut(column) {
+                    *x = scale;
+                }
+            }
+            row = end;
+        }
+        if row != n {
+            return Err(FormatError::Malformed("text scale runs"));
+        }
+    }
+    Ok(scales)
 }
 
 fn from_option_bits(bits: u64) -> Option<f64> {
@@ -956,13 +1236,13 @@ mod tests {
         let body = &block[BLOCK_HEADER_LEN..];
         assert_eq!(body.len(), header.body_len as usize);
         let (mut buf, mut out, mut cycles) = (FrameBuffer::default(), Vec::new(), None);
-        for f in frames(body) {
+        for f in block_frames(body, FORMAT_VERSION).0 {
             let f = f.expect("frame");
             if f.is_cycles() {
                 cycles = Some(decode_cycles(&f, &mut buf).expect("cycles"));
             } else {
                 let c = cycles.as_ref().expect("cycles first");
-                let rows = decode_policy(&f, c, &mut buf).expect("policy");
+                let rows = decode_policy(&f, c, &mut buf, FORMAT_VERSION).expect("policy");
                 out.extend(rows.into_iter().map(|(r, _)| r));
             }
         }
@@ -982,7 +1262,12 @@ mod tests {
             .filter(|r| !(r.policy.as_str() == "CLAIMS_READ" && r.sample.at.timestamp() % 7 == 0))
             .collect();
         rows[3].enrichment.consumption_rate_per_minute = Some(12.5); // a residual to carry
-        let block = encode_block(BlockKind::Sealed, &rows, TimeDelta::minutes(15));
+        let block = encode_block(
+            BlockKind::Sealed,
+            &rows,
+            TimeDelta::minutes(15),
+            FORMAT_VERSION,
+        );
         let mut expected = rows.clone();
         expected.sort_by(|a, b| a.policy.cmp(&b.policy).then(a.sample.at.cmp(&b.sample.at)));
         assert_eq!(decode_all(&block), expected);
@@ -1003,30 +1288,33 @@ mod tests {
         };
         let (a, b, c) = (rows(0, 50, 1_000), rows(50, 120, 1_000), rows(120, 121, 7));
         let blocks = [
-            encode_block(BlockKind::Live, &a, window),
-            encode_block(BlockKind::Sealed, &b, window),
-            encode_block(BlockKind::Live, &c, window),
+            encode_block(BlockKind::Live, &a, window, FORMAT_VERSION),
+            encode_block(BlockKind::Sealed, &b, window, FORMAT_VERSION),
+            encode_block(BlockKind::Live, &c, window, FORMAT_VERSION),
         ];
         let inputs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
-        let merged = merge_blocks(&inputs, window).expect("merge");
+        let merged = merge_blocks(&inputs, window, FORMAT_VERSION).expect("merge");
         let all: Vec<StateRecord> = a.iter().chain(&b).chain(&c).cloned().collect();
-        assert_eq!(merged, encode_block(BlockKind::Sealed, &all, window));
+        assert_eq!(
+            merged,
+            encode_block(BlockKind::Sealed, &all, window, FORMAT_VERSION)
+        );
         // A row present twice keeps the first input's version.
         let mut again = rows(119, 120, 0);
         again[0].sample.available_tokens = -5;
         let blocks = [
             blocks[1].clone(),
-            encode_block(BlockKind::Live, &again, window),
+            encode_block(BlockKind::Live, &again, window, FORMAT_VERSION),
         ];
         let inputs: Vec<&[u8]> = blocks.iter().map(Vec::as_slice).collect();
-        let merged = decode_all(&merge_blocks(&inputs, window).expect("merge"));
+        let merged = decode_all(&merge_blocks(&inputs, window, FORMAT_VERSION).expect("merge"));
         assert_eq!(merged.len(), b.len());
         assert!(merged.iter().all(|r| r.sample.available_tokens >= 0));
         // Damage fails the merge.
         let mut bad = blocks[0].clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert!(merge_blocks(&[&bad], window).is_err());
+        assert!(merge_blocks(&[&bad], window, FORMAT_VERSION).is_err());
     }
 
     #[test]
@@ -1038,8 +1326,123 @@ mod tests {
             BlockKind::Live,
             &[first.clone(), second],
             TimeDelta::minutes(15),
+            FORMAT_VERSION,
         );
         assert_eq!(decode_all(&block), vec![first]);
+    }
+
+    /// Rows as the legacy system wrote them: its naive formulas rounded to hundredths, read
+    /// back from their `numeric(…,2)` text.
+    #[expect(clippy::many_single_char_names, reason = "the formulas' own letters")]
+    fn legacy_rows(n: i64) -> Vec<StateRecord> {
+        let text = |num: i128, den: i128| -> String {
+            let q = (2 * num.abs() + den) / (2 * den);
+            let k = if num < 0 { -q } else { q };
+            format!(
+                "{}{}.{:02}",
+                if k < 0 { "-" } else { "" },
+                k.abs() / 100,
+                k.abs() % 100
+            )
+        };
+        let value = |t: &str| {
+            (
+                t.parse::<f64>().expect("number"),
+                TextScales::of(t, t.parse().expect("number")),
+            )
+        };
+        let mut previous: Option<(i64, i64)> = None;
+        (0..n)
+            .map(|k| {
+                let a = 500 + (k * 7919 % 400) - 200;
+                let ms = k * 300_000 + (k * 37 % 90);
+                let mut r = record("ENTRIES_WRITE", 0, a);
+                r.sample.at =
+                    DateTime::from_timestamp_millis(1_767_225_600_000 + ms).expect("time");
+                r.created_at = r.sample.at + TimeDelta::microseconds(1_234 + k % 999);
+                let (c, refill, period) = (1_000_i128, 100_i128, 60_i128);
+                let a128 = i128::from(a);
+                let (util, util_scale) = value(&text(10_000 * (c - a128), c));
+                let (eta, eta_scale) = value(&text((c - a128) * period * 100, refill));
+                let lost = previous.map(|(pa, pms)| (i128::from(pa - a), i128::from(ms - pms)));
+                let (rate, rate_scale) = match lost {
+                    Some((l, dt)) if l > 0 => {
+                        let (v, s) = value(&text(l * 6_000_000, dt));
+                        (Some(v), s)
+                    }
+                    Some(_) => (Some(0.0), TextScales::of("0.00", 0.0)),
+                    None => (None, None),
+                };
+                let (projection, projection_scale) = match lost {
+                    Some((l, dt)) if l > 0 => {
+                        let (v, s) = value(&text(a128 * dt, 10 * l));
+                        (Some(v), s)
+                    }
+                    _ => (None, None),
+                };
+                previous = Some((a, ms));
+                r.enrichment = Enrichment {
+                    utilization_percent: util,
+                    remaining_percent: 100.0 * a as f64 / 1_000.0,
+                    consumption_rate_per_minute: rate,
+                    recovery_eta_seconds: Some(eta),
+                    exhaustion_projection_seconds: projection,
+                    text_scales: TextScales([util_scale, rate_scale, eta_scale, projection_scale]),
+                };
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn legacy_rows_are_predicted_by_the_legacy_formulas_and_keep_their_text() {
+        let rows = legacy_rows(2_000);
+        assert!(
+            rows.iter()
+                .any(|r| r.enrichment.text_scales == TextScales([Some(2); 4]))
+        );
+        let window = TimeDelta::minutes(15);
+        let v2 = encode_block(BlockKind::Sealed, &rows, window, FORMAT_VERSION);
+        let v1 = encode_block(BlockKind::Sealed, &rows, window, 1);
+        assert_eq!(decode_all(&v2), rows, "exact, text scales included");
+        // Version 1 keeps the values (not the text scales) and needs far more bytes.
+        let mut plain = rows.clone();
+        for r in &mut plain {
+            r.enrichment.text_scales = TextScales::default();
+        }
+        let body = &v1[BLOCK_HEADER_LEN..];
+        let (mut buf, mut back, mut cycles) = (FrameBuffer::default(), Vec::new(), None);
+        for f in frames(body) {
+            let f = f.expect("frame");
+            if f.is_cycles() {
+                cycles = Some(decode_cycles(&f, &mut buf).expect("cycles"));
+            } else {
+                let c = cycles.as_ref().expect("cycles");
+                back.extend(
+                    decode_policy(&f, c, &mut buf, 1)
+                        .expect("v1")
+                        .into_iter()
+                        .map(|(r, _)| r),
+                );
+            }
+        }
+        assert_eq!(back, plain);
+        assert!(
+            v2.len() * 4 < v1.len(),
+            "legacy rows: {} bytes in version 2, {} in version 1",
+            v2.len(),
+            v1.len()
+        );
+    }
+
+    #[test]
+    fn text_scales_are_the_decimals_written_when_they_write_back_the_same() {
+        assert_eq!(TextScales::of("12.50", 12.5), Some(2));
+        assert_eq!(TextScales::of("-0.05", -0.05), Some(2));
+        assert_eq!(TextScales::of("7", 7.0), Some(0));
+        assert_eq!(TextScales::of("1e3", 1000.0), None);
+        assert_eq!(TextScales::of("12.", 12.0), None);
+        assert_eq!(TextScales::of("0.1000000000000000055511", 0.1), None);
     }
 
     #[test]
@@ -1050,12 +1453,12 @@ mod tests {
             created_ns: 0,
         }
         .encode();
-        bytes[8] = 2;
+        bytes[8] = 3;
         let sum = crc(&bytes[..28]);
         bytes[28..].copy_from_slice(&sum.to_le_bytes());
         assert_eq!(
             SegmentHeader::decode(&bytes),
-            Err(FormatError::UnsupportedVersion { found: 2 })
+            Err(FormatError::UnsupportedVersion { found: 3 })
         );
     }
 }

@@ -337,8 +337,7 @@ impl Store {
     /// fsynced before returning (§6.1). Never merges: compaction (§6.3) runs apart.
     pub fn append(&mut self, batch: &[StateRecord]) -> Result<()> {
         for (month, rows) in by_month(batch)? {
-            let block = format::encode_block(BlockKind::Live, &rows, self.options.rate_window.span);
-            self.write_block(month, &block)?;
+            self.write_block(month, BlockKind::Live, &rows)?;
         }
         self.nudge();
         Ok(())
@@ -351,23 +350,18 @@ impl Store {
         let max = usize::try_from(compact::MAX_BLOCK_ROWS).unwrap_or(usize::MAX);
         for (month, rows) in by_month(rows)? {
             for chunk in rows.chunks(max) {
-                let block =
-                    format::encode_block(BlockKind::Sealed, chunk, self.options.rate_window.span);
-                self.write_block(month, &block)?;
+                self.write_block(month, BlockKind::Sealed, chunk)?;
             }
         }
         self.nudge();
         Ok(())
     }
 
-    /// §6.1: one block at the end of its month's segment (created if needed, §6.2), fsynced
-    /// when the options say so. A failed write is cut back and the segment reopened.
-    fn write_block(&mut self, month: Month, block: &[u8]) -> Result<()> {
+    /// §6.1: `rows` as one block at the end of its month's segment (created if needed, §6.2),
+    /// in the segment's format version, fsynced when the options say so. A failed write is cut
+    /// back and the segment reopened.
+    fn write_block(&mut self, month: Month, kind: BlockKind, rows: &[StateRecord]) -> Result<()> {
         let path = compact::segment_path(&self.dir, month);
-        let header = BlockHeader::decode(block).map_err(|error| StoreError::Segment {
-            path: path.clone(),
-            error,
-        })?;
         let mut open = compact::lock(&self.segments);
         self.check_place(&open)?;
         let seg = match open.entry(month) {
@@ -376,11 +370,16 @@ impl Store {
                 e.insert(open_segment(&self.dir, month, &mut self.recovery)?)
             }
         };
+        let block = format::encode_block(kind, rows, self.options.rate_window.span, seg.version);
+        let header = BlockHeader::decode(&block).map_err(|error| StoreError::Segment {
+            path: path.clone(),
+            error,
+        })?;
         let end = seg.len;
         let fsync = self.options.fsync;
         let written = seg
             .file
-            .write_all_at(block, end)
+            .write_all_at(&block, end)
             .and_then(|()| if fsync { seg.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // A full disk (ENOSPC), a read-only remount (EROFS) or EIO: the block may be
@@ -630,6 +629,7 @@ fn open_segment(dir: &Path, month: Month, recovery: &mut Recovery) -> Result<Ope
         file,
         len,
         damaged,
+        version: format::payload_version(&bytes),
         blocks: layout.blocks,
     })
 }

@@ -243,6 +243,7 @@ pub fn read_blocks(
 ) -> Vec<Corruption> {
     let mut problems = Vec::new();
     let mut buf = format::FrameBuffer::default();
+    let version = format::payload_version(bytes);
     let report = |index: usize, error| Corruption {
         file: path.to_owned(),
         offset: blocks.get(index).map_or(0, |b| b.offset),
@@ -256,13 +257,23 @@ pub fn read_blocks(
             continue;
         }
         let (mut cycles, mut wanted) = (None, Vec::new());
-        for frame in format::frames(body(bytes, block)) {
+        let (frames, copy) = format::block_frames(body(bytes, block), version);
+        if version >= 2 && copy.is_none() {
+            // §3.1: the trailer or the copy it points at is damaged (the rows are not).
+            problems.push(report(index, FormatError::Malformed("block trailer")));
+        }
+        for frame in frames {
             match frame {
                 Err(e) => problems.push(report(index, e)),
-                Ok(f) if f.is_cycles() => match format::decode_cycles(&f, &mut buf) {
-                    Ok(c) => cycles = Some(c),
-                    Err(e) => problems.push(report(index, e)),
-                },
+                Ok(f) if f.is_cycles() => {
+                    // Version 2 has a second copy, decoded only if the first failed.
+                    if cycles.is_none() {
+                        match format::decode_cycles(&f, &mut buf) {
+                            Ok(c) => cycles = Some(c),
+                            Err(e) => problems.push(report(index, e)),
+                        }
+                    }
+                }
                 Ok(f) if filter.wants_policy(f.name) => wanted.push(f),
                 Ok(_) => {}
             }
@@ -270,6 +281,8 @@ pub fn read_blocks(
         if wanted.is_empty() {
             continue;
         }
+        // §3.1: the first copy of the cycles frame is damaged; the last one may not be.
+        let cycles = cycles.or_else(|| copy.and_then(|f| format::decode_cycles(&f, &mut buf).ok()));
         let Some(cycles) = cycles else {
             problems.push(report(
                 index,
@@ -296,7 +309,7 @@ pub fn read_blocks(
         frames
             .iter()
             .map(|frame| {
-                format::decode_policy(frame, cycles, buf).map(|mut rows| {
+                format::decode_policy(frame, cycles, buf, version).map(|mut rows| {
                     rows.retain(|&(_, ns)| filter.wants_time(ns));
                     rows
                 })

@@ -36,6 +36,7 @@ fn obs(step: i64, tokens: i64, projection: Option<f64>) -> (dictmon::domain::Sna
         consumption_rate_per_minute: Some(0.0),
         recovery_eta_seconds: None,
         exhaustion_projection_seconds: projection,
+        text_scales: dictmon::domain::TextScales::default(),
     };
     (snapshot, enrichment)
 }

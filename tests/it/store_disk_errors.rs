@@ -52,15 +52,17 @@ fn an_eio_in_one_block_loses_that_block_only_and_says_where() {
     let blocks = layout(&bytes).blocks;
     assert_eq!(blocks.len(), 3, "one live block per cycle");
 
-    // The disk fails inside the second block.
+    // The disk fails inside the second block, past its header (a lost block header loses
+    // the block: nothing says where its frames are) and its first copy of the cycle table.
     let second = blocks[1].offset;
+    let bad = second + 300;
     let disk = FailingDisk {
         bytes: bytes.clone(),
-        bad: second + 100..second + 101,
+        bad: bad..bad + 1,
     };
     let (read, unreadable) = read_tolerant(&disk, bytes.len() as u64, 64);
     assert_eq!(unreadable.len(), 1, "{unreadable:?}");
-    assert!(unreadable[0].offset <= second + 100 && second + 100 < unreadable[0].offset + 64);
+    assert!(unreadable[0].offset <= bad && bad < unreadable[0].offset + 64);
 
     // Rows per cycle: the first and third blocks whole; of the second, all but the policies
     // whose frames (each with its own checksum) lay over the lost sector.

@@ -1,5 +1,6 @@
-//! Checked-in segments of format version 1: read exactly, and the corrupt one reported at the
-//! right block. These pin the bytes and the derived-value predictor (storage-format.md §4.3).
+//! Checked-in segments of every format version (1 and 2): read exactly, and the corrupt one
+//! reported at the right block. These pin the bytes and the derived-value predictor
+//! (storage-format.md §4.3, §13).
 
 use std::path::Path;
 
@@ -21,7 +22,16 @@ fn data_dir_with(fixture: &str) -> tempfile::TempDir {
 
 #[test]
 fn version_1_segment_reads_exactly() {
-    let dir = data_dir_with("segment-v1.seg");
+    fixture_reads_exactly("segment-v1.seg");
+}
+
+#[test]
+fn version_2_segment_reads_exactly() {
+    fixture_reads_exactly("segment-v2.seg");
+}
+
+fn fixture_reads_exactly(fixture: &str) {
+    let dir = data_dir_with(fixture);
     let mut rows = Vec::new();
     let problems = StoreReader::open(dir.path())
         .expect("reader")
