@@ -110,14 +110,29 @@ impl TextScales {
     /// with that many decimals writes back exactly; none otherwise.
     pub fn of(text: &str, value: f64) -> Option<u8> {
         let text = text.trim();
+        let negative = text.starts_with('-');
         let digits = text.strip_prefix('-').unwrap_or(text);
         let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
         let plain = !int.is_empty()
+            && (int == "0" || !int.starts_with('0'))
             && int.bytes().all(|b| b.is_ascii_digit())
             && frac.bytes().all(|b| b.is_ascii_digit())
             && (frac.is_empty() != digits.contains('.'));
         let scale = u8::try_from(frac.len()).ok().filter(|&s| s <= Self::MAX)?;
-        (plain && format!("{value:.*}", usize::from(scale)) == text).then_some(scale)
+        // At most 15 significant digits: the integer k = text × 10^scale is exact in an f64,
+        // k / 10^scale (one correctly rounded division) is the f64 nearest the text, and that
+        // f64 written with `scale` decimals is the text again. No allocation: this runs for
+        // every value of an import.
+        if !plain || int.len() + frac.len() > 15 {
+            return None;
+        }
+        let k = int
+            .bytes()
+            .chain(frac.bytes())
+            .fold(0_u64, |k, b| k * 10 + u64::from(b - b'0'));
+        let magnitude = k as f64 / 10_f64.powi(i32::from(scale));
+        let nearest = if negative { -magnitude } else { magnitude };
+        (nearest.to_bits() == value.to_bits()).then_some(scale)
     }
 }
 
