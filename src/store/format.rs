@@ -49,6 +49,12 @@ pub enum BlockKind {
 /// §3: frame kind.
 const FRAME_CYCLES: u8 = 1;
 const FRAME_POLICY: u8 = 2;
+/// §3.1 (version 2): parity of the cycles frame.
+const FRAME_PARITY: u8 = 3;
+/// §3.1: the smallest parity chunk (one disk sector).
+const PARITY_MIN_CHUNK: usize = 4096;
+/// §3.1: the most chunks the cycles frame is cut into.
+const PARITY_MAX_CHUNKS: usize = 8;
 /// §3: frame codec.
 const CODEC_NONE: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
@@ -311,7 +317,7 @@ pub fn merge_blocks(blocks: &[&[u8]], rate_window: TimeDelta, version: u16) -> R
             let frame = frame?;
             if frame.is_cycles() {
                 cycles = Some(decode_cycles(&frame, &mut buf)?);
-            } else {
+            } else if frame.is_policy() {
                 by_policy
                     .entry(frame.name)
                     .or_default()
@@ -401,12 +407,14 @@ impl BlockWriter {
 
     fn finish(mut self) -> Vec<u8> {
         if self.version >= 2 {
-            // §3.1: the cycles frame again, last, and its length: every row of the block
-            // depends on it, so one damaged byte there must not cost them all.
-            let copy = self.cycles_frame.clone();
-            self.body.extend_from_slice(&copy);
+            // §3.1: parity of the cycles frame, last, and its length: every row of the block
+            // depends on the cycles frame, so one damaged byte there must not cost them all.
+            let start = self.body.len();
+            let raw = parity_of(&self.cycles_frame);
+            push_frame(&mut self.body, FRAME_PARITY, b"", &raw, &mut self.scratch);
+            let len = self.body.len() - start;
             self.body
-                .extend_from_slice(&u32::try_from(copy.len()).unwrap_or(u32::MAX).to_le_bytes());
+                .extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
         }
         let header = BlockHeader {
             body_len: u32::try_from(self.body.len()).unwrap_or(u32::MAX),
@@ -423,9 +431,9 @@ impl BlockWriter {
     }
 }
 
-/// The frames of a block body (§3), and in version 2 the copy of its cycles frame found from
-/// the end through the trailer (§3.1): reachable even when damage upsets the frames before it.
-/// The copy is also the last of the frames returned.
+/// The frames of a block body (§3), and in version 2 the parity frame of its cycles frame,
+/// found from the end through the trailer (§3.1): reachable even when damage upsets the frames
+/// before it. The parity frame is also the last of the frames returned.
 pub fn block_frames(body: &[u8], version: u16) -> (Vec<Result<Frame<'_>>>, Option<Frame<'_>>) {
     if version < 2 {
         return (frames(body), None);
@@ -440,9 +448,78 @@ pub fn block_frames(body: &[u8], version: u16) -> (Vec<Result<Frame<'_>>>, Optio
         let mut r = Reader::new(head.get(at..)?);
         next_frame(&mut r, usize::MAX)
             .ok()
-            .filter(|f| f.is_cycles() && r.is_empty())
+            .filter(|f| f.kind == FRAME_PARITY && r.is_empty())
     });
     (frames(head), copy)
+}
+
+/// §3.1: the raw body of the parity frame of `frame` (the cycles frame's bytes as written):
+/// its length, the chunk length, the chunks' CRCs and their XOR.
+fn parity_of(frame: &[u8]) -> Vec<u8> {
+    let chunk = frame
+        .len()
+        .div_ceil(PARITY_MAX_CHUNKS)
+        .max(PARITY_MIN_CHUNK)
+        .min(frame.len().max(1));
+    let mut parity = vec![0_u8; chunk];
+    let mut w = Writer(Vec::with_capacity(chunk + 64));
+    w.varint(frame.len() as u64);
+    w.varint(chunk as u64);
+    let chunks: Vec<&[u8]> = frame.chunks(chunk).collect();
+    w.varint(chunks.len() as u64);
+    for c in &chunks {
+        w.u32(crc(c));
+        for (p, b) in parity.iter_mut().zip(c.iter()) {
+            *p ^= b;
+        }
+    }
+    w.bytes(&parity);
+    w.0
+}
+
+/// §3.1: the cycle table of a block whose cycles frame (at the start of `body`) fails, rebuilt
+/// from the parity frame when the damage lies within one chunk; none otherwise.
+pub fn recover_cycles(body: &[u8], parity: &Frame<'_>, buf: &mut FrameBuffer) -> Option<Cycles> {
+    let raw = parity.raw(buf).ok()?.to_vec();
+    let mut r = Reader::new(&raw);
+    let len = r.count("parity").ok()?;
+    let chunk = usize::try_from(r.varint("parity").ok()?).ok()?.max(1);
+    let n = r.count("parity").ok()?;
+    let sums: Vec<u32> = (0..n)
+        .map(|_| r.u32("parity"))
+        .collect::<Result<_>>()
+        .ok()?;
+    let xor = r.take(chunk, "parity").ok()?;
+    let mut frame = body.get(..len)?.to_vec();
+    let bad: Vec<usize> = frame
+        .chunks(chunk)
+        .zip(&sums)
+        .enumerate()
+        .filter(|(_, (c, sum))| crc(c) != **sum)
+        .map(|(i, _)| i)
+        .collect();
+    let [bad] = bad.as_slice() else {
+        return None;
+    };
+    let mut rebuilt = xor.to_vec();
+    for (_, c) in frame.chunks(chunk).enumerate().filter(|(i, _)| i != bad) {
+        for (p, b) in rebuilt.iter_mut().zip(c) {
+            *p ^= b;
+        }
+    }
+    let at = bad * chunk;
+    let end = (at + chunk).min(len);
+    frame
+        .get_mut(at..end)?
+        .copy_from_slice(rebuilt.get(..end - at)?);
+    if frame.chunks(chunk).nth(*bad).map(crc) != sums.get(*bad).copied() {
+        return None;
+    }
+    let mut fb = FrameBuffer::default();
+    let f = next_frame(&mut Reader::new(&frame), 0)
+        .ok()
+        .filter(Frame::is_cycles)?;
+    decode_cycles(&f, &mut fb).ok()
 }
 
 fn push_frame(body: &mut Vec<u8>, kind: u8, name: &[u8], raw: &[u8], scratch: &mut Vec<u8>) {
@@ -786,7 +863,7 @@ fn plausible_frame(bytes: &[u8]) -> bool {
         .rev()
         .fold(0_usize, |a, &b| a << 8 | usize::from(b));
     let name = usize::from(name.iter().rev().fold(0_u16, |a, &b| a << 8 | u16::from(b)));
-    matches!(kind, FRAME_CYCLES | FRAME_POLICY)
+    matches!(kind, FRAME_CYCLES | FRAME_POLICY | FRAME_PARITY)
         && matches!(codec, CODEC_NONE | CODEC_ZSTD)
         && name <= crate::domain::PolicyName::MAX_LEN
         && FRAME_HEADER_LEN + name + stored <= bytes.len()
@@ -812,7 +889,7 @@ fn next_frame<'a>(r: &mut Reader<'a>, index: usize) -> Result<Frame<'a>> {
     }
     if !matches!(
         (kind, name.is_empty()),
-        (FRAME_CYCLES, true) | (FRAME_POLICY, false)
+        (FRAME_CYCLES | FRAME_PARITY, true) | (FRAME_POLICY, false)
     ) {
         return Err(FormatError::Malformed("frame kind"));
     }
@@ -829,6 +906,11 @@ impl Frame<'_> {
     /// Whether this is the cycles frame.
     pub fn is_cycles(&self) -> bool {
         self.kind == FRAME_CYCLES
+    }
+
+    /// Whether this is a policy frame.
+    pub fn is_policy(&self) -> bool {
+        self.kind == FRAME_POLICY
     }
 
     fn raw<'b>(&'b self, fb: &'b mut FrameBuffer) -> Result<&'b [u8]> {
@@ -1240,7 +1322,7 @@ mod tests {
             let f = f.expect("frame");
             if f.is_cycles() {
                 cycles = Some(decode_cycles(&f, &mut buf).expect("cycles"));
-            } else {
+            } else if f.is_policy() {
                 let c = cycles.as_ref().expect("cycles first");
                 let rows = decode_policy(&f, c, &mut buf, FORMAT_VERSION).expect("policy");
                 out.extend(rows.into_iter().map(|(r, _)| r));
@@ -1433,6 +1515,47 @@ mod tests {
             v2.len(),
             v1.len()
         );
+    }
+
+    #[test]
+    fn a_damaged_cycles_frame_is_rebuilt_from_its_parity() {
+        let rows: Vec<StateRecord> = (0..3_000)
+            .map(|k| record("ENTRIES_WRITE", k * 300 + k % 7, 1_000 - k % 900))
+            .collect();
+        let block = encode_block(
+            BlockKind::Sealed,
+            &rows,
+            TimeDelta::minutes(15),
+            FORMAT_VERSION,
+        );
+        let body = &block[BLOCK_HEADER_LEN..];
+        let mut buf = FrameBuffer::default();
+        let (frames_ok, parity) = block_frames(body, FORMAT_VERSION);
+        let good = decode_cycles(frames_ok[0].as_ref().expect("cycles"), &mut buf).expect("cycles");
+        let parity = parity.expect("parity");
+        assert!(
+            parity.stored.len() < body.len() / 4,
+            "parity is a fraction, not a copy"
+        );
+        // Any one byte of the cycles frame, flipped: the frame fails, the parity rebuilds it.
+        let cycles_len = FRAME_HEADER_LEN + frames_ok[0].as_ref().expect("cycles").stored.len();
+        for at in [0, 5, 13, cycles_len / 2, cycles_len - 1] {
+            let mut damaged = body.to_vec();
+            damaged[at] ^= 0x20;
+            let (frames, parity) = block_frames(&damaged, FORMAT_VERSION);
+            assert!(frames[0].is_err() || !frames[0].as_ref().is_ok_and(Frame::is_cycles));
+            let rebuilt =
+                recover_cycles(&damaged, &parity.expect("parity"), &mut buf).expect("rebuilt");
+            assert_eq!(rebuilt.ns, good.ns, "byte {at}");
+        }
+        // Two chunks damaged: not rebuilt (and reported as lost by the reader).
+        let mut damaged = body.to_vec();
+        damaged[1] ^= 1;
+        damaged[cycles_len - 1] ^= 1;
+        let (_, parity) = block_frames(&damaged, FORMAT_VERSION);
+        if cycles_len > PARITY_MIN_CHUNK {
+            assert!(recover_cycles(&damaged, &parity.expect("parity"), &mut buf).is_none());
+        }
     }
 
     #[test]

@@ -257,16 +257,15 @@ pub fn read_blocks(
             continue;
         }
         let (mut cycles, mut wanted) = (None, Vec::new());
-        let (frames, copy) = format::block_frames(body(bytes, block), version);
-        if version >= 2 && copy.is_none() {
-            // §3.1: the trailer or the copy it points at is damaged (the rows are not).
+        let (frames, parity) = format::block_frames(body(bytes, block), version);
+        if version >= 2 && parity.is_none() {
+            // §3.1: the trailer or the parity it points at is damaged (the rows are not).
             problems.push(report(index, FormatError::Malformed("block trailer")));
         }
         for frame in frames {
             match frame {
                 Err(e) => problems.push(report(index, e)),
                 Ok(f) if f.is_cycles() => {
-                    // Version 2 has a second copy, decoded only if the first failed.
                     if cycles.is_none() {
                         match format::decode_cycles(&f, &mut buf) {
                             Ok(c) => cycles = Some(c),
@@ -274,15 +273,17 @@ pub fn read_blocks(
                         }
                     }
                 }
-                Ok(f) if filter.wants_policy(f.name) => wanted.push(f),
+                Ok(f) if f.is_policy() && filter.wants_policy(f.name) => wanted.push(f),
                 Ok(_) => {}
             }
         }
         if wanted.is_empty() {
             continue;
         }
-        // §3.1: the first copy of the cycles frame is damaged; the last one may not be.
-        let cycles = cycles.or_else(|| copy.and_then(|f| format::decode_cycles(&f, &mut buf).ok()));
+        // §3.1: a damaged cycles frame is rebuilt from its parity when it can be.
+        let cycles = cycles.or_else(|| {
+            parity.and_then(|p| format::recover_cycles(body(bytes, block), &p, &mut buf))
+        });
         let Some(cycles) = cycles else {
             problems.push(report(
                 index,
