@@ -43,20 +43,13 @@ for seg in pathlib.Path(sys.argv[1], "segments").glob("*.seg"):
 print(total)
 PY
 }
-serve_at() { # START DATA_DIR ARGS… : sets $pid and $base
+# shellcheck source=benches/serve.sh
+. benches/serve.sh
+serve_at() { # START DATA_DIR ARGS… : serve with its clock starting at START; sets $pid, $base
     local start=$1 dir=$2
     shift 2
-    # env execs dictmon: $! is the server's own pid (VmHWM, kill).
-    env LD_PRELOAD="$lib" FAKETIME="@$start" FAKETIME_DONT_FAKE_MONOTONIC=1 TZ=UTC \
-        "$bin" serve --data-dir "$dir" --listen 127.0.0.1:0 --grpc-listen off "$@" 2>"$tmp/log" &
-    pid=$!
-    base=
-    for _ in $(seq 200); do
-        base=$(grep -o 'HTTP on http://[0-9.:]*' "$tmp/log" | head -1 | sed 's/HTTP on //') && [[ -n $base ]] && return
-        sleep 0.1
-    done
-    cat "$tmp/log" >&2
-    exit 1
+    serve_env=(LD_PRELOAD="$lib" FAKETIME="@$start" FAKETIME_DONT_FAKE_MONOTONIC=1 TZ=UTC)
+    serve_start --data-dir "$dir" "$@"
 }
 stop() { kill "$pid" && wait "$pid" || true; pid=; }
 status=0

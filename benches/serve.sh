@@ -3,8 +3,11 @@
 #   metric NAME         a sample of its /metrics ("name{labels}" exactly)
 #   serve_stop          SIGTERM, and wait
 # The caller sets $tmp (a temporary directory) and removes it.
+#   serve_env=(NAME=VALUE …)  optional: the environment of the server (a faked clock …)
 serve_start() {
-    target/release/dictmon serve --listen 127.0.0.1:0 --grpc-listen off "$@" 2>"$tmp/log" &
+    # env execs dictmon: $! is the server's own pid (VmHWM, kill).
+    env ${serve_env[@]+"${serve_env[@]}"} \
+        target/release/dictmon serve --listen 127.0.0.1:0 --grpc-listen off "$@" 2>"$tmp/log" &
     pid=$!
     base=
     for _ in $(seq 200); do
