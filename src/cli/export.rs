@@ -73,6 +73,12 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<Outcome> {
         started.elapsed().as_secs_f64(),
         args.out.display()
     );
+    if let Some(e) = &report.catalog_error {
+        eprintln!(
+            "error: the states are exported, but not the alerts and policies: {e} (alerts.csv and policies.csv hold their header only)"
+        );
+        return Ok(Outcome::CheckFailed);
+    }
     Ok(Outcome::Success)
 }
 

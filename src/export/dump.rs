@@ -34,6 +34,9 @@ pub struct DumpReport {
     pub partitions: Vec<Month>,
     /// Damage met in the segments (skipped).
     pub problems: Vec<Corruption>,
+    /// The catalog could not be read: `alerts.csv` and `policies.csv` hold their header only,
+    /// the states are exported all the same (they live in the segments).
+    pub catalog_error: Option<String>,
 }
 
 /// Writes the export of `reader`'s history between `since` and `until` (response time; alerts
@@ -54,7 +57,6 @@ pub fn dump(
         }
     };
     fs::create_dir_all(out).map_err(werr(out))?;
-    let catalog = reader.catalog()?;
     let mut report = DumpReport::default();
 
     let (states, partitions, problems) = write_states(reader, out, since, until, progress)?;
@@ -62,15 +64,26 @@ pub fn dump(
     report.partitions = partitions;
     report.problems = problems;
 
+    // The catalog's tables; a damaged catalog costs them, never the states.
+    let from_catalog = alerts_in(reader, since, until).and_then(|alerts| {
+        let policies = reader.catalog()?.policies()?;
+        Ok((alerts, policies))
+    });
+    let (alerts, mut policies) = match from_catalog {
+        Ok(tables) => tables,
+        Err(e) => {
+            report.catalog_error = Some(e.to_string());
+            (Vec::new(), Vec::new())
+        }
+    };
+
     // alerts.csv, in opening order.
-    let alerts = alerts_in(reader, since, until)?;
     report.alerts = alerts.len();
     write_file(&out.join("alerts.csv"), |w| {
         write_alerts(w, Format::PgCsv, &alerts, &[])
     })?;
 
     // policies.csv: the configuration as last seen.
-    let mut policies = catalog.policies()?;
     policies.sort_by(|a, b| a.policy.name.cmp(&b.policy.name));
     report.policies = policies.len();
     write_file(&out.join("policies.csv"), |w| {

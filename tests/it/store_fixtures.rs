@@ -300,6 +300,27 @@ fn writers_refuse_a_damaged_catalog_with_an_error_and_states_still_export() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 29 * 500);
+    // `export` writes every state, says the catalog's tables are missing, and exits 1.
+    let exported = dir.path().join("export");
+    let out = crate::util::dictmon()
+        .args(["export", "--data-dir"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&exported)
+        .output()
+        .expect("spawn");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("not the alerts and policies"), "{said}");
+    let states = std::fs::read_to_string(exported.join("states.csv")).expect("states.csv");
+    assert!(states.lines().count() > 29 * 500);
+    assert_eq!(
+        std::fs::read_to_string(exported.join("alerts.csv"))
+            .expect("alerts.csv")
+            .lines()
+            .count(),
+        1
+    );
 }
 
 /// A segment whose 32-byte header fails its checksum is corruption, and its blocks — which
