@@ -299,9 +299,13 @@ fn swap(
         let _ = fs::remove_file(tmp);
         return Ok(Outcome::Abandoned);
     };
-    let shrink = (job.end - job.start) - merged.len() as u64;
+    // The merged block is usually smaller than the run, but need not be (zstd's own overhead
+    // on tiny frames): every later offset moves by the difference, either way.
+    let old_len = job.end - job.start;
+    let new_len = merged.len() as u64;
+    let moved = |offset: u64| offset - old_len + new_len;
     let swapped = (|| {
-        copy_range(src, job.len..seg.len, out, job.len - shrink)?;
+        copy_range(src, job.len..seg.len, out, moved(job.len))?;
         out.sync_data()?;
         fs::rename(tmp, &job.path)
     })();
@@ -309,13 +313,17 @@ fn swap(
         let _ = fs::remove_file(tmp);
         return Err(io_err(&job.path)(e));
     }
-    sync_dir(job.path.parent().unwrap_or(Path::new(".")))?;
-    seg.file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&job.path)
-        .map_err(io_err(&job.path))?;
-    seg.len -= shrink;
+    // Renamed: from here the new file is the segment, whatever fails next.
+    let synced = sync_dir(job.path.parent().unwrap_or(Path::new(".")));
+    let reopened = OpenOptions::new().read(true).write(true).open(&job.path);
+    let Ok(file) = reopened else {
+        // The next append reopens it (and checks it, §7).
+        open.remove(&job.month);
+        synced?;
+        return reopened.map(|_| Outcome::Merged).map_err(io_err(&job.path));
+    };
+    seg.file = file;
+    seg.len = moved(seg.len);
     let header = BlockHeader::decode(merged).map_err(|error| StoreError::Segment {
         path: job.path.clone(),
         error,
@@ -326,7 +334,7 @@ fn swap(
         .unwrap_or_default()
         .iter()
         .map(|b| BlockRef {
-            offset: b.offset - shrink,
+            offset: moved(b.offset),
             header: b.header,
         })
         .collect();
@@ -336,7 +344,7 @@ fn swap(
         header,
     });
     seg.blocks.extend(after);
-    Ok(Outcome::Merged)
+    synced.map(|()| Outcome::Merged)
 }
 
 /// Copies bytes `range` of `src` to `dst` at `at`, a mebibyte at a time.
