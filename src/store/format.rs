@@ -823,6 +823,9 @@ pub fn frames(body: &[u8]) -> Vec<Result<Frame<'_>>> {
     let mut out = Vec::new();
     let mut pos = 0_usize;
     let mut index = 0;
+    // Bytes the search may checksum: bytes made to look like frame headers at every offset
+    // must not make a reader quadratic. Past it, the rest of the block is reported as lost.
+    let mut budget = body.len().saturating_mul(4).saturating_add(1 << 20);
     while let Some(rest) = body.get(pos..).filter(|r| !r.is_empty()) {
         match next_frame(&mut Reader::new(rest), index) {
             Ok(frame) => {
@@ -833,7 +836,10 @@ pub fn frames(body: &[u8]) -> Vec<Result<Frame<'_>>> {
                 out.push(Err(error));
                 let next = (pos + 1..body.len()).find(|&at| {
                     body.get(at..).is_some_and(|rest| {
-                        plausible_frame(rest) && next_frame(&mut Reader::new(rest), index).is_ok()
+                        plausible_frame(rest).is_some_and(|len| {
+                            budget = budget.saturating_sub(len);
+                            budget > 0 && next_frame(&mut Reader::new(rest), index).is_ok()
+                        })
                     })
                 });
                 match next {
@@ -847,26 +853,29 @@ pub fn frames(body: &[u8]) -> Vec<Result<Frame<'_>>> {
     out
 }
 
-/// Whether `bytes` start like a frame header (kind, codec, name length, lengths within the
-/// bytes), before its checksum is computed: keeps the search for the next frame linear.
-fn plausible_frame(bytes: &[u8]) -> bool {
+/// The length of the frame `bytes` start with, if they look like a frame header (kind, codec,
+/// name length, lengths within the bytes) — before its checksum is computed, which keeps the
+/// search for the next frame cheap.
+fn plausible_frame(bytes: &[u8]) -> Option<usize> {
     let (Some(stored), Some(&codec), Some(&kind), Some(name)) = (
         bytes.get(0..4),
         bytes.get(8),
         bytes.get(9),
         bytes.get(10..12),
     ) else {
-        return false;
+        return None;
     };
     let stored = stored
         .iter()
         .rev()
         .fold(0_usize, |a, &b| a << 8 | usize::from(b));
     let name = usize::from(name.iter().rev().fold(0_u16, |a, &b| a << 8 | u16::from(b)));
-    matches!(kind, FRAME_CYCLES | FRAME_POLICY | FRAME_PARITY)
+    let len = FRAME_HEADER_LEN + name + stored;
+    (matches!(kind, FRAME_CYCLES | FRAME_POLICY | FRAME_PARITY)
         && matches!(codec, CODEC_NONE | CODEC_ZSTD)
         && name <= crate::domain::PolicyName::MAX_LEN
-        && FRAME_HEADER_LEN + name + stored <= bytes.len()
+        && len <= bytes.len())
+    .then_some(len)
 }
 
 fn next_frame<'a>(r: &mut Reader<'a>, index: usize) -> Result<Frame<'a>> {
