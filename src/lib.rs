@@ -13,9 +13,9 @@
 //! |---|---|---|
 //! | [`domain`] | policies, snapshots, validation, token-bucket math, thresholds, alert state machine, DICT's published rate table; pure | std, chrono, serde, uuid |
 //! | [`ring`] | lock-free per-policy ring of recent samples | domain |
-//! | [`store`] | segment files (`storage-format.md`), redb catalog, retention, verify | domain |
+//! | [`store`] | segment files (`storage-format.md`), their compaction, redb catalog, retention, verify | domain |
 //! | [`source`] | the `Source` trait; Bridge gRPC client; DICT HTTPS client and its XML; simulator (in-process, gRPC, DICT HTTPS) and traffic model | domain |
-//! | [`monitor`] | the poll cycle and its scheduler; history backfill | domain, ring, store, source, notify, telemetry |
+//! | [`monitor`] | the poll cycle (`Cycle`) and its scheduler (`Monitor`); history backfill through the same `Cycle` | domain, ring, store, source, notify, telemetry |
 //! | [`telemetry`] | Prometheus metrics; the state published to readers | domain |
 //! | [`http`] | `/metrics`, `/healthz`, `/readyz`, `/api/v1/…`; the dashboard (`/`, `/policy/NAME`) | domain, ring, store, telemetry |
 //! | [`config`] | TOML configuration, defaults, checks with line and column | domain, source |
@@ -42,8 +42,10 @@
 //! `serve` runs a multi-threaded tokio runtime with two long tasks: the monitor (the only writer
 //! of the store, the catalog and the rings — [`ring::RingSetWriter`]; store I/O runs in
 //! `block_in_place`) and the HTTP server, whose handlers only read what the monitor publishes
-//! ([`telemetry::Published`], the catalog). Full scans of the store decode on up to four worker
-//! threads.
+//! ([`telemetry::Published`], the catalog). The store's compactor is a thread of its own
+//! (`dictmon-compactor`), merging closed hours' blocks while the monitor appends; the two
+//! share only the open segments' table, locked for an append or a rename, never for a merge.
+//! Full scans of the store decode on up to four worker threads.
 
 pub mod config;
 pub mod domain;
