@@ -1567,6 +1567,121 @@ mod tests {
         }
     }
 
+    /// (time ns, available, capacity, refill tokens, refill period s).
+    type VectorRow = (i64, i64, i64, i64, i64);
+
+    /// Inputs of the predictor test vectors (`tests/fixtures/predictor-vectors.txt`): family,
+    /// window (ns), and the frame's rows as (time ns, available, capacity, refill tokens,
+    /// refill period s).
+    fn vector_cases() -> Vec<(Family, i64, Vec<VectorRow>)> {
+        let t0 = 1_800_000_000_123_000_000_i64;
+        let min = 60_000_000_000_i64;
+        let drain: Vec<_> = (0..8)
+            .map(|k| {
+                (
+                    t0 + k * 5 * min + k * 7_000_000,
+                    20 - 2 * k - k % 3,
+                    20,
+                    6,
+                    60,
+                )
+            })
+            .collect();
+        let near_full = vec![
+            (t0, 20, 20, 6, 60),
+            (t0 + 5 * min, 19, 20, 6, 60),
+            (t0 + 10 * min, 12, 20, 6, 60),
+            (t0 + 15 * min, 17, 20, 6, 60),
+        ];
+        let fast: Vec<_> = (0..120)
+            .map(|k| {
+                (
+                    t0 + k * 10_000_000_000 + (k * 37 % 100) * 1_000_000,
+                    36_000 - 97 * k % 9_000,
+                    36_000,
+                    1_200,
+                    60,
+                )
+            })
+            .collect();
+        let reset = vec![
+            (t0, 900, 1_000, 100, 60),
+            (t0 + 5 * min, 700, 1_000, 100, 60),
+            (t0 + 10 * min, 300, 500, 50, 60),
+            (t0 + 15 * min, 100, 500, 50, 60),
+            (t0 + 15 * min + 1, 0, 500, 50, 60),
+        ];
+        let degenerate = vec![(t0, 0, 0, 0, 0), (t0 + min, -5, 10, 1, 1)];
+        vec![
+            (Family::Dictmon, 15 * min, drain.clone()),
+            (Family::Dictmon, 15 * min, near_full),
+            (Family::Dictmon, 15 * min, fast.clone()),
+            (Family::Dictmon, 15 * min, reset.clone()),
+            (Family::Dictmon, 15 * min, degenerate.clone()),
+            (Family::Legacy, 15 * min, drain),
+            (Family::Legacy, 15 * min, fast),
+            (Family::Legacy, 15 * min, reset),
+            (Family::Legacy, 15 * min, degenerate),
+        ]
+    }
+
+    /// The vectors' text: each case's inputs and the predicted bits of every row.
+    fn render_vectors() -> String {
+        use std::fmt::Write as _;
+        let mut out = String::from(
+            "# Predictor test vectors (storage-format.md §4.3, §4.4): written by the test\n\
+             # `store::format::tests::predictor_vectors_match_the_fixture` (DICTMON_WRITE_VECTORS=1\n\
+             # rewrites this file; only with a new format version). Per case:\n\
+             # `case FAMILY WINDOW_NS`, then one line per row of the frame, oldest first:\n\
+             # `TIME_NS AVAILABLE CAPACITY REFILL_TOKENS REFILL_PERIOD_S` and the predicted bits,\n\
+             # in hexadecimal, of utilization, remaining, rate per minute, recovery ETA and\n\
+             # exhaustion projection (7ff0000000000001: none).\n",
+        );
+        for (family, window, rows) in vector_cases() {
+            let samples: Vec<Sample> = rows
+                .iter()
+                .map(|&(t, a, c, r, p)| Sample {
+                    at: DateTime::from_timestamp_nanos(t),
+                    available_tokens: a,
+                    bucket: BucketConfig {
+                        capacity: c,
+                        refill_tokens: r,
+                        refill_period_secs: p,
+                    },
+                    category: PspCategory::C,
+                })
+                .collect();
+            let times: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            let predicted = match family {
+                Family::Dictmon => predict(&samples, &times, window),
+                Family::Legacy => predict_legacy(&samples, &times),
+            };
+            let _ = writeln!(out, "case {} {window}", family as u8);
+            for ((t, a, c, r, p), bits) in rows.iter().zip(predicted) {
+                let bits: Vec<String> = bits.iter().map(|b| format!("{b:016x}")).collect();
+                let _ = writeln!(out, "{t} {a} {c} {r} {p} {}", bits.join(" "));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn predictor_vectors_match_the_fixture() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/predictor-vectors.txt"
+        );
+        let rendered = render_vectors();
+        if std::env::var_os("DICTMON_WRITE_VECTORS").is_some() {
+            std::fs::write(path, &rendered).expect("write the vectors");
+        }
+        let pinned = std::fs::read_to_string(path).expect("tests/fixtures/predictor-vectors.txt");
+        assert!(
+            pinned == rendered,
+            "the predictors changed: that needs a new format version (§13)"
+        );
+    }
+
     #[test]
     fn text_scales_are_the_decimals_written_when_they_write_back_the_same() {
         assert_eq!(TextScales::of("12.50", 12.5), Some(2));
