@@ -66,9 +66,13 @@ fn fits(blocks: &[BlockRef]) -> bool {
         .iter()
         .map(|b| u64::from(b.header.policies))
         .max()
-        .unwrap_or(1)
-        .max(1);
-    rows <= MAX_BLOCK_ROWS && rows / policies <= MAX_ROWS_PER_POLICY
+        .unwrap_or(1);
+    fits_totals(rows, policies)
+}
+
+/// Whether a block of `rows` rows over `policies` policies is within the caps.
+fn fits_totals(rows: u64, policies: u64) -> bool {
+    rows <= MAX_BLOCK_ROWS && rows / policies.max(1) <= MAX_ROWS_PER_POLICY
 }
 
 /// The next run of consecutive blocks to merge into one sealed block, if any (§6.3):
@@ -93,19 +97,20 @@ pub fn plan(blocks: &[BlockRef], closed: bool) -> Option<Range<usize>> {
         {
             let start = i;
             let mut end = i;
-            let mut rows = 0_u64;
+            let (mut rows, mut policies) = (0_u64, 1_u64);
             let mut due_end = i;
             // Cut: followed by a block that is not live, or by the size cap. Nothing will
-            // join such a run, so all of it is due.
+            // join such a run, so all of it is due. (Totals kept as it grows: a run of an
+            // hour at 1 s is 3,600 blocks, planned after every append.)
             let mut cut = false;
             while let Some(b) = blocks.get(end) {
-                if b.header.kind != BlockKind::Live
-                    || !fits(blocks.get(start..=end).unwrap_or_default())
-                {
+                let more = rows + u64::from(b.header.rows);
+                let wider = policies.max(u64::from(b.header.policies));
+                if b.header.kind != BlockKind::Live || !fits_totals(more, wider) {
                     cut = true;
                     break;
                 }
-                rows += u64::from(b.header.rows);
+                (rows, policies) = (more, wider);
                 end += 1;
                 if closed || Some(hour(b.header.max_time_ns)) < newest_hour {
                     due_end = end;
