@@ -600,9 +600,11 @@ impl Cycle {
     fn flush(&mut self) {
         let started = Instant::now();
         let written = tokio::task::block_in_place(|| {
-            // Every cycle, written or not: a data directory removed under us is noticed at once.
-            self.store.check_in_place()?;
-            if !self.pending.is_empty() {
+            // Every cycle, written or not, a data directory removed under us is noticed at
+            // once: an append checks it itself.
+            if self.pending.is_empty() {
+                self.store.check_in_place()?;
+            } else {
                 self.store.append(&self.pending)?;
                 self.pending.clear();
             }

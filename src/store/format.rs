@@ -643,10 +643,7 @@ fn encode_policy_as(
     });
     let samples: Vec<Sample> = rows.iter().map(|r| r.sample).collect();
     let times: Vec<i64> = rows.iter().map(|r| nanos(r.sample.at)).collect();
-    let predicted = match family {
-        Some(Family::Legacy) => predict_legacy(&samples, &times),
-        Some(Family::Dictmon) | None => predict(&samples, &times, window_ns),
-    };
+    let predicted = predict_with(family, &samples, &times, window_ns);
     for field in 0..DERIVED {
         for (r, p) in rows.iter().zip(&predicted) {
             w.varint(derived_bits(&r.enrichment, field) ^ p.get(field).copied().unwrap_or(0));
@@ -728,6 +725,20 @@ fn predict(samples: &[Sample], times: &[i64], window_ns: i64) -> Vec<[u64; DERIV
             })
         })
         .collect()
+}
+
+/// The predictions of a frame's rows by its family (§4.5); version 1 frames have none and use
+/// §4.3.
+fn predict_with(
+    family: Option<Family>,
+    samples: &[Sample],
+    times: &[i64],
+    window_ns: i64,
+) -> Vec<[u64; DERIVED]> {
+    match family {
+        Some(Family::Legacy) => predict_legacy(samples, times),
+        Some(Family::Dictmon) | None => predict(samples, times, window_ns),
+    }
 }
 
 /// §4.4 the legacy predictor: each row from itself and the row before it in the frame, in
@@ -1066,10 +1077,7 @@ pub fn decode_policy(
         });
     }
     let times_ns: Vec<i64> = times.iter().map(|t| t.0.0).collect();
-    let predicted = match family {
-        Some(Family::Legacy) => predict_legacy(&samples, &times_ns),
-        Some(Family::Dictmon) | None => predict(&samples, &times_ns, window_ns),
-    };
+    let predicted = predict_with(family, &samples, &times_ns, window_ns);
     let mut derived = vec![[0_u64; DERIVED]; n];
     for field in 0..DERIVED {
         for (row, p) in derived.iter_mut().zip(&predicted) {
@@ -1652,10 +1660,7 @@ mod tests {
                 })
                 .collect();
             let times: Vec<i64> = rows.iter().map(|r| r.0).collect();
-            let predicted = match family {
-                Family::Dictmon => predict(&samples, &times, window),
-                Family::Legacy => predict_legacy(&samples, &times),
-            };
+            let predicted = predict_with(Some(family), &samples, &times, window);
             let _ = writeln!(out, "case {} {window}", family as u8);
             for ((t, a, c, r, p), bits) in rows.iter().zip(predicted) {
                 let bits: Vec<String> = bits.iter().map(|b| format!("{b:016x}")).collect();

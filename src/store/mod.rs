@@ -270,7 +270,9 @@ impl Store {
                         }
                         w.nudged = false;
                     }
-                    compact_until_idle(&segments, &dir, window, &counters, &stopped);
+                    compact_until_idle(&segments, &dir, window, &counters, &stopped, &mut |e| {
+                        log_compaction_failure(&e);
+                    });
                 }
             })
             .map_err(io_err(&self.dir))?;
@@ -427,28 +429,18 @@ impl Store {
     /// Merges, here and now, everything compaction would (§6.3), until nothing is due: the end
     /// of a bulk load, tests. A segment with damage is skipped (and reported).
     pub fn compact(&mut self) -> Result<()> {
-        let stats = self.compaction.clone();
         let window = self.options.rate_window.span;
         let mut first_error = None;
-        loop {
-            match compact::compact_once(&self.segments, &self.dir, window, &|| false) {
-                Ok(compact::Outcome::Idle) => break,
-                Ok(compact::Outcome::Merged) => {
-                    stats.merged.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(compact::Outcome::Abandoned) => {}
-                Err(e) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    // A damaged segment is marked and skipped from now on; anything else
-                    // (disk full…) would fail again at once.
-                    let damaged = matches!(e, StoreError::Damaged(_));
-                    first_error.get_or_insert(e);
-                    if !damaged {
-                        break;
-                    }
-                }
-            }
-        }
+        compact_until_idle(
+            &self.segments,
+            &self.dir,
+            window,
+            &self.compaction,
+            &|| false,
+            &mut |e| {
+                first_error.get_or_insert(e);
+            },
+        );
         first_error.map_or(Ok(()), Err)
     }
 
@@ -521,14 +513,16 @@ impl Store {
     }
 }
 
-/// Runs compactions until nothing is due, `stop` says so, or one fails (logged; retried at
-/// the next wake-up).
+/// Runs compactions until nothing is due, `stop` says so, or one fails with anything but
+/// damage (disk full… would fail again at once; a damaged segment is marked and skipped from
+/// then on). Each failure is counted and handed to `failed`.
 fn compact_until_idle(
     segments: &Segments,
     dir: &Path,
     window: chrono::TimeDelta,
     stats: &CompactionStats,
     stop: &dyn Fn() -> bool,
+    failed: &mut dyn FnMut(StoreError),
 ) {
     while !stop() {
         match compact::compact_once(segments, dir, window, stop) {
@@ -539,14 +533,22 @@ fn compact_until_idle(
             Ok(compact::Outcome::Abandoned) => {}
             Err(e) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
-                if matches!(e, StoreError::Damaged(_)) {
-                    tracing::error!(error = %e, "compaction: the segment has damage; it is left as it is and no longer compacted (appends go on) — run `dictmon verify`");
-                } else {
-                    tracing::error!(error = %e, "compaction failed; the segment is left as it was and compaction is retried at the next append");
+                let damaged = matches!(e, StoreError::Damaged(_));
+                failed(e);
+                if !damaged {
                     return;
                 }
             }
         }
+    }
+}
+
+/// The compactor thread's report of a failed compaction.
+fn log_compaction_failure(e: &StoreError) {
+    if matches!(e, StoreError::Damaged(_)) {
+        tracing::error!(error = %e, "compaction: the segment has damage; it is left as it is and no longer compacted (appends go on) — run `dictmon verify`");
+    } else {
+        tracing::error!(error = %e, "compaction failed; the segment is left as it was and compaction is retried at the next append");
     }
 }
 
@@ -840,7 +842,7 @@ impl StoreReader {
 
     /// The path of a month's segment.
     pub fn segment_path(&self, month: Month) -> PathBuf {
-        self.dir.join(SEGMENTS_DIR).join(month.file_name())
+        compact::segment_path(&self.dir, month)
     }
 
     /// The catalog, read-only.

@@ -38,7 +38,7 @@ fn polls_go_on_across_a_month_end_while_the_closed_month_is_compacted() {
     let env = faked_clock("2026-12-31 23:58:00");
     run_ok(
         dictmon()
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args([
                 "simulate",
                 "--backfill",
@@ -59,7 +59,6 @@ fn polls_go_on_across_a_month_end_while_the_closed_month_is_compacted() {
     );
 
     let env = faked_clock("2026-12-31 23:59:48");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let serve = Serve::start_env(&data, &["--interval", "1s"], &env);
     // Polls in December, then past midnight: the closed month is compacted in the background.
     wait_until(
@@ -133,7 +132,6 @@ fn a_clock_behind_dicts_turns_readiness_red_and_the_self_alert_names_it() {
     let dir = tempfile::tempdir().expect("temp");
     let bridge = crate::util::Simulator::start("127.0.0.1:0", &[]);
     let env = crate::util::faketime("-1h");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let serve = Serve::start_env(
         dir.path(),
         &[

@@ -222,7 +222,6 @@ fn a_clock_running_ahead_cannot_erase_history() {
     // ahead. Retention runs at the first cycle.
     let bridge = crate::util::Simulator::start("127.0.0.1:0", &[]);
     let ahead = faketime("+400d");
-    let env: Vec<(&str, &str)> = ahead.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let serve = Serve::start_env(
         &data,
         &[
@@ -233,7 +232,7 @@ fn a_clock_running_ahead_cannot_erase_history() {
             "--bridge-url",
             &bridge.url,
         ],
-        &env,
+        &ahead,
     );
     wait_until("a poll stored", std::time::Duration::from_secs(30), || {
         crate::util::metric(
@@ -249,7 +248,7 @@ fn a_clock_running_ahead_cannot_erase_history() {
 
     let retention = |args: &[&str]| {
         dictmon()
-            .envs(env.iter().copied())
+            .envs(ahead.iter().map(|(k, v)| (k, v)))
             .arg("retention")
             .args(args)
             .arg("--data-dir")

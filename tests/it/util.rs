@@ -122,9 +122,9 @@ impl Serve {
     }
 
     /// [`Self::start`] with these environment variables set (a faked clock, …).
-    pub fn start_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub fn start_env(dir: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Self {
         let mut child = dictmon()
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("serve")
             .arg("--data-dir")
             .arg(dir)
