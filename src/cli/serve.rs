@@ -177,6 +177,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             path.display()
         );
     }
+    for (path, rows) in &store.recovery().copied_behind {
+        warn!(
+            "{}: {rows} rows the catalog counted are not in it — this data directory is a copy taken while a writer ran (the segment was copied before the catalog); counting goes on from what it holds",
+            path.display()
+        );
+    }
+    for finding in &store.recovery().findings {
+        error!(
+            "catalog: {finding} — `dictmon verify` reports it until the data directory is restored from a backup"
+        );
+    }
     for (path, what) in &store.recovery().damaged {
         error!(
             "{} is damaged ({what}); its readable rows stay readable, new rows are still stored, and it is never rewritten — run `dictmon verify` and keep a copy before any repair",

@@ -9,6 +9,7 @@
 //! in one transaction; outbox sequence numbers only grow, even after retention empties the
 //! outbox (`meta.outbox_next_seq`); the schema version in `meta` is checked on every open.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -25,6 +26,18 @@ const ALERTS: TableDefinition<u128, &[u8]> = TableDefinition::new("alerts");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const SINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("sinks");
+/// §10.1: the ledger, what the catalog knows of each segment (key `YYYY-MM`).
+const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
+/// §10.2: CRC-32C of each `alerts` and `outbox` value as written (key `alerts/ID`,
+/// `outbox/SEQ`).
+const CHECKSUMS: TableDefinition<&str, u32> = TableDefinition::new("checksums");
+/// `meta` key present once the ledger and checksums cover every segment and record (set when
+/// a catalog is created, or when an older one was brought up to date).
+const LEDGER: &str = "ledger";
+/// `meta` key of the findings list (JSON of `Vec<Finding>`).
+const FINDINGS: &str = "findings";
+/// `meta` key present once every `alerts` and `outbox` value has its checksum.
+const CHECKSUMS_KEPT: &str = "checksums";
 /// `meta` key of the next outbox sequence number.
 const NEXT_SEQ: &str = "outbox_next_seq";
 
@@ -115,6 +128,40 @@ pub struct SinkProgress {
     pub last_success: Option<DateTime<Utc>>,
 }
 
+/// §10.1: what the catalog knows of one segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    /// Rows the segment holds at least: every appended block's rows, added once its write
+    /// was fsynced, less duplicates a compaction dropped. A segment whose good blocks hold
+    /// fewer lost acknowledged rows.
+    pub rows: u64,
+    /// Retention is deleting the file (§9).
+    #[serde(default)]
+    pub retiring: bool,
+    /// A writer found acknowledged rows missing from it (a finding says which): it is never
+    /// cut, since the end that looks torn may be what is left of them.
+    #[serde(default)]
+    pub damaged: bool,
+    /// (device, inode) of the file counted: another file at the segment's path holding fewer
+    /// rows may be a copy (see `counted_at`); the same one is damaged.
+    #[serde(default)]
+    pub file: Option<(u64, u64)>,
+    /// Local time of the last count: a segment file last modified before it, holding fewer
+    /// rows, is a copy taken before the catalog's (§10.1), not a damaged segment.
+    #[serde(default)]
+    pub counted_at: Option<DateTime<Utc>>,
+}
+
+/// Something a writer found that the files alone no longer show (a catalog made afresh
+/// beside existing segments, a segment the catalog did not know), kept for `verify`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Local time it was found.
+    pub at: DateTime<Utc>,
+    /// What, for people.
+    pub text: String,
+}
+
 /// What one cycle changes in the catalog, written in one transaction.
 #[derive(Clone, Debug, Default)]
 pub struct CatalogUpdate {
@@ -176,7 +223,7 @@ impl Catalog {
                 db: builder().create(&tmp).map_err(|e| redb_err(&tmp_text, e))?,
                 path: tmp_text.clone(),
             };
-            fresh.init()?;
+            fresh.init(true)?;
             drop(fresh);
             let io = |e: std::io::Error| redb_err(&p, redb::StorageError::Io(e));
             std::fs::rename(&tmp, path).map_err(io)?;
@@ -195,12 +242,15 @@ impl Catalog {
                 db,
                 path: p.clone(),
             };
-            catalog.init()?;
+            catalog.init(false)?;
             Ok(catalog)
         })
     }
 
-    fn init(&self) -> Result<(), CatalogError> {
+    /// Checks the schema version and creates missing tables. A `fresh` catalog keeps the
+    /// ledger from the start; an older one gets the checksums of its records here, and its
+    /// ledger from the store ([`Self::adopt_segments`]).
+    fn init(&self, fresh: bool) -> Result<(), CatalogError> {
         let p = &self.path;
         let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
         {
@@ -226,6 +276,161 @@ impl Catalog {
             tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
             tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
             tx.open_table(SINKS).map_err(|e| redb_err(p, e))?;
+            tx.open_table(SEGMENTS).map_err(|e| redb_err(p, e))?;
+            let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
+            if meta
+                .get(CHECKSUMS_KEPT)
+                .map_err(|e| redb_err(p, e))?
+                .is_none()
+            {
+                let alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+                for entry in alerts.iter().map_err(|e| redb_err(p, e))? {
+                    let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+                    sums.insert(alert_key(k.value()).as_str(), crc(v.value()))
+                        .map_err(|e| redb_err(p, e))?;
+                }
+                let outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+                for entry in outbox.iter().map_err(|e| redb_err(p, e))? {
+                    let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+                    sums.insert(event_key(k.value()).as_str(), crc(v.value()))
+                        .map_err(|e| redb_err(p, e))?;
+                }
+                meta.insert(CHECKSUMS_KEPT, "1")
+                    .map_err(|e| redb_err(p, e))?;
+            }
+            if fresh {
+                meta.insert(LEDGER, "1").map_err(|e| redb_err(p, e))?;
+            }
+        }
+        tx.commit().map_err(|e| redb_err(p, e))
+    }
+
+    /// §10.1: the ledger, by month (`YYYY-MM`); none while it is not kept yet (a catalog
+    /// written by a dictmon without it, until the store adopts its segments).
+    pub fn ledger(&self) -> Result<Option<Vec<(String, SegmentRecord)>>, CatalogError> {
+        let kept = !read_meta(&self.db, &self.path, LEDGER)?.is_empty();
+        kept.then(|| read_ledger(&self.db, &self.path)).transpose()
+    }
+
+    /// Adds `rows` to a segment's ledger record (created if absent), after the block holding
+    /// them was written (and fsynced when `durable`: a lower bound may lag, never lead).
+    pub fn add_segment_rows(
+        &self,
+        month: &str,
+        rows: u64,
+        file: Option<(u64, u64)>,
+        durable: bool,
+    ) -> Result<(), CatalogError> {
+        self.update_segments(durable, |table| {
+            let mut record = get_record(table, month)?.unwrap_or_default();
+            record.rows += rows;
+            record.counted_at = Some(Utc::now());
+            record.file = file.or(record.file);
+            Ok(vec![(month.to_owned(), Some(record))])
+        })
+    }
+
+    /// Records the file now at a segment's path, after a compaction replaced it (non-durable:
+    /// it only tells a copy from the original, §10.1).
+    pub fn set_segment_file(&self, month: &str, file: (u64, u64)) -> Result<(), CatalogError> {
+        self.update_segments(false, |table| {
+            let record = get_record(table, month)?.map(|r| SegmentRecord {
+                file: Some(file),
+                ..r
+            });
+            Ok(record
+                .map(|r| (month.to_owned(), Some(r)))
+                .into_iter()
+                .collect())
+        })
+    }
+
+    /// Takes `rows` off a segment's record, before a compaction that dropped that many
+    /// duplicates replaces the file; durable.
+    pub fn lower_segment_rows(&self, month: &str, rows: u64) -> Result<(), CatalogError> {
+        self.update_segments(true, |table| {
+            let mut record = get_record(table, month)?.unwrap_or_default();
+            record.rows = record.rows.saturating_sub(rows);
+            Ok(vec![(month.to_owned(), Some(record))])
+        })
+    }
+
+    /// Marks segments as being deleted by retention (before the files go), or forgets them
+    /// (after); durable.
+    pub fn retire_segments(&self, months: &[String], forget: bool) -> Result<(), CatalogError> {
+        self.update_segments(true, |table| {
+            let mut out = Vec::new();
+            for m in months {
+                let record = get_record(table, m)?.map(|r| SegmentRecord {
+                    retiring: true,
+                    ..r
+                });
+                out.push((m.clone(), if forget { None } else { record }));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Starts keeping the ledger with these records (segments the catalog did not know, or
+    /// counted higher than they hold, counted as they are now), and records `findings` for
+    /// `verify`; durable.
+    pub fn adopt_segments(
+        &self,
+        records: &[(String, SegmentRecord)],
+        findings: &[String],
+    ) -> Result<(), CatalogError> {
+        let p = &self.path;
+        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
+        {
+            let mut table = tx.open_table(SEGMENTS).map_err(|e| redb_err(p, e))?;
+            for (month, record) in records {
+                table
+                    .insert(month.as_str(), json(record).as_slice())
+                    .map_err(|e| redb_err(p, e))?;
+            }
+            let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
+            meta.insert(LEDGER, "1").map_err(|e| redb_err(p, e))?;
+            if !findings.is_empty() {
+                let mut kept: Vec<Finding> = meta
+                    .get(FINDINGS)
+                    .map_err(|e| redb_err(p, e))?
+                    .and_then(|v| serde_json::from_str(v.value()).ok())
+                    .unwrap_or_default();
+                kept.extend(findings.iter().map(|text| Finding {
+                    at: Utc::now(),
+                    text: text.clone(),
+                }));
+                let text = serde_json::to_string(&kept).unwrap_or_default();
+                meta.insert(FINDINGS, text.as_str())
+                    .map_err(|e| redb_err(p, e))?;
+            }
+        }
+        tx.commit().map_err(|e| redb_err(p, e))
+    }
+
+    fn update_segments(
+        &self,
+        durable: bool,
+        change: impl FnOnce(
+            &redb::Table<'_, &'static str, &'static [u8]>,
+        ) -> Result<Vec<(String, Option<SegmentRecord>)>, CatalogError>,
+    ) -> Result<(), CatalogError> {
+        let p = &self.path;
+        let mut tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
+        if !durable {
+            // Only in this process until the next durable commit (the cycle's): a lower
+            // bound that lags after a crash, which is safe (§10.1).
+            let _ = tx.set_durability(redb::Durability::None);
+        }
+        {
+            let mut table = tx.open_table(SEGMENTS).map_err(|e| redb_err(p, e))?;
+            for (month, record) in change(&table)? {
+                match record {
+                    Some(r) => table.insert(month.as_str(), json(&r).as_slice()),
+                    None => table.remove(month.as_str()).map(|_| None),
+                }
+                .map_err(|e| redb_err(p, e))?;
+            }
         }
         tx.commit().map_err(|e| redb_err(p, e))
     }
@@ -253,9 +458,13 @@ impl Catalog {
                     .map_err(|e| redb_err(p, e))?;
             }
             let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+            let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
             for alert in &update.alerts {
+                let value = json(alert);
                 alerts
-                    .insert(alert.id.as_u128(), json(alert).as_slice())
+                    .insert(alert.id.as_u128(), value.as_slice())
+                    .map_err(|e| redb_err(p, e))?;
+                sums.insert(alert_key(alert.id.as_u128()).as_str(), crc(&value))
                     .map_err(|e| redb_err(p, e))?;
             }
             if !update.events.is_empty() {
@@ -263,8 +472,11 @@ impl Catalog {
                 let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
                 let mut next = next_seq(&outbox, &meta, p)?;
                 for event in &update.events {
+                    let value = json(event);
                     outbox
-                        .insert(next, json(event).as_slice())
+                        .insert(next, value.as_slice())
+                        .map_err(|e| redb_err(p, e))?;
+                    sums.insert(event_key(next).as_str(), crc(&value))
                         .map_err(|e| redb_err(p, e))?;
                     next += 1;
                 }
@@ -295,8 +507,11 @@ impl Catalog {
             let next = next_seq(&outbox, &meta, p)?;
             meta.insert(NEXT_SEQ, next.to_string().as_str())
                 .map_err(|e| redb_err(p, e))?;
+            let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
             for seq in &old {
                 outbox.remove(seq).map_err(|e| redb_err(p, e))?;
+                sums.remove(event_key(*seq).as_str())
+                    .map_err(|e| redb_err(p, e))?;
             }
         }
         tx.commit().map_err(|e| redb_err(p, e))?;
@@ -385,8 +600,11 @@ impl Catalog {
         let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
         {
             let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+            let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
             for id in &old {
                 alerts.remove(id).map_err(|e| redb_err(p, e))?;
+                sums.remove(alert_key(*id).as_str())
+                    .map_err(|e| redb_err(p, e))?;
             }
         }
         tx.commit().map_err(|e| redb_err(p, e))?;
@@ -510,6 +728,136 @@ impl CatalogReader {
     pub fn sinks(&self) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
         self.read(read_sinks, read_sinks)
     }
+
+    /// Whether there is a catalog file at all.
+    pub fn exists(&self) -> bool {
+        self.db.is_some()
+    }
+
+    /// §10.1: the ledger, by month; none while it is not kept (see [`Catalog::ledger`]).
+    pub fn ledger(&self) -> Result<Option<Vec<(String, SegmentRecord)>>, CatalogError> {
+        let kept = !self
+            .read(
+                |db, p| read_meta(db, p, LEDGER),
+                |db, p| read_meta(db, p, LEDGER),
+            )?
+            .is_empty();
+        kept.then(|| self.read(read_ledger, read_ledger))
+            .transpose()
+    }
+
+    /// What writers found and recorded for `verify` (§10.1).
+    pub fn findings(&self) -> Result<Vec<Finding>, CatalogError> {
+        self.read(read_findings, read_findings)
+    }
+
+    /// §10.2: every `alerts` or `outbox` record whose value no longer matches the checksum
+    /// written with it, has none, or whose checksum outlived it.
+    pub fn checksum_problems(&self) -> Result<Vec<String>, CatalogError> {
+        self.read(read_checksum_problems, read_checksum_problems)
+    }
+}
+
+fn alert_key(id: u128) -> String {
+    format!("alerts/{}", uuid::Uuid::from_u128(id))
+}
+
+fn event_key(seq: u64) -> String {
+    format!("outbox/{seq}")
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
+fn get_record(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    month: &str,
+) -> Result<Option<SegmentRecord>, CatalogError> {
+    // A record that does not parse counts as none: the bound only ever errs low.
+    Ok(table
+        .get(month)
+        .map_err(|e| redb_err("catalog", e))?
+        .and_then(|v| serde_json::from_slice(v.value()).ok()))
+}
+
+/// A `meta` value, as a list of none or one.
+fn read_meta(db: &impl ReadableDatabase, p: &str, key: &str) -> Result<Vec<String>, CatalogError> {
+    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
+    let meta = match tx.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(redb_err(p, e)),
+    };
+    Ok(meta
+        .get(key)
+        .map_err(|e| redb_err(p, e))?
+        .map(|v| v.value().to_owned())
+        .into_iter()
+        .collect())
+}
+
+fn read_ledger(
+    db: &impl ReadableDatabase,
+    p: &str,
+) -> Result<Vec<(String, SegmentRecord)>, CatalogError> {
+    read_all(db, p, SEGMENTS, "segments", |m: &str, r| (m.to_owned(), r))
+}
+
+fn read_findings(db: &impl ReadableDatabase, p: &str) -> Result<Vec<Finding>, CatalogError> {
+    let Some(text) = read_meta(db, p, FINDINGS)?.pop() else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_str(&text).map_err(|error| CatalogError::Value {
+        path: p.to_owned(),
+        table: "meta",
+        key: FINDINGS.to_owned(),
+        error,
+    })
+}
+
+fn read_checksum_problems(
+    db: &impl ReadableDatabase,
+    p: &str,
+) -> Result<Vec<String>, CatalogError> {
+    if read_meta(db, p, CHECKSUMS_KEPT)?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
+    let mut sums: BTreeMap<String, u32> = BTreeMap::new();
+    let table = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
+    for entry in table.iter().map_err(|e| redb_err(p, e))? {
+        let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+        sums.insert(k.value().to_owned(), v.value());
+    }
+    let mut problems = Vec::new();
+    let mut check = |key: String, value: &[u8], what: &str| match sums.remove(&key) {
+        Some(sum) if sum == crc(value) => {}
+        Some(_) => problems.push(format!(
+            "{what}: changed after dictmon wrote it (its checksum does not match)"
+        )),
+        None => problems.push(format!("{what}: has no checksum (not written by dictmon)")),
+    };
+    let alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+    for entry in alerts.iter().map_err(|e| redb_err(p, e))? {
+        let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+        let id = uuid::Uuid::from_u128(k.value());
+        check(alert_key(k.value()), v.value(), &format!("alert {id}"));
+    }
+    let outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+    for entry in outbox.iter().map_err(|e| redb_err(p, e))? {
+        let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+        check(
+            event_key(k.value()),
+            v.value(),
+            &format!("outbox event {}", k.value()),
+        );
+    }
+    problems.extend(
+        sums.into_keys()
+            .map(|key| format!("{key}: record deleted (its checksum remains)")),
+    );
+    Ok(problems)
 }
 
 /// One past the highest sequence ever used: the larger of the counter in `meta` and the last

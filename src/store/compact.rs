@@ -18,6 +18,7 @@ use std::sync::Mutex;
 
 use chrono::TimeDelta;
 
+use super::catalog::Catalog;
 use super::format::{self, BlockHeader, BlockKind};
 use super::segment::BlockRef;
 use super::{Month, Result, StoreError, io_err, sync_dir, temp_path};
@@ -172,6 +173,7 @@ pub(super) fn compact_once(
     dir: &Path,
     rate_window: TimeDelta,
     stop: &dyn Fn() -> bool,
+    catalog: &Catalog,
 ) -> Result<Outcome> {
     let _one = segments
         .compaction
@@ -224,7 +226,7 @@ pub(super) fn compact_once(
             return Err(io_err(&tmp)(e));
         }
     };
-    swap(segments, &job, &src, &out, &tmp, &merged)
+    swap(segments, &job, &src, &out, &tmp, &merged, catalog)
 }
 
 /// Plans the next due run, under the lock.
@@ -293,6 +295,7 @@ fn swap(
     out: &File,
     tmp: &Path,
     merged: &[u8],
+    catalog: &Catalog,
 ) -> Result<Outcome> {
     let mut open = lock(segments);
     let same = open.get(&job.month).is_some_and(|seg| {
@@ -309,6 +312,24 @@ fn swap(
     let old_len = job.end - job.start;
     let new_len = merged.len() as u64;
     let moved = |offset: u64| offset - old_len + new_len;
+    let header = BlockHeader::decode(merged).map_err(|error| StoreError::Segment {
+        path: job.path.clone(),
+        error,
+    })?;
+    // §10.1: rows the merge dropped as duplicates leave the ledger's count before they leave
+    // the file, so that the count never exceeds what is stored.
+    let dropped = job
+        .blocks
+        .iter()
+        .map(|b| u64::from(b.header.rows))
+        .sum::<u64>()
+        .saturating_sub(u64::from(header.rows));
+    if dropped > 0
+        && let Err(e) = catalog.lower_segment_rows(&job.month.to_string(), dropped)
+    {
+        let _ = fs::remove_file(tmp);
+        return Err(e.into());
+    }
     let swapped = (|| {
         copy_range(src, job.len..seg.len, out, moved(job.len))?;
         out.sync_data()?;
@@ -327,12 +348,13 @@ fn swap(
         synced?;
         return reopened.map(|_| Outcome::Merged).map_err(io_err(&job.path));
     };
+    if let Some(id) = super::file_identity(&file)
+        && let Err(e) = catalog.set_segment_file(&job.month.to_string(), id)
+    {
+        tracing::warn!(error = %e, "catalog: could not record the compacted segment's file in the ledger");
+    }
     seg.file = file;
     seg.len = moved(seg.len);
-    let header = BlockHeader::decode(merged).map_err(|error| StoreError::Segment {
-        path: job.path.clone(),
-        error,
-    })?;
     let after: Vec<BlockRef> = seg
         .blocks
         .get(job.run.end..)

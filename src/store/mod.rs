@@ -23,6 +23,7 @@ pub mod disk;
 pub mod format;
 pub mod month;
 pub mod segment;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -42,6 +43,7 @@ use self::format::{BlockHeader, BlockKind, FormatError, SegmentHeader};
 pub use self::month::Month;
 use self::segment::BlockRef;
 pub use self::segment::{Corruption, Filter};
+pub use self::verify::{VerifyReport, verify};
 
 /// §1: the segments folder inside a data directory.
 pub const SEGMENTS_DIR: &str = "segments";
@@ -139,6 +141,11 @@ pub struct Recovery {
     /// Segments found damaged (§8), with what is wrong: opened anyway, never rewritten; their
     /// readable rows stay readable and new rows are still stored.
     pub damaged: Vec<(PathBuf, String)>,
+    /// What the catalog and the segments disagreed on (§10.1), also recorded for `verify`.
+    pub findings: Vec<String>,
+    /// Segments older than the catalog's count of their rows — a data directory restored from
+    /// a copy taken while a writer ran (§10.1) — with the rows counted after the copy.
+    pub copied_behind: Vec<(PathBuf, u64)>,
 }
 
 /// The one writer of a data directory.
@@ -210,11 +217,28 @@ impl Store {
                 recovery.removed_temp_files.push(path);
             }
         }
+        let catalog_path = dir.join(CATALOG_FILE);
+        let catalog_existed = catalog_path.exists();
+        let catalog = Arc::new(Catalog::open(&catalog_path)?);
+        let ledger = catalog.ledger()?;
+        let known: BTreeMap<String, catalog::SegmentRecord> =
+            ledger.clone().unwrap_or_default().into_iter().collect();
         let mut open = BTreeMap::new();
         for month in list_segments(&segments_dir)? {
-            open.insert(month, open_segment(dir, month, &mut recovery)?);
+            let acknowledged = known.get(&month.to_string()).filter(|r| !r.retiring);
+            open.insert(
+                month,
+                open_segment(dir, month, acknowledged, &mut recovery)?,
+            );
         }
-        let catalog = Arc::new(Catalog::open(&dir.join(CATALOG_FILE))?);
+        reconcile_ledger(
+            dir,
+            &catalog,
+            ledger.as_deref(),
+            catalog_existed,
+            &open,
+            &mut recovery,
+        )?;
         let place = [dir.to_owned(), segments_dir.clone(), dir.join(CATALOG_FILE)].map(|p| {
             let id = identity(&p).unwrap_or_default();
             (p, id)
@@ -244,8 +268,9 @@ impl Store {
             return Ok(());
         }
         let wake: Arc<(Mutex<Wake>, Condvar)> = Arc::default();
-        let (segments, dir, counters, waker) = (
+        let (segments, catalog, dir, counters, waker) = (
             self.segments.clone(),
+            self.catalog.clone(),
             self.dir.clone(),
             self.compaction.clone(),
             wake.clone(),
@@ -270,9 +295,17 @@ impl Store {
                         }
                         w.nudged = false;
                     }
-                    compact_until_idle(&segments, &dir, window, &counters, &stopped, &mut |e| {
-                        log_compaction_failure(&e);
-                    });
+                    compact_until_idle(
+                        &segments,
+                        &catalog,
+                        &dir,
+                        window,
+                        &counters,
+                        &stopped,
+                        &mut |e| {
+                            log_compaction_failure(&e);
+                        },
+                    );
                 }
             })
             .map_err(io_err(&self.dir))?;
@@ -369,7 +402,12 @@ impl Store {
         let seg = match open.entry(month) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(open_segment(&self.dir, month, &mut self.recovery)?)
+                if !path.exists() {
+                    // §10.1: the ledger knows a segment before the segment exists.
+                    self.catalog
+                        .add_segment_rows(&month.to_string(), 0, None, true)?;
+                }
+                e.insert(open_segment(&self.dir, month, None, &mut self.recovery)?)
             }
         };
         let block = format::encode_block(kind, rows, self.options.rate_window.span, seg.version);
@@ -397,6 +435,15 @@ impl Store {
             offset: end,
             header,
         });
+        // §10.1: counted once on disk. A failure here loses nothing (the rows are stored); the
+        // bound only lags until the next count, and is logged.
+        let file = file_identity(&seg.file);
+        if let Err(e) =
+            self.catalog
+                .add_segment_rows(&month.to_string(), u64::from(header.rows), file, fsync)
+        {
+            tracing::warn!(error = %e, "catalog: could not count the rows just stored in the segment ledger; they are stored, and `verify` checks the segment against a lower count");
+        }
         Ok(())
     }
 
@@ -433,6 +480,7 @@ impl Store {
         let mut first_error = None;
         compact_until_idle(
             &self.segments,
+            &self.catalog,
             &self.dir,
             window,
             &self.compaction,
@@ -498,13 +546,16 @@ impl Store {
         {
             // Under the lock: a compaction of a doomed month is abandoned, never renamed back.
             let mut open = compact::lock(&self.segments);
+            let names: Vec<String> = doomed.iter().map(ToString::to_string).collect();
+            self.catalog.retire_segments(&names, false)?;
             for m in doomed {
                 open.remove(&m);
                 let path = compact::segment_path(&self.dir, m);
                 fs::remove_file(&path).map_err(io_err(&path))?;
             }
+            sync_dir(&segments)?;
+            self.catalog.retire_segments(&names, true)?;
         }
-        sync_dir(&segments)?;
         if let Some(cutoff) = cutoff {
             report.alerts = self.catalog.delete_alerts_resolved_before(cutoff)?;
             report.events = self.catalog.delete_events_before(cutoff)?;
@@ -518,6 +569,7 @@ impl Store {
 /// then on). Each failure is counted and handed to `failed`.
 fn compact_until_idle(
     segments: &Segments,
+    catalog: &Catalog,
     dir: &Path,
     window: chrono::TimeDelta,
     stats: &CompactionStats,
@@ -525,7 +577,7 @@ fn compact_until_idle(
     failed: &mut dyn FnMut(StoreError),
 ) {
     while !stop() {
-        match compact::compact_once(segments, dir, window, stop) {
+        match compact::compact_once(segments, dir, window, stop, catalog) {
             Ok(compact::Outcome::Idle) => return,
             Ok(compact::Outcome::Merged) => {
                 stats.merged.fetch_add(1, Ordering::Relaxed);
@@ -556,8 +608,15 @@ fn log_compaction_failure(e: &StoreError) {
 /// a segment with a damaged header, damaged blocks or regions the disk will not read back is
 /// opened as damaged — never compacted, never cut — and what is readable stays readable; a
 /// file shorter than a header holds no rows and is replaced by a fresh segment, its bytes
-/// kept in `quarantine/`. Only a newer format version is refused.
-fn open_segment(dir: &Path, month: Month, recovery: &mut Recovery) -> Result<OpenSegment> {
+/// kept in `quarantine/`. Only a newer format version is refused. `acknowledged` is the
+/// ledger's count of rows stored in it (§10.1): good blocks holding fewer is damage, and then
+/// nothing at its end is taken for a torn tail.
+fn open_segment(
+    dir: &Path,
+    month: Month,
+    acknowledged: Option<&catalog::SegmentRecord>,
+    recovery: &mut Recovery,
+) -> Result<OpenSegment> {
     let path = compact::segment_path(dir, month);
     if !path.exists() {
         create_segment(&path, month)?;
@@ -580,7 +639,7 @@ fn open_segment(dir: &Path, month: Month, recovery: &mut Recovery) -> Result<Ope
         ));
         drop(file);
         create_segment(&path, month)?;
-        return open_segment(dir, month, recovery);
+        return open_segment(dir, month, None, recovery);
     }
     let (bytes, unreadable) = disk::read_tolerant(&file, file_len, disk::SECTOR);
     let mut problems: Vec<String> = unreadable
@@ -606,10 +665,27 @@ fn open_segment(dir: &Path, month: Month, recovery: &mut Recovery) -> Result<Ope
             .iter()
             .map(|d| format!("offset {}: {}", d.offset, d.error)),
     );
+    let good_rows: u64 = layout.blocks.iter().map(|b| u64::from(b.header.rows)).sum();
+    let mut missing = acknowledged.filter(|r| r.damaged).map(|r| r.rows);
+    if let Some(record) = acknowledged.filter(|r| r.rows > good_rows) {
+        if copied_before_count(&file, record) {
+            recovery
+                .copied_behind
+                .push((path.clone(), record.rows - good_rows));
+        } else {
+            let what = missing_rows(good_rows, record.rows);
+            recovery
+                .findings
+                .push(format!("{}: {what}, found by a writer", path.display()));
+            problems.push(what);
+            missing = Some(record.rows);
+        }
+    }
     let mut len = bytes.len() as u64;
     match &layout.torn_tail {
-        // Zero-filled unreadable sectors can look like a torn tail: never cut those.
-        Some(torn) if !unreadable.is_empty() => {
+        // Zero-filled unreadable sectors can look like a torn tail, and so can acknowledged
+        // blocks cut or zeroed (§7): never cut those.
+        Some(torn) if !unreadable.is_empty() || missing.is_some() => {
             problems.push(format!("offset {}: {}", torn.offset, torn.error));
         }
         Some(torn) => {
@@ -634,6 +710,121 @@ fn open_segment(dir: &Path, month: Month, recovery: &mut Recovery) -> Result<Ope
         version: format::payload_version(&bytes),
         blocks: layout.blocks,
     })
+}
+
+/// §10.1: whether a segment is a copy taken before the catalog's: another file than the one
+/// counted (a copy has its own inode), last modified before the last count (truncating or
+/// zeroing the copy would have modified it). The file counted, holding fewer rows, is damaged.
+fn copied_before_count(file: &File, record: &catalog::SegmentRecord) -> bool {
+    let another_file = record
+        .file
+        .is_some_and(|counted| Some(counted) != file_identity(file));
+    let modified = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .map(DateTime::<Utc>::from);
+    another_file
+        && modified
+            .zip(record.counted_at)
+            .is_some_and(|(m, counted)| m < counted)
+}
+
+/// §10.1: the problem of a segment whose good blocks hold fewer rows than the ledger counted.
+fn missing_rows(good: u64, acknowledged: u64) -> String {
+    format!(
+        "{} acknowledged rows are missing: its readable blocks hold {good} rows where the catalog counted at least {acknowledged} (blocks cut off, zeroed or overwritten)",
+        acknowledged - good
+    )
+}
+
+/// §10.1, at a writer's open: records for segments the ledger did not know (all of them when
+/// an older catalog starts keeping it), recorded as a finding unless that is the only reason;
+/// forgets records retention left behind; reports records whose file is gone.
+fn reconcile_ledger(
+    dir: &Path,
+    catalog: &Catalog,
+    ledger: Option<&[(String, catalog::SegmentRecord)]>,
+    catalog_existed: bool,
+    open: &BTreeMap<Month, OpenSegment>,
+    recovery: &mut Recovery,
+) -> Result<()> {
+    let known: BTreeMap<&str, &catalog::SegmentRecord> = ledger
+        .unwrap_or_default()
+        .iter()
+        .map(|(m, r)| (m.as_str(), r))
+        .collect();
+    let mut adopt = Vec::new();
+    let mut unknown = Vec::new();
+    for (month, seg) in open {
+        let name = month.to_string();
+        let rows: u64 = seg.blocks.iter().map(|b| u64::from(b.header.rows)).sum();
+        let mut damaged = false;
+        match known.get(name.as_str()) {
+            // Counted higher than it holds: damage (a finding, from `open_segment`) or a
+            // restored copy (a warning); either way the count starts again from what is there.
+            Some(record) if !record.retiring && record.rows > rows => {
+                let path = compact::segment_path(dir, *month);
+                damaged = !recovery.copied_behind.iter().any(|(p, _)| *p == path);
+            }
+            Some(_) => continue,
+            None if rows > 0 => unknown.push(format!("{name} ({rows} rows)")),
+            None => {}
+        }
+        adopt.push((
+            name,
+            catalog::SegmentRecord {
+                rows,
+                retiring: false,
+                damaged,
+                file: file_identity(&seg.file),
+                counted_at: Some(Utc::now()),
+            },
+        ));
+    }
+    let finding = if unknown.is_empty() {
+        None
+    } else if !catalog_existed {
+        Some(format!(
+            "catalog.redb was created afresh beside segments that hold rows: {}; the alerts, events and policy records written before were lost (catalog deleted or replaced?), the segments were adopted as they are",
+            unknown.join(", ")
+        ))
+    } else if ledger.is_some() {
+        Some(format!(
+            "segments not known to the catalog: {}; adopted as they are (a catalog from another data directory or an older backup?)",
+            unknown.join(", ")
+        ))
+    } else {
+        // An older catalog: the ledger starts here.
+        None
+    };
+    recovery.findings.extend(finding);
+    if ledger.is_none() || !adopt.is_empty() || !recovery.findings.is_empty() {
+        catalog.adopt_segments(&adopt, &recovery.findings)?;
+    }
+    let segments = dir.join(SEGMENTS_DIR);
+    let mut finished = Vec::new();
+    for (name, record) in &known {
+        let month: Option<Month> = name.parse().ok();
+        if month.is_some_and(|m| open.contains_key(&m)) {
+            continue;
+        }
+        if record.retiring || record.rows == 0 {
+            finished.push((*name).to_owned());
+        } else {
+            recovery.damaged.push((
+                segments.join(format!("{name}.seg")),
+                format!(
+                    "missing: the catalog counted {} rows in it (deleted outside retention?)",
+                    record.rows
+                ),
+            ));
+        }
+    }
+    if !finished.is_empty() {
+        catalog.retire_segments(&finished, true)?;
+    }
+    Ok(())
 }
 
 fn quarantine(dir: &Path, segment: &Path, bytes: &[u8], from: u64) -> Result<()> {
@@ -686,6 +877,12 @@ fn by_month(rows: &[StateRecord]) -> Result<BTreeMap<Month, Vec<StateRecord>>> {
 fn identity(path: &Path) -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// An open file's (device, inode).
+pub(super) fn file_identity(file: &File) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn temp_path(path: &Path) -> PathBuf {
@@ -929,100 +1126,6 @@ fn unreadable_problems(
             error: FormatError::Unreadable(format!("{} bytes: {}", u.len, u.error)),
         })
         .collect()
-}
-
-/// What `verify` found.
-#[derive(Clone, Debug, Default)]
-pub struct VerifyReport {
-    /// Segments checked.
-    pub segments: usize,
-    /// Good blocks.
-    pub blocks: usize,
-    /// Rows decoded.
-    pub rows: u64,
-    /// Bytes of segment files.
-    pub bytes: u64,
-    /// Every problem, located.
-    pub problems: Vec<String>,
-    /// Torn tails (an append in progress or interrupted; cut by the next writer).
-    pub torn_tails: Vec<String>,
-    /// Other findings that are not corruption (a catalog read through an in-memory repair).
-    pub notes: Vec<String>,
-}
-
-/// Checks every block of every segment (headers, checksums, full decode) and reads every
-/// catalog table. `progress` is called before each segment with (index, count, path).
-pub fn verify(dir: &Path, progress: &mut dyn FnMut(usize, usize, &Path)) -> Result<VerifyReport> {
-    let reader = StoreReader::open(dir)?;
-    let months = reader.months()?;
-    let mut report = VerifyReport::default();
-    for (i, month) in months.iter().enumerate() {
-        let path = reader.segment_path(*month);
-        progress(i, months.len(), &path);
-        // None: deleted by retention since the listing.
-        let Some((bytes, unreadable)) = read_segment(&path)? else {
-            continue;
-        };
-        report
-            .problems
-            .extend(unreadable.iter().map(ToString::to_string));
-        report.segments += 1;
-        report.bytes += bytes.len() as u64;
-        match SegmentHeader::decode(&bytes) {
-            Ok(h) if (i32::from(h.year), u32::from(h.month)) != (month.year, month.month) => {
-                report.problems.push(format!(
-                    "{}: offset 0: header says {:04}-{:02}, file name says {month}",
-                    path.display(),
-                    h.year,
-                    h.month
-                ));
-            }
-            // A newer format must not be misread: reported, not decoded.
-            Err(e @ FormatError::UnsupportedVersion { .. }) => {
-                report
-                    .problems
-                    .push(format!("{}: offset 0: segment header: {e}", path.display()));
-                continue;
-            }
-            // Fine; or a damaged header (§8), reported by the read below, while the blocks,
-            // which check themselves, are still checked and counted.
-            Ok(_) | Err(_) => {}
-        }
-        let layout = segment::layout(&bytes);
-        report.blocks += layout.blocks.len();
-        if let Some(t) = &layout.torn_tail {
-            report.torn_tails.push(format!(
-                "{}: offset {}: {} bytes of an incomplete append ({})",
-                path.display(),
-                t.offset,
-                t.len,
-                t.error
-            ));
-        }
-        let mut rows = 0_u64;
-        let problems = segment::read_rows(&path, &bytes, &Filter::default(), &mut |_| rows += 1);
-        report.rows += rows;
-        report
-            .problems
-            .extend(problems.iter().map(ToString::to_string));
-    }
-    let catalog = reader.catalog();
-    let checked = catalog.and_then(|c| {
-        if c.repaired() {
-            report.notes.push(format!(
-                "{}: not closed cleanly (its writer is running, was killed, or this is a copy taken while one ran); read through a repair in memory, the file is unchanged",
-                dir.join(CATALOG_FILE).display()
-            ));
-        }
-        c.policies()?;
-        c.alerts()?;
-        c.outbox()?;
-        Ok(())
-    });
-    if let Err(e) = checked {
-        report.problems.push(e.to_string());
-    }
-    Ok(report)
 }
 
 /// Number and total bytes of the segment files of a data directory (one listing).

@@ -51,6 +51,8 @@ mod store_concurrent;
 mod store_corruption;
 /// Crash safety: SIGKILLed writers, reopened stores.
 mod store_crash;
+/// Issue 17 item 3: damage is called damage; a deleted, replaced or edited catalog is noticed.
+mod store_damage;
 /// The segment reader on random and mutated bytes (the fuzz target's in-suite twin).
 mod store_decode_props;
 /// A disk that answers EIO inside a segment: that block lost and reported, the rest read.
