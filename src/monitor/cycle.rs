@@ -42,6 +42,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 pub const SELF_POLICY: &str = "DICTMON_SOURCE";
 /// Records kept in memory while the store refuses writes.
 const MAX_PENDING: usize = 100_000;
+/// Most alert events kept in memory while the catalog refuses writes (the oldest go first).
+const MAX_PENDING_EVENTS: usize = 10_000;
 
 /// The named sample a source's policy entry stands for (not yet validated against the
 /// policy's history: see [`crate::domain::validate`]).
@@ -119,7 +121,8 @@ pub struct Cycle {
     last_accepted: HashMap<PolicyName, DateTime<Utc>>,
     latest: BTreeMap<PolicyName, PolicyView>,
     pending: Vec<StateRecord>,
-    pending_catalog: Vec<CatalogUpdate>,
+    /// Catalog changes not written yet, merged ([`CatalogUpdate::absorb`]).
+    pending_catalog: CatalogUpdate,
     logged: HashSet<RejectReason>,
     warned_category: bool,
     self_alert: Option<Alert>,
@@ -361,7 +364,7 @@ impl Cycle {
             last_accepted,
             latest,
             pending: Vec::new(),
-            pending_catalog: Vec::new(),
+            pending_catalog: CatalogUpdate::default(),
             logged: HashSet::new(),
             warned_category: false,
             self_alert,
@@ -437,9 +440,7 @@ impl Cycle {
             .latest
             .store(Arc::new(self.latest.values().cloned().collect()));
         self.publish_open_alerts();
-        if !update.alerts.is_empty() || !update.events.is_empty() || !update.policies.is_empty() {
-            self.pending_catalog.push(update);
-        }
+        self.pending_catalog.absorb(update);
     }
 
     /// Alerts opened since this cycle was built.
@@ -459,19 +460,8 @@ impl Cycle {
         let rows = self.pending.len();
         self.store.append_sealed(&self.pending)?;
         self.pending.clear();
-        let mut merged = CatalogUpdate::default();
-        let mut first: HashMap<PolicyName, (Policy, DateTime<Utc>)> = HashMap::new();
-        let mut last: HashMap<PolicyName, (Policy, DateTime<Utc>)> = HashMap::new();
-        for update in self.pending_catalog.drain(..) {
-            merged.alerts.extend(update.alerts);
-            for (policy, at) in update.policies {
-                first
-                    .entry(policy.name.clone())
-                    .or_insert_with(|| (policy.clone(), at));
-                last.insert(policy.name.clone(), (policy, at));
-            }
-        }
-        merged.policies = first.into_values().chain(last.into_values()).collect();
+        let mut merged = std::mem::take(&mut self.pending_catalog);
+        merged.events.clear();
         self.store.catalog().apply(&merged)?;
         Ok(rows)
     }
@@ -608,9 +598,9 @@ impl Cycle {
                 self.store.append(&self.pending)?;
                 self.pending.clear();
             }
-            while let Some(update) = self.pending_catalog.first() {
-                self.store.catalog().apply(update)?;
-                self.pending_catalog.remove(0);
+            if !self.pending_catalog.is_empty() {
+                self.store.catalog().apply(&self.pending_catalog)?;
+                self.pending_catalog = CatalogUpdate::default();
             }
             Ok::<_, crate::store::StoreError>(())
         });
@@ -627,13 +617,33 @@ impl Cycle {
                         "memory bound reached: oldest unwritten samples dropped"
                     );
                 }
+                let events = &mut self.pending_catalog.events;
+                if events.len() > MAX_PENDING_EVENTS {
+                    let excess = events.len() - MAX_PENDING_EVENTS;
+                    events.drain(..excess);
+                    self.shared
+                        .metrics
+                        .catalog_dropped_events
+                        .inc_by(excess as u64);
+                    error!(
+                        dropped = excess,
+                        "memory bound reached: oldest unwritten alert events dropped"
+                    );
+                }
                 false
             }
         };
-        self.shared
-            .metrics
+        let metrics = &self.shared.metrics;
+        metrics
             .store_pending
             .set(i64::try_from(self.pending.len()).unwrap_or(i64::MAX));
+        metrics
+            .catalog_pending
+            .set(i64::try_from(self.pending_catalog.len()).unwrap_or(i64::MAX));
+        let io_errors = self.store.catalog().closed_after_io_errors();
+        metrics
+            .catalog_io_errors
+            .inc_by(io_errors.saturating_sub(metrics.catalog_io_errors.get()));
         self.shared.store_ok.store(ok, Ordering::Release);
         self.shared.metrics.store_writable.set(i64::from(ok));
         self.shared
@@ -689,7 +699,7 @@ impl Cycle {
         if let Some((alert, event)) = event {
             self.publish_open_alerts();
             self.shared.metrics.alert_event(&event);
-            self.pending_catalog.push(CatalogUpdate {
+            self.pending_catalog.absorb(CatalogUpdate {
                 alerts: vec![alert],
                 events: vec![event],
                 ..CatalogUpdate::default()

@@ -10,7 +10,9 @@
 //! outbox (`meta.outbox_next_seq`); the schema version in `meta` is checked on every open.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use chrono::{DateTime, Utc};
 use redb::{
@@ -173,10 +175,79 @@ pub struct CatalogUpdate {
     pub events: Vec<AlertEvent>,
 }
 
-/// The writer's handle.
+impl CatalogUpdate {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty() && self.alerts.is_empty() && self.events.is_empty()
+    }
+
+    /// Policy sightings, alert states and events it holds.
+    pub fn len(&self) -> usize {
+        self.policies.len() + self.alerts.len() + self.events.len()
+    }
+
+    /// Folds a later update into this one, so that applying the result once writes what
+    /// applying both in turn would: per policy, its earliest and latest sighting (in that
+    /// order: `apply` keeps the least `first_seen` and the last `last_seen`); per alert, its
+    /// latest state; every event, in order. Memory grows with events only.
+    pub fn absorb(&mut self, later: CatalogUpdate) {
+        for (policy, at) in later.policies {
+            let same: Vec<usize> = (0..self.policies.len())
+                .filter(|&i| {
+                    self.policies
+                        .get(i)
+                        .is_some_and(|(p, _)| p.name == policy.name)
+                })
+                .collect();
+            let time = |i: usize| self.policies.get(i).map(|(_, t)| *t);
+            match same.as_slice() {
+                [] => self.policies.push((policy, at)),
+                &[only] if time(only).is_some_and(|t| at < t) => {
+                    self.policies.insert(only, (policy, at));
+                }
+                &[only] => self.policies.insert(only + 1, (policy, at)),
+                &[earliest, latest, ..] => {
+                    if time(earliest).is_some_and(|t| at < t) {
+                        self.policies[earliest] = (policy, at);
+                    } else if time(latest).is_some_and(|t| at >= t) {
+                        self.policies[latest] = (policy, at);
+                    }
+                }
+            }
+        }
+        for alert in later.alerts {
+            match self.alerts.iter_mut().find(|a| a.id == alert.id) {
+                Some(kept) => *kept = alert,
+                None => self.alerts.push(alert),
+            }
+        }
+        self.events.extend(later.events);
+    }
+}
+
+/// The writer's handle. After an I/O error (a full disk, EIO) redb refuses every later
+/// transaction until the database is closed and opened again: the handle then closes it, and
+/// the next call opens it again (redb repairs it from its last commit), so the catalog heals
+/// without a restart once the disk does (§10).
 pub struct Catalog {
-    db: Database,
+    db: RwLock<Option<Database>>,
+    file: PathBuf,
     path: String,
+    /// Times it was closed after an I/O error.
+    closed_after_io_error: AtomicU64,
+}
+
+/// The open database, held for one call.
+struct Db<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = Database;
+    #[allow(clippy::expect_used)]
+    fn deref(&self) -> &Database {
+        self.0
+            .as_ref()
+            .expect("Catalog::db returns only an open database")
+    }
 }
 
 /// A read-only handle, usable while a writer runs, after a writer was killed, and on a copy
@@ -219,10 +290,10 @@ impl Catalog {
             let tmp = path.with_extension("redb.tmp");
             let tmp_text = tmp.display().to_string();
             let _ = std::fs::remove_file(&tmp);
-            let fresh = Self {
-                db: builder().create(&tmp).map_err(|e| redb_err(&tmp_text, e))?,
-                path: tmp_text.clone(),
-            };
+            let fresh = Self::with(
+                builder().create(&tmp).map_err(|e| redb_err(&tmp_text, e))?,
+                &tmp,
+            );
             fresh.init(true)?;
             drop(fresh);
             let io = |e: std::io::Error| redb_err(&p, redb::StorageError::Io(e));
@@ -238,13 +309,55 @@ impl Catalog {
         // the catalog before any thread of its own is at work, as `guarded` needs.
         guarded(&p, || {
             let db = builder().open(path).map_err(|e| redb_err(&p, e))?;
-            let catalog = Self {
-                db,
-                path: p.clone(),
-            };
+            let catalog = Self::with(db, path);
             catalog.init(false)?;
             Ok(catalog)
         })
+    }
+
+    fn with(db: Database, file: &Path) -> Self {
+        Self {
+            db: RwLock::new(Some(db)),
+            file: file.to_owned(),
+            path: file.display().to_string(),
+            closed_after_io_error: AtomicU64::new(0),
+        }
+    }
+
+    /// The open database, opened again if an I/O error closed it.
+    fn db(&self) -> Result<Db<'_>, CatalogError> {
+        loop {
+            let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            if db.is_some() {
+                return Ok(Db(db));
+            }
+            drop(db);
+            let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            if slot.is_none() {
+                let db = builder()
+                    .open(&self.file)
+                    .map_err(|e| redb_err(&self.path, e))?;
+                tracing::info!(catalog = %self.path, "catalog opened again after an I/O error");
+                *slot = Some(db);
+            }
+        }
+    }
+
+    /// Runs `call`; an I/O error closes the database, for [`Self::db`] to open again.
+    fn heal<T>(&self, call: impl FnOnce() -> Result<T, CatalogError>) -> Result<T, CatalogError> {
+        let result = call();
+        if let Err(CatalogError::Redb { error, .. }) = &result
+            && matches!(**error, redb::Error::Io(_) | redb::Error::PreviousIo)
+        {
+            *self.db.write().unwrap_or_else(PoisonError::into_inner) = None;
+            self.closed_after_io_error.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Times the catalog was closed after an I/O error (and opened again at the next call).
+    pub fn closed_after_io_errors(&self) -> u64 {
+        self.closed_after_io_error.load(Ordering::Relaxed)
     }
 
     /// Checks the schema version and creates missing tables. A `fresh` catalog keeps the
@@ -252,7 +365,7 @@ impl Catalog {
     /// ledger from the store ([`Self::adopt_segments`]).
     fn init(&self, fresh: bool) -> Result<(), CatalogError> {
         let p = &self.path;
-        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
+        let tx = self.db()?.begin_write().map_err(|e| redb_err(p, e))?;
         {
             let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
             let found = meta
@@ -308,8 +421,11 @@ impl Catalog {
     /// §10.1: the ledger, by month (`YYYY-MM`); none while it is not kept yet (a catalog
     /// written by a dictmon without it, until the store adopts its segments).
     pub fn ledger(&self) -> Result<Option<Vec<(String, SegmentRecord)>>, CatalogError> {
-        let kept = !read_meta(&self.db, &self.path, LEDGER)?.is_empty();
-        kept.then(|| read_ledger(&self.db, &self.path)).transpose()
+        self.heal(|| {
+            let kept = !read_meta(&*self.db()?, &self.path, LEDGER)?.is_empty();
+            kept.then(|| read_ledger(&*self.db()?, &self.path))
+                .transpose()
+        })
     }
 
     /// Adds `rows` to a segment's ledger record (created if absent), after the block holding
@@ -321,53 +437,61 @@ impl Catalog {
         file: Option<(u64, u64)>,
         durable: bool,
     ) -> Result<(), CatalogError> {
-        self.update_segments(durable, |table| {
-            let mut record = get_record(table, month)?.unwrap_or_default();
-            record.rows += rows;
-            record.counted_at = Some(Utc::now());
-            record.file = file.or(record.file);
-            Ok(vec![(month.to_owned(), Some(record))])
+        self.heal(|| {
+            self.update_segments(durable, |table| {
+                let mut record = get_record(table, month)?.unwrap_or_default();
+                record.rows += rows;
+                record.counted_at = Some(Utc::now());
+                record.file = file.or(record.file);
+                Ok(vec![(month.to_owned(), Some(record))])
+            })
         })
     }
 
     /// Records the file now at a segment's path, after a compaction replaced it (non-durable:
     /// it only tells a copy from the original, §10.1).
     pub fn set_segment_file(&self, month: &str, file: (u64, u64)) -> Result<(), CatalogError> {
-        self.update_segments(false, |table| {
-            let record = get_record(table, month)?.map(|r| SegmentRecord {
-                file: Some(file),
-                ..r
-            });
-            Ok(record
-                .map(|r| (month.to_owned(), Some(r)))
-                .into_iter()
-                .collect())
+        self.heal(|| {
+            self.update_segments(false, |table| {
+                let record = get_record(table, month)?.map(|r| SegmentRecord {
+                    file: Some(file),
+                    ..r
+                });
+                Ok(record
+                    .map(|r| (month.to_owned(), Some(r)))
+                    .into_iter()
+                    .collect())
+            })
         })
     }
 
     /// Takes `rows` off a segment's record, before a compaction that dropped that many
     /// duplicates replaces the file; durable.
     pub fn lower_segment_rows(&self, month: &str, rows: u64) -> Result<(), CatalogError> {
-        self.update_segments(true, |table| {
-            let mut record = get_record(table, month)?.unwrap_or_default();
-            record.rows = record.rows.saturating_sub(rows);
-            Ok(vec![(month.to_owned(), Some(record))])
+        self.heal(|| {
+            self.update_segments(true, |table| {
+                let mut record = get_record(table, month)?.unwrap_or_default();
+                record.rows = record.rows.saturating_sub(rows);
+                Ok(vec![(month.to_owned(), Some(record))])
+            })
         })
     }
 
     /// Marks segments as being deleted by retention (before the files go), or forgets them
     /// (after); durable.
     pub fn retire_segments(&self, months: &[String], forget: bool) -> Result<(), CatalogError> {
-        self.update_segments(true, |table| {
-            let mut out = Vec::new();
-            for m in months {
-                let record = get_record(table, m)?.map(|r| SegmentRecord {
-                    retiring: true,
-                    ..r
-                });
-                out.push((m.clone(), if forget { None } else { record }));
-            }
-            Ok(out)
+        self.heal(|| {
+            self.update_segments(true, |table| {
+                let mut out = Vec::new();
+                for m in months {
+                    let record = get_record(table, m)?.map(|r| SegmentRecord {
+                        retiring: true,
+                        ..r
+                    });
+                    out.push((m.clone(), if forget { None } else { record }));
+                }
+                Ok(out)
+            })
         })
     }
 
@@ -379,33 +503,35 @@ impl Catalog {
         records: &[(String, SegmentRecord)],
         findings: &[String],
     ) -> Result<(), CatalogError> {
-        let p = &self.path;
-        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
-        {
-            let mut table = tx.open_table(SEGMENTS).map_err(|e| redb_err(p, e))?;
-            for (month, record) in records {
-                table
-                    .insert(month.as_str(), json(record).as_slice())
-                    .map_err(|e| redb_err(p, e))?;
+        self.heal(|| {
+            let p = &self.path;
+            let tx = self.db()?.begin_write().map_err(|e| redb_err(p, e))?;
+            {
+                let mut table = tx.open_table(SEGMENTS).map_err(|e| redb_err(p, e))?;
+                for (month, record) in records {
+                    table
+                        .insert(month.as_str(), json(record).as_slice())
+                        .map_err(|e| redb_err(p, e))?;
+                }
+                let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
+                meta.insert(LEDGER, "1").map_err(|e| redb_err(p, e))?;
+                if !findings.is_empty() {
+                    let mut kept: Vec<Finding> = meta
+                        .get(FINDINGS)
+                        .map_err(|e| redb_err(p, e))?
+                        .and_then(|v| serde_json::from_str(v.value()).ok())
+                        .unwrap_or_default();
+                    kept.extend(findings.iter().map(|text| Finding {
+                        at: Utc::now(),
+                        text: text.clone(),
+                    }));
+                    let text = serde_json::to_string(&kept).unwrap_or_default();
+                    meta.insert(FINDINGS, text.as_str())
+                        .map_err(|e| redb_err(p, e))?;
+                }
             }
-            let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
-            meta.insert(LEDGER, "1").map_err(|e| redb_err(p, e))?;
-            if !findings.is_empty() {
-                let mut kept: Vec<Finding> = meta
-                    .get(FINDINGS)
-                    .map_err(|e| redb_err(p, e))?
-                    .and_then(|v| serde_json::from_str(v.value()).ok())
-                    .unwrap_or_default();
-                kept.extend(findings.iter().map(|text| Finding {
-                    at: Utc::now(),
-                    text: text.clone(),
-                }));
-                let text = serde_json::to_string(&kept).unwrap_or_default();
-                meta.insert(FINDINGS, text.as_str())
-                    .map_err(|e| redb_err(p, e))?;
-            }
-        }
-        tx.commit().map_err(|e| redb_err(p, e))
+            tx.commit().map_err(|e| redb_err(p, e))
+        })
     }
 
     fn update_segments(
@@ -416,7 +542,7 @@ impl Catalog {
         ) -> Result<Vec<(String, Option<SegmentRecord>)>, CatalogError>,
     ) -> Result<(), CatalogError> {
         let p = &self.path;
-        let mut tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
+        let mut tx = self.db()?.begin_write().map_err(|e| redb_err(p, e))?;
         if !durable {
             // Only in this process until the next durable commit (the cycle's): a lower
             // bound that lags after a crash, which is safe (§10.1).
@@ -437,85 +563,89 @@ impl Catalog {
 
     /// Writes one cycle's policies, alerts and events atomically.
     pub fn apply(&self, update: &CatalogUpdate) -> Result<(), CatalogError> {
-        let p = &self.path;
-        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
-        {
-            let mut policies = tx.open_table(POLICIES).map_err(|e| redb_err(p, e))?;
-            for (policy, seen) in &update.policies {
-                let name = policy.name.as_str();
-                let first_seen = match policies.get(name).map_err(|e| redb_err(p, e))? {
-                    Some(v) => serde_json::from_slice::<PolicyRecord>(v.value())
-                        .map_or(*seen, |r| r.first_seen.min(*seen)),
-                    None => *seen,
-                };
-                let record = PolicyRecord {
-                    policy: policy.clone(),
-                    first_seen,
-                    last_seen: *seen,
-                };
-                policies
-                    .insert(name, json(&record).as_slice())
-                    .map_err(|e| redb_err(p, e))?;
-            }
-            let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
-            let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
-            for alert in &update.alerts {
-                let value = json(alert);
-                alerts
-                    .insert(alert.id.as_u128(), value.as_slice())
-                    .map_err(|e| redb_err(p, e))?;
-                sums.insert(alert_key(alert.id.as_u128()).as_str(), crc(&value))
-                    .map_err(|e| redb_err(p, e))?;
-            }
-            if !update.events.is_empty() {
-                let mut outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
-                let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
-                let mut next = next_seq(&outbox, &meta, p)?;
-                for event in &update.events {
-                    let value = json(event);
-                    outbox
-                        .insert(next, value.as_slice())
+        self.heal(|| {
+            let p = &self.path;
+            let tx = self.db()?.begin_write().map_err(|e| redb_err(p, e))?;
+            {
+                let mut policies = tx.open_table(POLICIES).map_err(|e| redb_err(p, e))?;
+                for (policy, seen) in &update.policies {
+                    let name = policy.name.as_str();
+                    let first_seen = match policies.get(name).map_err(|e| redb_err(p, e))? {
+                        Some(v) => serde_json::from_slice::<PolicyRecord>(v.value())
+                            .map_or(*seen, |r| r.first_seen.min(*seen)),
+                        None => *seen,
+                    };
+                    let record = PolicyRecord {
+                        policy: policy.clone(),
+                        first_seen,
+                        last_seen: *seen,
+                    };
+                    policies
+                        .insert(name, json(&record).as_slice())
                         .map_err(|e| redb_err(p, e))?;
-                    sums.insert(event_key(next).as_str(), crc(&value))
-                        .map_err(|e| redb_err(p, e))?;
-                    next += 1;
                 }
-                meta.insert(NEXT_SEQ, next.to_string().as_str())
-                    .map_err(|e| redb_err(p, e))?;
+                let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+                let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
+                for alert in &update.alerts {
+                    let value = json(alert);
+                    alerts
+                        .insert(alert.id.as_u128(), value.as_slice())
+                        .map_err(|e| redb_err(p, e))?;
+                    sums.insert(alert_key(alert.id.as_u128()).as_str(), crc(&value))
+                        .map_err(|e| redb_err(p, e))?;
+                }
+                if !update.events.is_empty() {
+                    let mut outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+                    let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
+                    let mut next = next_seq(&outbox, &meta, p)?;
+                    for event in &update.events {
+                        let value = json(event);
+                        outbox
+                            .insert(next, value.as_slice())
+                            .map_err(|e| redb_err(p, e))?;
+                        sums.insert(event_key(next).as_str(), crc(&value))
+                            .map_err(|e| redb_err(p, e))?;
+                        next += 1;
+                    }
+                    meta.insert(NEXT_SEQ, next.to_string().as_str())
+                        .map_err(|e| redb_err(p, e))?;
+                }
             }
-        }
-        tx.commit().map_err(|e| redb_err(p, e))
+            tx.commit().map_err(|e| redb_err(p, e))
+        })
     }
 
     /// Deletes outbox events older than `cutoff` (retention, §9), delivered or not. Returns
     /// how many.
     pub fn delete_events_before(&self, cutoff: DateTime<Utc>) -> Result<usize, CatalogError> {
-        let p = &self.path;
-        let old: Vec<u64> = read_outbox(&self.db, p)?
-            .into_iter()
-            .filter(|(_, e)| e.timestamp < cutoff)
-            .map(|(seq, _)| seq)
-            .collect();
-        if old.is_empty() {
-            return Ok(0);
-        }
-        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
-        {
-            let mut outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
-            let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
-            // Keep the sequence counter past the events about to go.
-            let next = next_seq(&outbox, &meta, p)?;
-            meta.insert(NEXT_SEQ, next.to_string().as_str())
-                .map_err(|e| redb_err(p, e))?;
-            let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
-            for seq in &old {
-                outbox.remove(seq).map_err(|e| redb_err(p, e))?;
-                sums.remove(event_key(*seq).as_str())
-                    .map_err(|e| redb_err(p, e))?;
+        self.heal(|| {
+            let p = &self.path;
+            let old: Vec<u64> = read_outbox(&*self.db()?, p)?
+                .into_iter()
+                .filter(|(_, e)| e.timestamp < cutoff)
+                .map(|(seq, _)| seq)
+                .collect();
+            if old.is_empty() {
+                return Ok(0);
             }
-        }
-        tx.commit().map_err(|e| redb_err(p, e))?;
-        Ok(old.len())
+            let tx = self.db()?.begin_write().map_err(|e| redb_err(p, e))?;
+            {
+                let mut outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+                let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
+                // Keep the sequence counter past the events about to go.
+                let next = next_seq(&outbox, &meta, p)?;
+                meta.insert(NEXT_SEQ, next.to_string().as_str())
+                    .map_err(|e| redb_err(p, e))?;
+                let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
+                for seq in &old {
+                    outbox.remove(seq).map_err(|e| redb_err(p, e))?;
+                    sums.remove(event_key(*seq).as_str())
+                        .map_err(|e| redb_err(p, e))?;
+                }
+            }
+            tx.commit().map_err(|e| redb_err(p, e))?;
+            Ok(old.len())
+        })
     }
 
     /// Up to `limit` outbox events from sequence `from` on, in order.
@@ -524,66 +654,77 @@ impl Catalog {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
-        let p = &self.path;
-        let tx = self.db.begin_read().map_err(|e| redb_err(p, e))?;
-        let table = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
-        let mut out = Vec::new();
-        for entry in table.range(from..).map_err(|e| redb_err(p, e))?.take(limit) {
-            let (k, v) = entry.map_err(|e| redb_err(p, e))?;
-            let seq = k.value();
-            let event = serde_json::from_slice(v.value()).map_err(|error| CatalogError::Value {
-                path: p.clone(),
-                table: "outbox",
-                key: seq.to_string(),
-                error,
-            })?;
-            out.push((seq, event));
-        }
-        Ok(out)
+        self.heal(|| {
+            let p = &self.path;
+            let tx = self.db()?.begin_read().map_err(|e| redb_err(p, e))?;
+            let table = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+            let mut out = Vec::new();
+            for entry in table.range(from..).map_err(|e| redb_err(p, e))?.take(limit) {
+                let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+                let seq = k.value();
+                let event =
+                    serde_json::from_slice(v.value()).map_err(|error| CatalogError::Value {
+                        path: p.clone(),
+                        table: "outbox",
+                        key: seq.to_string(),
+                        error,
+                    })?;
+                out.push((seq, event));
+            }
+            Ok(out)
+        })
     }
 
     /// How many outbox events have a sequence from `from` on.
     pub fn events_count_from(&self, from: u64) -> Result<u64, CatalogError> {
-        let p = &self.path;
-        let tx = self.db.begin_read().map_err(|e| redb_err(p, e))?;
-        let table = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
-        let range = table.range(from..).map_err(|e| redb_err(p, e))?;
-        Ok(range.count() as u64)
+        self.heal(|| {
+            let p = &self.path;
+            let tx = self.db()?.begin_read().map_err(|e| redb_err(p, e))?;
+            let table = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+            let range = table.range(from..).map_err(|e| redb_err(p, e))?;
+            Ok(range.count() as u64)
+        })
     }
 
     /// The sequence number the next event will get: one past every event ever written.
     pub fn next_event_seq(&self) -> Result<u64, CatalogError> {
-        let p = &self.path;
-        let tx = self.db.begin_read().map_err(|e| redb_err(p, e))?;
-        let outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
-        let meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
-        next_seq(&outbox, &meta, p)
+        self.heal(|| {
+            let p = &self.path;
+            let tx = self.db()?.begin_read().map_err(|e| redb_err(p, e))?;
+            let outbox = tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
+            let meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
+            next_seq(&outbox, &meta, p)
+        })
     }
 
     /// The outbox sequence of the event `event_id`, if it is still retained.
     pub fn event_seq(&self, event_id: uuid::Uuid) -> Result<Option<u64>, CatalogError> {
-        Ok(read_outbox(&self.db, &self.path)?
-            .into_iter()
-            .find(|(_, e)| e.event_id == event_id)
-            .map(|(seq, _)| seq))
+        self.heal(|| {
+            Ok(read_outbox(&*self.db()?, &self.path)?
+                .into_iter()
+                .find(|(_, e)| e.event_id == event_id)
+                .map(|(seq, _)| seq))
+        })
     }
 
     /// Every sink's delivery progress, by sink name.
     pub fn sinks(&self) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
-        read_sinks(&self.db, &self.path)
+        self.heal(|| read_sinks(&*self.db()?, &self.path))
     }
 
     /// Records a sink's delivery progress.
     pub fn put_sink(&self, name: &str, progress: &SinkProgress) -> Result<(), CatalogError> {
-        let p = &self.path;
-        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
-        {
-            let mut sinks = tx.open_table(SINKS).map_err(|e| redb_err(p, e))?;
-            sinks
-                .insert(name, json(progress).as_slice())
-                .map_err(|e| redb_err(p, e))?;
-        }
-        tx.commit().map_err(|e| redb_err(p, e))
+        self.heal(|| {
+            let p = &self.path;
+            let tx = self.db()?.begin_write().map_err(|e| redb_err(p, e))?;
+            {
+                let mut sinks = tx.open_table(SINKS).map_err(|e| redb_err(p, e))?;
+                sinks
+                    .insert(name, json(progress).as_slice())
+                    .map_err(|e| redb_err(p, e))?;
+            }
+            tx.commit().map_err(|e| redb_err(p, e))
+        })
     }
 
     /// Deletes resolved alerts resolved before `cutoff` (retention, §9). Returns how many.
@@ -591,39 +732,41 @@ impl Catalog {
         &self,
         cutoff: DateTime<Utc>,
     ) -> Result<usize, CatalogError> {
-        let p = &self.path;
-        let old: Vec<u128> = read_alerts(&self.db, p)?
-            .into_iter()
-            .filter(|a| a.resolved_at.is_some_and(|t| t < cutoff))
-            .map(|a| a.id.as_u128())
-            .collect();
-        let tx = self.db.begin_write().map_err(|e| redb_err(p, e))?;
-        {
-            let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
-            let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
-            for id in &old {
-                alerts.remove(id).map_err(|e| redb_err(p, e))?;
-                sums.remove(alert_key(*id).as_str())
-                    .map_err(|e| redb_err(p, e))?;
+        self.heal(|| {
+            let p = &self.path;
+            let old: Vec<u128> = read_alerts(&*self.db()?, p)?
+                .into_iter()
+                .filter(|a| a.resolved_at.is_some_and(|t| t < cutoff))
+                .map(|a| a.id.as_u128())
+                .collect();
+            let tx = self.db()?.begin_write().map_err(|e| redb_err(p, e))?;
+            {
+                let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+                let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
+                for id in &old {
+                    alerts.remove(id).map_err(|e| redb_err(p, e))?;
+                    sums.remove(alert_key(*id).as_str())
+                        .map_err(|e| redb_err(p, e))?;
+                }
             }
-        }
-        tx.commit().map_err(|e| redb_err(p, e))?;
-        Ok(old.len())
+            tx.commit().map_err(|e| redb_err(p, e))?;
+            Ok(old.len())
+        })
     }
 
     /// Every alert, oldest first.
     pub fn alerts(&self) -> Result<Vec<Alert>, CatalogError> {
-        read_alerts(&self.db, &self.path)
+        self.heal(|| read_alerts(&*self.db()?, &self.path))
     }
 
     /// Every policy as last seen.
     pub fn policies(&self) -> Result<Vec<PolicyRecord>, CatalogError> {
-        read_policies(&self.db, &self.path)
+        self.heal(|| read_policies(&*self.db()?, &self.path))
     }
 
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
-        read_outbox(&self.db, &self.path)
+        self.heal(|| read_outbox(&*self.db()?, &self.path))
     }
 }
 
@@ -972,4 +1115,55 @@ fn read_sinks(
     p: &str,
 ) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
     read_all(db, p, SINKS, "sinks", |name: &str, s| (name.to_owned(), s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{BucketConfig, PolicyName, PspCategory};
+
+    fn sighting(name: &str, capacity: i64, minute: i64) -> (Policy, DateTime<Utc>) {
+        let policy = Policy {
+            name: PolicyName::new(name).expect("valid"),
+            bucket: BucketConfig {
+                capacity,
+                refill_tokens: 1,
+                refill_period_secs: 60,
+            },
+            category: PspCategory::C,
+        };
+        (
+            policy,
+            DateTime::UNIX_EPOCH + chrono::TimeDelta::minutes(minute),
+        )
+    }
+
+    #[test]
+    fn absorbed_updates_keep_each_policys_earliest_and_latest_sighting_in_order() {
+        let mut pending = CatalogUpdate::default();
+        for (minute, capacity) in [(5, 100), (3, 90), (9, 120), (7, 110), (1, 80)] {
+            pending.absorb(CatalogUpdate {
+                policies: vec![
+                    sighting("ENTRIES_WRITE", capacity, minute),
+                    sighting("POLICIES_LIST", capacity, 0),
+                ],
+                ..CatalogUpdate::default()
+            });
+        }
+        let kept: Vec<(&str, i64, i64)> = pending
+            .policies
+            .iter()
+            .map(|(p, at)| (p.name.as_str(), p.bucket.capacity, at.timestamp() / 60))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("ENTRIES_WRITE", 80, 1),
+                ("ENTRIES_WRITE", 120, 9),
+                ("POLICIES_LIST", 100, 0),
+                ("POLICIES_LIST", 80, 0),
+            ]
+        );
+        assert_eq!(pending.len(), 4);
+    }
 }

@@ -54,6 +54,12 @@ pub struct Metrics {
     pub store_pending: IntGauge,
     /// Records dropped from memory because the store refused writes for too long.
     pub store_dropped: IntCounter,
+    /// Catalog changes kept in memory while the catalog refuses writes.
+    pub catalog_pending: IntGauge,
+    /// Alert events dropped from memory because the catalog refused writes for too long.
+    pub catalog_dropped_events: IntCounter,
+    /// I/O errors after which the catalog was closed, to be opened again.
+    pub catalog_io_errors: IntCounter,
     poll_errors: IntCounterVec,
     rejected: IntCounterVec,
     /// Bytes of segment files.
@@ -229,6 +235,21 @@ impl Metrics {
                 &r,
                 "dictmon_store_dropped_records_total",
                 "Snapshot records dropped, oldest first, because the store refused writes for longer than memory allows (dictmon_store_pending_records at its bound).",
+            ),
+            catalog_pending: int_gauge(
+                &r,
+                "dictmon_catalog_pending_changes",
+                "Catalog changes (policy sightings, alert states, alert events) kept in memory because the catalog refused them (disk full, I/O error); written with the next cycle that succeeds. Sightings and states are merged per policy and alert; at most 10000 events.",
+            ),
+            catalog_dropped_events: int_counter(
+                &r,
+                "dictmon_catalog_dropped_events_total",
+                "Alert events dropped, oldest first, because the catalog refused writes for longer than memory allows (10000 events pending).",
+            ),
+            catalog_io_errors: int_counter(
+                &r,
+                "dictmon_catalog_io_errors_total",
+                "I/O errors of the catalog (catalog.redb); after each, the catalog is closed and opened again at the next write.",
             ),
             poll_errors: counter(
                 &r,

@@ -30,6 +30,8 @@ mod notify_webhook;
 mod packaging_files;
 /// The lock-free ring under a million pushes and concurrent readers.
 mod ring_concurrency;
+/// The catalog's commit fails (ENOSPC) under serve and heals without a restart.
+mod serve_catalog_faults;
 /// Damaged segments (header, emptied file, block): serve starts and stores, damage reported.
 mod serve_damaged_segments;
 /// serve over DICT's HTTPS API: mutual TLS, exhaustion, 429/503 with Retry-After.
@@ -51,7 +53,8 @@ mod store_concurrent;
 mod store_corruption;
 /// Crash safety: SIGKILLed writers, reopened stores.
 mod store_crash;
-/// Issue 17 item 3: damage is called damage; a deleted, replaced or edited catalog is noticed.
+/// Acknowledged blocks cut off or zeroed are damage, never a torn tail; a deleted, replaced or
+/// edited catalog is noticed (the segment ledger and record checksums).
 mod store_damage;
 /// The segment reader on random and mutated bytes (the fuzz target's in-suite twin).
 mod store_decode_props;

@@ -153,7 +153,10 @@ fn metrics(serve: &Serve, series: &str) -> Option<f64> {
 }
 
 #[test]
-#[cfg_attr(not(dictmon_test_root), ignore = "needs root to mount a tmpfs (CI runs as root)")]
+#[cfg_attr(
+    not(dictmon_test_root),
+    ignore = "needs root to mount a tmpfs (CI runs as root)"
+)]
 fn a_full_disk_keeps_cycles_in_memory_and_writes_them_when_space_returns() {
     let what = "disk full";
     let tmp = tempfile::tempdir().expect("tempdir");
