@@ -49,7 +49,8 @@ fn dashboard_benches(c: &mut Criterion) {
         data_dir: dir.path().to_owned(),
         thresholds: config.thresholds,
         per_policy: config.per_policy,
-        states_csv: |_, _, _, _| Err("no CSV in this bench".into()),
+        states_csv: |_, _, _, _, _| Err("no CSV in this bench".into()),
+        heavy: dictmon::http::heavy::Heavy::default(),
         api_token: None,
     });
     let policies = state.published.latest.load().len();

@@ -86,17 +86,17 @@ fn window(c: &Common) -> anyhow::Result<Window> {
     parse_window(c.since.as_deref(), c.until.as_deref())
 }
 
-/// `query states --format pg-csv --policy NAME --since SINCE --until UNTIL` into memory: the
-/// dashboard's CSV download ([`dictmon::http::StatesCsv`]).
+/// `query states --format pg-csv --policy NAME --since SINCE --until UNTIL` into `out`: the
+/// dashboard's CSV download ([`dictmon::http::StatesCsv`]), streamed.
 pub fn policy_pg_csv(
     data_dir: &Path,
     policy: &PolicyName,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Result<Vec<u8>, String> {
+    out: &mut dyn std::io::Write,
+) -> Result<(), String> {
     let reader = StoreReader::open(data_dir).map_err(|e| e.to_string())?;
-    let mut csv = Vec::new();
-    let mut writer = StatesWriter::new(&mut csv, Format::PgCsv).map_err(|e| e.to_string())?;
+    let mut writer = StatesWriter::new(out, Format::PgCsv).map_err(|e| e.to_string())?;
     let query = StatesQuery {
         policies: Some(BTreeSet::from([policy.clone()])),
         since: Some(since),
@@ -107,8 +107,7 @@ pub fn policy_pg_csv(
     for p in problems {
         tracing::warn!("CSV download of {policy}: skipped damaged block: {p}");
     }
-    writer.finish().map_err(|e| e.to_string())?;
-    Ok(csv)
+    writer.finish().map(drop).map_err(|e| e.to_string())
 }
 
 fn states(a: &StatesArgs) -> anyhow::Result<Outcome> {

@@ -274,9 +274,11 @@ impl WithSource for Serve {
             let mut stopping = stopped.clone();
             tokio::spawn(
                 tonic::transport::Server::builder()
+                    .http2_keepalive_interval(Some(dictmon::notify::grpc_conn::GRPC_PING))
+                    .http2_keepalive_timeout(Some(dictmon::notify::grpc_conn::GRPC_PING))
                     .add_service(service)
                     .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        dictmon::notify::grpc_conn::incoming(listener),
                         async move {
                             let _ = stopping.wait_for(|s| *s).await;
                         },
@@ -293,6 +295,7 @@ impl WithSource for Serve {
                 thresholds,
                 per_policy,
                 states_csv: super::query::policy_pg_csv,
+                heavy: dictmon::http::heavy::Heavy::default(),
                 api_token: self.api_token,
             }),
             stopped.clone(),

@@ -9,13 +9,16 @@
 //! `export`, which this module may not use: the binary hands it in as [`StatesCsv`].
 //!
 //! Invariants: handlers only read (the ring, the latest view, the catalog, the segments);
-//! none blocks the poll cycle — reading history runs on the blocking pool. No client can hold
+//! none blocks the poll cycle — reading history runs on the blocking pool, at most
+//! [`heavy::HEAVY_REQUESTS`] at once, and a download is streamed with back-pressure
+//! ([`heavy`]): its memory does not grow with its size or with clients that do not read. No client can hold
 //! the server: at most [`MAX_CONNECTIONS`] at once (more are closed at accept), a request head
 //! of at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] headers that must arrive within
 //! [`HEADER_TIMEOUT`], request bodies never read, and every connection closed gracefully after
 //! [`CONNECTION_LIFETIME`] (then dropped if a slow reader still holds it after [`GRACE`]).
 
 pub mod chart;
+pub mod heavy;
 pub mod history;
 pub mod pages;
 pub mod route;
@@ -28,7 +31,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::service::service_fn;
@@ -49,9 +52,14 @@ use crate::store::catalog::Catalog;
 use crate::telemetry::{PolicyView, Published};
 
 /// Writes one policy's rows in `[since, until)` as `dictmon query states --format pg-csv`
-/// would, from the data directory given; the error is for people.
-pub type StatesCsv =
-    fn(&Path, &PolicyName, DateTime<Utc>, DateTime<Utc>) -> Result<Vec<u8>, String>;
+/// would, from the data directory given, to the writer given; the error is for people.
+pub type StatesCsv = fn(
+    &Path,
+    &PolicyName,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    &mut dyn std::io::Write,
+) -> Result<(), String>;
 
 /// Connections served at once; more are closed as soon as they are accepted.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -85,6 +93,8 @@ pub struct HttpState {
     pub states_csv: StatesCsv,
     /// The bearer token `/api/*` requires; none: open.
     pub api_token: Option<ApiToken>,
+    /// The permits of the history pages and CSV downloads.
+    pub heavy: heavy::Heavy,
 }
 
 /// The bearer token `/api/*` requires, kept as an HMAC tag under a random key, so that a
@@ -184,7 +194,7 @@ pub async fn serve(
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<heavy::Body>;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
@@ -192,7 +202,11 @@ const HTML: &str = "text/html; charset=utf-8";
 const PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -284,11 +298,15 @@ async fn handle(req: &Request<Incoming>, state: Arc<HttpState>) -> Reply {
     }
     let shared = &state.published;
     match route {
-        Route::Metrics => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            shared.metrics.render(),
-        ),
+        Route::Metrics => {
+            let heavy = i64::try_from(state.heavy.in_flight()).unwrap_or(i64::MAX);
+            shared.metrics.http_heavy_requests.set(heavy);
+            reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                shared.metrics.render(),
+            )
+        }
         Route::Healthz => reply(StatusCode::OK, TEXT, "ok\n"),
         Route::Readyz => readyz(shared),
         Route::ApiPolicies => json(&policies(shared)),
@@ -363,11 +381,25 @@ async fn policy_route(name: PolicyName, range: Range, csv: bool, state: Arc<Http
     let latest = state.published.latest.load_full();
     let view = latest.iter().find(|v| v.record.policy == name).cloned();
     let now = Utc::now();
-    let work = {
-        let state = Arc::clone(&state);
-        let name = name.clone();
-        let known = view.is_some();
-        tokio::task::spawn_blocking(move || -> Result<Option<Page>, String> {
+    let Some(permit) = state.heavy.acquire().await else {
+        let mut r = html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::problem(
+                "Busy",
+                &format!(
+                    "{} history pages or downloads are being served; try again in a few seconds.",
+                    heavy::HEAVY_REQUESTS
+                ),
+            ),
+        );
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    };
+    let known = view.is_some();
+    let first_seen = {
+        let (state, name) = (Arc::clone(&state), name.clone());
+        tokio::task::spawn_blocking(move || -> Result<Option<Option<DateTime<Utc>>>, String> {
             let first_seen = state
                 .catalog
                 .policies()
@@ -375,31 +407,45 @@ async fn policy_route(name: PolicyName, range: Range, csv: bool, state: Arc<Http
                 .into_iter()
                 .find(|p| p.policy.name == name)
                 .map(|p| p.first_seen);
-            if !known && first_seen.is_none() {
-                return Ok(None);
-            }
-            if csv {
-                let since = now - range.span();
-                return (state.states_csv)(&state.data_dir, &name, since, now)
-                    .map(|b| Some(Page::Csv(b)));
-            }
+            Ok((known || first_seen.is_some()).then_some(first_seen))
+        })
+        .await
+    };
+    let first_seen = match first_seen {
+        Ok(Ok(Some(first_seen))) => first_seen,
+        Ok(Ok(None)) => return no_such_policy(name.as_str()),
+        Ok(Err(e)) => return unreadable(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Err(e) => return unreadable(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    if csv {
+        let since = now - range.span();
+        let (data_dir, csv_of, policy) = (state.data_dir.clone(), state.states_csv, name.clone());
+        let body = heavy::streamed(permit, move |out| {
+            csv_of(&data_dir, &policy, since, now, out)
+        });
+        let mut r = Response::new(body);
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        let file = format!("attachment; filename=\"{name}-{}.csv\"", range.key());
+        if let Ok(v) = HeaderValue::from_str(&file) {
+            r.headers_mut().insert(CONTENT_DISPOSITION, v);
+        }
+        return r;
+    }
+    let page = {
+        let (state, name) = (Arc::clone(&state), name.clone());
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let reader = StoreReader::open(&state.data_dir).map_err(|e| e.to_string())?;
             history::load(&reader, &state.catalog, &name, first_seen, range, now)
-                .map(|h| Some(Page::History(h)))
                 .map_err(|e| e.to_string())
         })
+        .await
     };
-    match work.await {
-        Ok(Ok(None)) => no_such_policy(name.as_str()),
-        Ok(Ok(Some(Page::Csv(body)))) => {
-            let mut r = reply(StatusCode::OK, "text/csv; charset=utf-8", body);
-            let file = format!("attachment; filename=\"{name}-{}.csv\"", range.key());
-            if let Ok(v) = HeaderValue::from_str(&file) {
-                r.headers_mut().insert(CONTENT_DISPOSITION, v);
-            }
-            r
-        }
-        Ok(Ok(Some(Page::History(h)))) => html(
+    match page {
+        Ok(Ok(h)) => html(
             StatusCode::OK,
             pages::policy(
                 &state.health(now),
@@ -410,20 +456,13 @@ async fn policy_route(name: PolicyName, range: Range, csv: bool, state: Arc<Http
                 now,
             ),
         ),
-        Ok(Err(e)) => html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            pages::problem("Cannot read the history", &e),
-        ),
-        Err(e) => html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            pages::problem("Cannot read the history", &e.to_string()),
-        ),
+        Ok(Err(e)) => unreadable(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Err(e) => unreadable(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
-enum Page {
-    History(history::History),
-    Csv(Vec<u8>),
+fn unreadable(status: StatusCode, e: &str) -> Reply {
+    html(status, pages::problem("Cannot read the history", e))
 }
 
 fn readyz(shared: &Published) -> Reply {

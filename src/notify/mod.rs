@@ -17,6 +17,7 @@
 
 mod alertmanager;
 mod file;
+pub mod grpc_conn;
 mod http;
 pub mod status;
 pub mod stream;

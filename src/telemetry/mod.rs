@@ -64,6 +64,8 @@ pub struct Metrics {
     rejected: IntCounterVec,
     /// Bytes of segment files.
     pub store_bytes: IntGauge,
+    /// History pages and CSV downloads being served (read at each scrape).
+    pub http_heavy_requests: IntGauge,
     /// Number of segment files.
     pub store_segments: IntGauge,
     /// Bytes of live blocks not yet compacted.
@@ -267,6 +269,11 @@ impl Metrics {
                 &r,
                 "dictmon_store_bytes",
                 "Bytes of segment files in the data directory.",
+            ),
+            http_heavy_requests: int_gauge(
+                &r,
+                "dictmon_http_heavy_requests",
+                "History pages and CSV downloads being served now (at most 2 at once; more wait up to 20 s, then get 503).",
             ),
             store_segments: int_gauge(
                 &r,

@@ -142,3 +142,81 @@ fn the_api_needs_the_bearer_token_when_one_is_configured() {
         assert!(get(open, None).0.contains("200"), "{open} stays open");
     }
 }
+
+/// Many clients ask for a policy's 13-month CSV and read nothing: downloads are streamed and at
+/// most `HEAVY_REQUESTS` run at once, so `/healthz`, `/metrics` and the API answer throughout;
+/// once the clients are gone, a download works again, whole.
+#[test]
+fn clients_that_ask_for_downloads_and_read_nothing_hold_only_their_turn() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    super::util::run_ok(
+        super::util::dictmon()
+            .args([
+                "simulate",
+                "--backfill",
+                "3d",
+                "--interval",
+                "10s",
+                "--data-dir",
+            ])
+            .arg(&data),
+    );
+    let serve = Serve::start(&data, &["--interval", "5s"]);
+    let path = "/policy/ENTRIES_WRITE/states.csv?range=13mo";
+    let request = format!("GET {path} HTTP/1.1\r\nHost: dictmon\r\n\r\n");
+    let stalled: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr(&serve)).expect("connect");
+            s.write_all(request.as_bytes()).expect("send");
+            s
+        })
+        .collect();
+    super::util::wait_until(
+        "both heavy permits taken by clients that read nothing",
+        Duration::from_secs(30),
+        || {
+            let (_, text) = serve.get("/metrics");
+            metric(&text, "dictmon_http_heavy_requests") == Some(2.0)
+        },
+    );
+    for endpoint in ["/healthz", "/api/v1/policies", "/metrics", "/"] {
+        assert_eq!(
+            serve.get(endpoint).0,
+            200,
+            "{endpoint} while downloads stall"
+        );
+    }
+    drop(stalled);
+    let mut body = String::new();
+    super::util::wait_until(
+        "a whole download once the stalled clients are gone",
+        Duration::from_secs(90),
+        || {
+            let (status, text) = serve.get(path);
+            body = text;
+            status == 200
+        },
+    );
+    let rows = body.lines().count();
+    assert!(rows > 3 * 24 * 360, "3 days at 10 s: {rows} lines");
+    let query = super::util::run_ok(
+        super::util::dictmon()
+            .args([
+                "query",
+                "states",
+                "--policy",
+                "ENTRIES_WRITE",
+                "--since",
+                "13mo",
+            ])
+            .args(["--format", "pg-csv", "--data-dir"])
+            .arg(&data),
+    );
+    let (got, want): (Vec<&str>, Vec<&str>) = (body.lines().collect(), query.lines().collect());
+    assert_eq!(
+        got[..],
+        want[..got.len()],
+        "the download is the query's output"
+    );
+}

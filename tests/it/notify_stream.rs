@@ -1,5 +1,6 @@
 //! The gRPC `WatchAlerts` stream over a loopback socket: a client that disconnects and
-//! reconnects with its last `event_id` misses nothing and sees nothing twice.
+//! reconnects with its last `event_id` misses nothing and sees nothing twice; sockets that
+//! never speak are capped and timed out, and a watcher that waits long for an event stays.
 
 use std::time::Duration;
 
@@ -108,4 +109,82 @@ fn watch_alerts_reconnecting_with_the_last_event_id_misses_nothing() {
             "event {seq}"
         );
     }
+}
+
+/// Whether the server closed `socket` (EOF or reset), waiting up to `limit`.
+fn closed_within(mut socket: &std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    socket.set_read_timeout(Some(limit)).expect("timeout");
+    let mut byte = [0_u8; 1];
+    loop {
+        match socket.read(&mut byte) {
+            Ok(0) => return true,
+            // The server's HTTP/2 settings arrive first; read on.
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn idle_grpc_sockets_are_capped_and_timed_out_while_a_waiting_watcher_stays() {
+    use dictmon::notify::grpc_conn::{GRPC_IDLE, MAX_GRPC_CONNECTIONS};
+    let dir = tempfile::tempdir().expect("temp");
+    // Steady: no alert for the watcher to receive, so its stream stays silent.
+    let serve = Serve::start(dir.path(), &["--scenario", "steady", "--interval", "5s"]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut client = runtime.block_on(connect(&serve.grpc));
+    let mut watching = runtime
+        .block_on(client.watch_alerts(WatchAlertsRequest {
+            after_event_id: String::new(),
+        }))
+        .expect("watch")
+        .into_inner();
+
+    // Sockets that never speak: those past the cap are closed at once.
+    let idle: Vec<std::net::TcpStream> = (0..MAX_GRPC_CONNECTIONS + 36)
+        .map(|_| std::net::TcpStream::connect(&serve.grpc).expect("connect"))
+        .collect();
+    let refused = idle
+        .iter()
+        .filter(|s| closed_within(s, Duration::from_millis(150)))
+        .count();
+    // The watcher holds one of the permits.
+    assert_eq!(
+        refused,
+        36 + 1,
+        "connections past the cap of {MAX_GRPC_CONNECTIONS}"
+    );
+    assert_eq!(serve.get("/healthz").0, 200, "HTTP answers meanwhile");
+
+    // The others are closed once they have said nothing for GRPC_IDLE.
+    let limit = GRPC_IDLE + Duration::from_secs(15);
+    let timed_out = idle.iter().filter(|s| closed_within(s, limit)).count();
+    assert_eq!(
+        timed_out,
+        MAX_GRPC_CONNECTIONS + 36,
+        "every silent socket closed"
+    );
+
+    // The watcher answered the server's pings all along: its stream is still open.
+    let still_open = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(2), watching.message()).await });
+    assert!(
+        still_open.is_err(),
+        "no event and no end of stream: {still_open:?}"
+    );
+    // And new connections are taken again.
+    let mut again = runtime.block_on(connect(&serve.grpc));
+    let stream = runtime.block_on(again.watch_alerts(WatchAlertsRequest {
+        after_event_id: String::new(),
+    }));
+    assert!(stream.is_ok(), "{stream:?}");
 }
