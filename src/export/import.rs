@@ -124,11 +124,74 @@ pub enum ImportError {
     Catalog(#[from] crate::store::catalog::CatalogError),
 }
 
+/// Longest CSV record read: a row of the legacy tables is about 200 bytes. Longer is not a
+/// row but garbage (a file without line ends, an unclosed quote), which would otherwise be
+/// held in memory whole.
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
 /// A CSV file with its header mapped.
 struct Table {
     file: PathBuf,
-    reader: csv::Reader<File>,
+    reader: csv::Reader<RecordLimit<File>>,
     columns: HashMap<String, usize>,
+}
+
+/// Fails a read once a CSV record (RFC 4180: up to a line end outside quotes) passes
+/// [`MAX_RECORD_BYTES`], so that memory stays bounded whatever the input.
+struct RecordLimit<R> {
+    inner: R,
+    /// Bytes since the last record end.
+    record: u64,
+    /// Inside quotes (an odd number of `"` since the record began).
+    quoted: bool,
+    /// Byte offset in the file.
+    offset: u64,
+    /// Line of the file being read, and the line the current record began on.
+    line: u64,
+    record_line: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for RecordLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in buf.get(..n).unwrap_or_default() {
+            self.offset += 1;
+            match b {
+                b'"' => self.quoted = !self.quoted,
+                b'\n' => {
+                    self.line += 1;
+                    if !self.quoted {
+                        self.record = 0;
+                        self.record_line = self.line;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            self.record += 1;
+            if self.record > MAX_RECORD_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    RecordTooLong {
+                        line: self.record_line,
+                        offset: self.offset,
+                    },
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The error [`RecordLimit`] fails with: the line the record began on, and the byte offset
+/// where it passed the limit.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "a record longer than {MAX_RECORD_BYTES} bytes, passed at byte {offset} (a row is about 200): not a CSV of the legacy table (no line ends, or an unclosed quote); the rest of the file was not read"
+)]
+struct RecordTooLong {
+    line: u64,
+    offset: u64,
 }
 
 impl Table {
@@ -146,7 +209,14 @@ impl Table {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
-            .from_reader(handle);
+            .from_reader(RecordLimit {
+                inner: handle,
+                record: 0,
+                quoted: false,
+                offset: 0,
+                line: 1,
+                record_line: 1,
+            });
         let header = reader
             .headers()
             .map_err(|e| ferr(format!("cannot read the header: {e}")))?
@@ -209,6 +279,13 @@ impl Table {
                 }
                 Err(e) => {
                     let line = e.position().map_or(0, csv::Position::line);
+                    if let csv::ErrorKind::Io(io) = e.kind()
+                        && let Some(too_long) =
+                            io.get_ref().and_then(|i| i.downcast_ref::<RecordTooLong>())
+                    {
+                        // A bad row, reported with the rows before it imported; reading stops.
+                        return each(too_long.line, Err(too_long.to_string()));
+                    }
                     if e.is_io_error() {
                         return Err(ImportError::File {
                             file: self.file.clone(),

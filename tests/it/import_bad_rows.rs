@@ -190,3 +190,40 @@ fn a_flood_of_bad_lines_is_counted_not_kept() {
     );
     assert_eq!(stored(&work.path().join("data")).len(), 1);
 }
+
+/// Garbage that is one endless record — a line with no end, or a quote never closed before
+/// millions of short lines — is stopped at 64 KiB: the rows before it land, the bad record is
+/// reported at its line, and the rest of the file is not read (once, 1 GB of it aborted the
+/// import by exhausting memory).
+#[test]
+fn an_endless_record_is_stopped_and_the_rows_before_it_land() {
+    use std::io::Write;
+    let work = tempfile::tempdir().expect("temp");
+    let header = "endpoint_id,available_tokens,capacity,refill_tokens,refill_period_sec,psp_category,response_time\n";
+    let good = "KEYS_CHECK,90,100,10,60,C,2026-01-02 00:00:00+00\n";
+    for (name, garbage) in [
+        ("no-line-end.csv", vec![b'a'; 8 << 20]),
+        ("open-quote.csv", {
+            let mut g = b"\"".to_vec();
+            g.extend(b"x,y,z\n".repeat(1 << 20));
+            g
+        }),
+    ] {
+        let csv = work.path().join(name);
+        let mut f = std::fs::File::create(&csv).expect("create");
+        f.write_all(header.as_bytes()).expect("write");
+        f.write_all(good.as_bytes()).expect("write");
+        f.write_all(&garbage).expect("write");
+        drop(f);
+        let data = work.path().join(format!("data-{name}"));
+        let (code, stdout, stderr) = import(&data, &csv, false);
+        assert_eq!(code, 1, "{name}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("{name}:3: a record longer than 65536 bytes"))
+                && stderr.contains("the rest of the file was not read"),
+            "{name}: {stderr}"
+        );
+        assert!(stdout.contains("imported 1 states"), "{name}: {stdout}");
+        assert_eq!(stored(&data).len(), 1, "{name}");
+    }
+}
