@@ -343,9 +343,10 @@ impl Catalog {
         }
     }
 
-    /// Runs `call`; an I/O error closes the database, for [`Self::db`] to open again.
+    /// Runs `call` ([`guarded`]: a panic inside redb on a damaged file is an error); an I/O
+    /// error closes the database, for [`Self::db`] to open again.
     fn heal<T>(&self, call: impl FnOnce() -> Result<T, CatalogError>) -> Result<T, CatalogError> {
-        let result = call();
+        let result = guarded(&self.path, call);
         if let Err(CatalogError::Redb { error, .. }) = &result
             && matches!(**error, redb::Error::Io(_) | redb::Error::PreviousIo)
         {
@@ -771,17 +772,30 @@ impl Catalog {
 }
 
 /// Runs `read` on a catalog that may be damaged: a panic inside redb becomes
-/// [`CatalogError::Damaged`], whose message carries the panic's, instead of a backtrace on the
-/// terminal. The panic hook is silenced for the call: it serves the read-only commands, where
-/// no other thread is at work, and the writer's open, before its other threads start.
+/// [`CatalogError::Damaged`], whose message carries the panic's, instead of a crash and a
+/// backtrace on the terminal. Every catalog call of the writer and the readers goes through
+/// it. The process's panic hook is wrapped once, to stay silent for a panic on a thread inside
+/// this call (the caller reports it) and to report every other panic as before, so this is
+/// safe with any number of threads.
 fn guarded<T>(
     path: &str,
     read: impl FnOnce() -> Result<T, CatalogError>,
 ) -> Result<T, CatalogError> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    thread_local! {
+        static IN_CATALOG: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_CATALOG.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let outer = IN_CATALOG.with(|c| c.replace(true));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
-    std::panic::set_hook(hook);
+    IN_CATALOG.with(|c| c.set(outer));
     outcome.unwrap_or_else(|panic| {
         Err(CatalogError::Damaged {
             path: path.to_owned(),

@@ -38,7 +38,7 @@ pub const NONE_BITS: u64 = 0x7FF0_0000_0000_0001;
 const MAX_RAW_FRAME: usize = 256 << 20;
 
 /// §3: block kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BlockKind {
     /// One batch (one poll cycle), appended and fsynced as it came.
     Live = 1,
@@ -182,7 +182,7 @@ pub fn payload_version(segment: &[u8]) -> u16 {
 // §3 Block header
 
 /// The fixed header in front of every block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BlockHeader {
     /// Bytes of frames after the header.
     pub body_len: u32,

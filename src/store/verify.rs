@@ -83,6 +83,18 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(usize, usize, &Path)) -> Resu
         }
         let layout = segment::layout(&bytes);
         report.blocks += layout.blocks.len();
+        // §8: a block whose header repeats another's (times, rows, policies, length) is a
+        // copy written over what was there — a writer never appends the same block twice.
+        let mut headers = std::collections::HashMap::new();
+        for (index, b) in layout.blocks.iter().enumerate() {
+            if let Some((first, at)) = headers.insert(b.header, (index, b.offset)) {
+                report.problems.push(format!(
+                    "{}: offset {} (block {index}): repeats block {first} at offset {at} (a block copied over another; the rows that were there are lost)",
+                    path.display(),
+                    b.offset
+                ));
+            }
+        }
         let good: u64 = layout.blocks.iter().map(|b| u64::from(b.header.rows)).sum();
         segment_rows.insert(month.to_string(), good);
         if let Some(record) = ledger_before.get(&month.to_string())

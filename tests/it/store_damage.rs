@@ -364,3 +364,39 @@ fn a_segment_copied_before_its_catalog_is_a_copy_not_damage() {
     drop(store);
     assert_eq!(verified(copy.path()), (vec![], Some(0)));
 }
+
+/// A block copied over another of the same length leaves a well-formed segment with as many
+/// rows as before: `verify` still finds it, by the repeated block header.
+#[test]
+fn a_block_copied_over_another_is_damage() {
+    let tmp = tempfile::tempdir().expect("temp");
+    store_with_two_months(tmp.path());
+    let path = segment(tmp.path(), "2026-11");
+    let bytes = std::fs::read(&path).expect("segment");
+    let layout = dictmon::store::segment::layout(&bytes);
+    let (a, c) = layout
+        .blocks
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| {
+            layout.blocks[i + 1..]
+                .iter()
+                .find(|c| c.header.block_len() == a.header.block_len())
+                .map(|c| (*a, *c))
+        })
+        .expect("two blocks of one length (live blocks of one poll each)");
+    let (from, to, n) = (
+        usize::try_from(a.offset).expect("small"),
+        usize::try_from(c.offset).expect("small"),
+        usize::try_from(a.header.block_len()).expect("small"),
+    );
+    let mut damaged = bytes.clone();
+    damaged.copy_within(from..from + n, to);
+    std::fs::write(&path, &damaged).expect("write");
+    let (problems, status) = verified(tmp.path());
+    assert_eq!(status, Some(1), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("2026-11.seg") && p.contains("repeats block")),
+        "{problems:?}"
+    );
+}
