@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
 use chrono::Utc;
 use dictmon::export::dump::dump;
 use dictmon::export::import::{ImportError, ImportReport, import};
@@ -106,29 +107,47 @@ pub struct ImportArgs {
     strict: bool,
 }
 
+/// Warnings and bad rows, one line each (the first 10,000); rows already present are only
+/// counted, in the summary line (a second import of the same file would list every row).
 fn print_report(report: &ImportReport) {
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
-    for p in &report.problems {
+    let mut listed = 0_u64;
+    for p in report.problems.iter().filter(|p| !p.duplicate) {
         eprintln!("{p}");
+        listed += 1;
     }
-    let listed = report.problems.len() as u64;
-    if report.bad + report.duplicates > listed {
-        eprintln!("… and {} more", report.bad + report.duplicates - listed);
+    if report.bad > listed {
+        eprintln!("… and {} more bad rows", report.bad - listed);
     }
 }
 
 pub fn import_cmd(args: &ImportArgs) -> anyhow::Result<Outcome> {
     let started = Instant::now();
+    // The input first: a missing file must not leave an empty data directory behind.
+    for file in std::iter::once(&args.states).chain(&args.alerts) {
+        std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
+    }
+    let created = !args.data_dir.exists();
     let mut store = Store::open(&args.data_dir, StoreOptions::default())?;
-    let report = match import(
+    let outcome = import(
         &mut store,
         &args.states,
         args.alerts.as_deref(),
         args.strict,
         Utc::now(),
-    ) {
+    );
+    // Nothing written into a directory this import made: it goes again.
+    let nothing_written = match &outcome {
+        Ok(r) => r.states == 0 && r.alerts == 0,
+        Err(_) => true,
+    };
+    if created && nothing_written {
+        drop(store);
+        let _ = std::fs::remove_dir_all(&args.data_dir);
+    }
+    let report = match outcome {
         Ok(r) => r,
         Err(ImportError::Strict { bad, report }) => {
             print_report(&report);

@@ -66,6 +66,26 @@ pub enum Outcome {
 }
 
 /// Parses the command line and runs it.
+/// A command whose output goes to a pipe its reader closed (`dictmon status | head`) stops
+/// quietly with status 0, as `head`'s writer would expect, instead of panicking in `println!`
+/// (Rust ignores SIGPIPE, so a closed pipe is a write error). `serve` keeps the default: it
+/// writes no standard output.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -79,6 +99,9 @@ pub fn run() -> ExitCode {
             };
         }
     };
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_broken_pipe();
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(&args),
         Command::Simulate(args) => simulate::run(&args),

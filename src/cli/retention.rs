@@ -32,6 +32,14 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let now = Utc::now();
+    // A mistyped --data-dir must not become a new, empty data directory.
+    let dir = &args.data_dir;
+    if !dir.join("segments").is_dir() && !dir.join(dictmon::store::CATALOG_FILE).exists() {
+        anyhow::bail!(
+            "{}: no data directory there (no segments/, no catalog.redb): nothing to delete; check --data-dir",
+            dir.display()
+        );
+    }
     if args.dry_run {
         // Without the writer's lock: the reference time from the newest segment's blocks.
         let reader = StoreReader::open(&args.data_dir)?;

@@ -87,7 +87,15 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             );
             listen_grpc(args, listen, category)
         }
-        (None, Some(span)) => write_history(args, span),
+        (None, Some(span)) => {
+            // `13m` is minutes; a history of minutes is never what was meant.
+            if span.ends_with('m') && span.trim_end_matches('m').parse::<u64>().is_ok() {
+                anyhow::bail!(
+                    "--backfill {span}: \"m\" is minutes; months are \"mo\" (--backfill {span}o), and minutes of history are written \"min\" ({span}in)"
+                );
+            }
+            write_history(args, span)
+        }
         (None, None) => anyhow::bail!("give --listen ADDR or --backfill DURATION"),
     }
 }

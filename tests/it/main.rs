@@ -2,6 +2,8 @@
 //!
 //! One module per topic, named `<module>_<topic>`.
 
+/// Failed commands leave nothing behind; output into a closed pipe stops quietly.
+mod cli_hygiene;
 /// config check on the shipped example and on bad files.
 mod config_check;
 /// DICT's XML bodies: spec fixtures and variants.
