@@ -83,6 +83,19 @@ def catalog_view(data: Path, work: Path):
                  for f in ("alerts.csv", "policies.csv"))
 
 
+def flip(rng: random.Random, b: bytearray):
+    i = rng.randrange(len(b))
+    b[i] ^= 1 << rng.randrange(8)
+
+
+def zero(rng: random.Random, b: bytearray):
+    """Zeroes up to 4 KiB somewhere that is not zero already (else nothing would change)."""
+    i, n = rng.randrange(len(b)), rng.randrange(1, 4096)
+    while not any(b[i:i + n]):
+        i = rng.randrange(len(b))
+    b[i:i + n] = bytes(len(b[i:i + n]))
+
+
 def mutate(rng: random.Random, data: Path, other_catalog: Path):
     segs = sorted((data / "segments").glob("*.seg"))
     cat = data / "catalog.redb"
@@ -94,15 +107,9 @@ def mutate(rng: random.Random, data: Path, other_catalog: Path):
         b = bytearray(seg.read_bytes())
         offsets, length = blocks(seg)
         if kind == "seg-flip":
-            i = rng.randrange(len(b))
-            b[i] ^= 1 << rng.randrange(8)
+            flip(rng, b)
         elif kind == "seg-zero":
-            i = rng.randrange(len(b))
-            n = rng.randrange(1, 4096)
-            # Zeroing bytes that are already zero changes nothing: pick a range that has some.
-            while not any(b[i:i + n]):
-                i = rng.randrange(len(b))
-            b[i:i + n] = bytes(len(b[i:i + n]))
+            zero(rng, b)
         elif kind == "seg-truncate":
             b = b[:rng.randrange(32, len(b))]
         elif kind == "seg-truncate-boundary":
@@ -125,14 +132,9 @@ def mutate(rng: random.Random, data: Path, other_catalog: Path):
         return kind, seg.name
     b = bytearray(cat.read_bytes())
     if kind == "cat-flip":
-        i = rng.randrange(len(b))
-        b[i] ^= 1 << rng.randrange(8)
+        flip(rng, b)
     elif kind == "cat-zero":
-        i = rng.randrange(len(b))
-        n = rng.randrange(1, 4096)
-        while not any(b[i:i + n]):
-            i = rng.randrange(len(b))
-        b[i:i + n] = bytes(len(b[i:i + n]))
+        zero(rng, b)
     elif kind == "cat-truncate":
         b = b[:rng.randrange(len(b))]
     elif kind == "cat-edit-alert":
