@@ -107,19 +107,19 @@ pub struct ImportArgs {
     strict: bool,
 }
 
-/// Warnings and bad rows, one line each (the first 10,000); rows already present are only
-/// counted, in the summary line (a second import of the same file would list every row).
+/// Warnings, bad rows and rows repeated within the input, one line each (the first 10,000);
+/// rows already in the data directory are only counted, in the summary line.
 fn print_report(report: &ImportReport) {
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
-    let mut listed = 0_u64;
-    for p in report.problems.iter().filter(|p| !p.duplicate) {
+    for p in &report.problems {
         eprintln!("{p}");
-        listed += 1;
     }
-    if report.bad > listed {
-        eprintln!("… and {} more bad rows", report.bad - listed);
+    let listed = report.problems.len() as u64;
+    let unlisted = report.bad + report.duplicates - report.already_stored - listed;
+    if unlisted > 0 {
+        eprintln!("… and {unlisted} more");
     }
 }
 

@@ -63,8 +63,10 @@ pub struct ImportReport {
     pub states: u64,
     /// Alerts written (new or updated).
     pub alerts: u64,
-    /// Rows skipped as already present.
+    /// Rows skipped as already present: in the data directory, or earlier in the input.
     pub duplicates: u64,
+    /// Of those, rows already in the data directory (counted, not listed in `problems`).
+    pub already_stored: u64,
     /// Rows skipped as bad.
     pub bad: u64,
     /// The first [`MAX_REPORTED`] problems, by file and line.
@@ -422,11 +424,11 @@ impl Pending {
                         r.sample.at
                     ))
                 } else if present.contains(&(r.policy.clone(), r.sample.at)) {
-                    Some(format!(
-                        "{} at {} is already in the data directory; skipped",
-                        r.policy.as_str(),
-                        r.sample.at
-                    ))
+                    // Stored by an earlier import: counted, not listed (a second import of
+                    // a whole history would list every row).
+                    report.duplicates += 1;
+                    report.already_stored += 1;
+                    continue;
                 } else {
                     None
                 };
