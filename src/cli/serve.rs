@@ -110,19 +110,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let http = listener.local_addr().context("listening address")?;
     let api_token = match &config.api_token_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!(
-                    "api_token_file {}: cannot read the API token",
-                    path.display()
-                )
-            })?;
-            let token = text.trim();
-            anyhow::ensure!(
-                !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()),
-                "api_token_file {}: the token must be one line of printable ASCII without spaces",
-                path.display()
-            );
-            Some(ApiToken::new(token).map_err(|_| anyhow::anyhow!("no system randomness"))?)
+            let token = read_api_token(path)?;
+            Some(ApiToken::new(&token).map_err(|_| anyhow::anyhow!("no system randomness"))?)
         }
         None => None,
     };
@@ -344,4 +333,22 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The bearer token in `api_token_file`: one line of printable ASCII without spaces (also
+/// what `config check` checks).
+pub fn read_api_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "api_token_file {}: cannot read the API token",
+            path.display()
+        )
+    })?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()),
+        "api_token_file {}: the token must be one line of printable ASCII without spaces",
+        path.display()
+    );
+    Ok(token.to_owned())
 }

@@ -21,9 +21,9 @@ use crate::notify::{
 };
 use crate::source::simulator::{DICT_POLICIES, Scenario};
 
-/// A configuration error, located.
+/// A configuration error, located; with the other problems found in the same file (every
+/// one is reported, not only the first).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
 pub struct ConfigError {
     /// The file (or `<command line>`).
     pub file: String,
@@ -33,6 +33,58 @@ pub struct ConfigError {
     pub column: usize,
     /// What is wrong and what to do, starting with the key.
     pub message: String,
+    /// The other problems of the same file, in file order.
+    pub also: Vec<ConfigError>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )?;
+        for other in &self.also {
+            write!(f, "\n{other}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    /// Every problem, this one first.
+    pub fn all(&self) -> impl Iterator<Item = &ConfigError> {
+        std::iter::once(self).chain(&self.also)
+    }
+}
+
+/// The problems found so far while checking a file.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    /// Keeps a problem.
+    fn push(&mut self, e: ConfigError) {
+        self.0.push(e);
+    }
+
+    /// The value, or none with its error kept.
+    fn keep<T>(&mut self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.0.push(e)).ok()
+    }
+
+    /// `Ok(value)` if no problem was found, else every problem, in file order.
+    fn into_result<T>(mut self, value: T) -> Result<T, ConfigError> {
+        self.0.sort_by_key(|e| (e.line, e.column));
+        let mut all = self.0.into_iter();
+        match all.next() {
+            None => Ok(value),
+            Some(mut first) => {
+                first.also.extend(all);
+                Err(first)
+            }
+        }
+    }
 }
 
 /// Where polls go.
@@ -152,8 +204,8 @@ impl Default for Config {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
-    listen: Option<String>,
-    grpc_listen: Option<String>,
+    listen: Option<Spanned<String>>,
+    grpc_listen: Option<Spanned<String>>,
     api_token_file: Option<PathBuf>,
     interval: Option<Spanned<String>>,
     jitter: Option<Spanned<String>>,
@@ -279,6 +331,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         line: 1,
         column: 1,
         message: format!("cannot read: {e}"),
+        also: Vec::new(),
     })?;
     let mut config = parse(&text, &path.display().to_string())?;
     config.from_file = Some(path.to_owned());
@@ -299,43 +352,50 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             parse_duration(s.get_ref()).map_err(|e| spanned_err(s.span(), key, e))
         })
     };
+    let span_of = |v: &Option<Spanned<String>>| v.as_ref().map_or(0..0, Spanned::span);
+    let mut problems = Problems::default();
     let mut c = Config::default();
     if let Some(d) = raw.data_dir {
         c.data_dir = d;
     }
-    if let Some(l) = raw.listen {
-        c.listen = l;
-    }
-    if let Some(g) = raw.grpc_listen {
-        c.grpc_listen = g;
-    }
+    listen_addresses(
+        raw.listen,
+        raw.grpc_listen,
+        &mut c,
+        &mut problems,
+        &spanned_err,
+    );
     c.api_token_file = raw.api_token_file;
-    c.interval = duration(&raw.interval, "interval", c.interval)?;
-    let span_of = |v: &Option<Spanned<String>>| v.as_ref().map_or(0..0, Spanned::span);
-    if let Err(e) = check_interval(c.interval) {
-        return Err(spanned_err(span_of(&raw.interval), "interval", e));
+    if let Some(i) = problems.keep(duration(&raw.interval, "interval", c.interval)) {
+        c.interval = i;
+        let checked = check_interval(c.interval);
+        problems.keep(checked.map_err(|e| spanned_err(span_of(&raw.interval), "interval", e)));
     }
-    c.jitter = duration(&raw.jitter, "jitter", c.jitter)?;
-    if let Err(e) = check_jitter(c.jitter, c.interval) {
-        return Err(spanned_err(span_of(&raw.jitter), "jitter", e));
+    if let Some(j) = problems.keep(duration(&raw.jitter, "jitter", c.jitter)) {
+        c.jitter = j;
+        let checked = check_jitter(c.jitter, c.interval);
+        problems.keep(checked.map_err(|e| spanned_err(span_of(&raw.jitter), "jitter", e)));
     }
-    c.timeout = duration(&raw.timeout, "timeout", c.timeout)?;
-    c.rate_window = to_delta(duration(
+    if let Some(t) = problems.keep(duration(&raw.timeout, "timeout", c.timeout)) {
+        c.timeout = t;
+    }
+    if let Some(w) = problems.keep(duration(
         &raw.rate_window,
         "rate_window",
         Duration::from_secs(900),
-    )?);
-    if let Some(f) = raw.fsync {
-        c.fsync = f;
+    )) {
+        c.rate_window = to_delta(w);
     }
-    if let Some(src) = raw.source {
-        c.source = source(src, c.timeout, &loc)?;
+    c.fsync = raw.fsync.unwrap_or(c.fsync);
+    if let Some(src) = raw.source
+        && let Some(source) = problems.keep(source(src, c.timeout, &loc))
+    {
+        c.source = source;
     }
     let least = c.source.min_interval();
     if c.interval < least {
-        let span = raw.interval.as_ref().map_or(0..0, Spanned::span);
-        return Err(spanned_err(
-            span,
+        problems.push(spanned_err(
+            span_of(&raw.interval),
             "interval",
             format!(
                 "must be at least {}s with this source: DICT's POLICIES_LIST bucket refills 6 listings a minute, and a shorter poll would drain it",
@@ -344,45 +404,101 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         ));
     }
     if let Some(t) = &raw.thresholds {
-        c.thresholds = thresholds(t, Thresholds::default(), "thresholds", &spanned_err)?;
-        for (name, section) in t.policies.iter().flatten() {
-            let policy = PolicyName::new(name.get_ref()).map_err(|e| {
-                spanned_err(
-                    name.span(),
-                    "thresholds.policies",
-                    format!("{:?}: {e}", name.get_ref()),
-                )
-            })?;
-            let key = format!("thresholds.policies.{}", name.get_ref());
-            let th = thresholds(section, c.thresholds, &key, &spanned_err)?;
-            c.per_policy.insert(policy, th);
-        }
+        all_thresholds(t, &mut c, &mut problems, &spanned_err);
     }
     if let Some(r) = raw.retention.and_then(|r| r.keep_months) {
         if *r.get_ref() == 0 {
-            return Err(spanned_err(
+            problems.push(spanned_err(
                 r.span(),
                 "retention.keep_months",
                 "must be at least 1".into(),
             ));
+        } else {
+            c.keep_months = r.into_inner();
         }
-        c.keep_months = r.into_inner();
     }
-    if let Some(v) = raw.validation {
-        c.max_future_skew = to_delta(duration(
+    if let Some(v) = raw.validation
+        && let Some(skew) = problems.keep(duration(
             &v.max_future_skew,
             "validation.max_future_skew",
             Duration::from_secs(300),
-        )?);
+        ))
+    {
+        c.max_future_skew = to_delta(skew);
     }
     if let Some(level) = raw.log.and_then(|l| l.level) {
-        check_log_level(level.get_ref()).map_err(|e| spanned_err(level.span(), "log.level", e))?;
-        c.log_level = level.into_inner();
+        match check_log_level(level.get_ref()) {
+            Ok(()) => c.log_level = level.into_inner(),
+            Err(e) => problems.push(spanned_err(level.span(), "log.level", e)),
+        }
     }
-    if let Some(n) = raw.notify {
-        c.notify = notify(n, c.notify.max_backoff, &loc)?;
+    if let Some(n) = raw.notify
+        && let Some(notify) = problems.keep(notify(n, c.notify.max_backoff, &loc))
+    {
+        c.notify = notify;
     }
-    Ok(c)
+    problems.into_result(c)
+}
+
+/// `listen` and `grpc_listen` (which may be `off`): addresses `serve` can bind.
+fn listen_addresses(
+    listen: Option<Spanned<String>>,
+    grpc_listen: Option<Spanned<String>>,
+    c: &mut Config,
+    problems: &mut Problems,
+    err: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+) {
+    for (value, key, target) in [
+        (listen, "listen", &mut c.listen),
+        (grpc_listen, "grpc_listen", &mut c.grpc_listen),
+    ] {
+        if let Some(v) = value {
+            let off = key == "grpc_listen" && (v.get_ref().is_empty() || v.get_ref() == "off");
+            if !off && let Err(e) = check_address(v.get_ref()) {
+                problems.push(err(v.span(), key, e));
+            }
+            *target = v.into_inner();
+        }
+    }
+}
+
+/// `[thresholds]` and its `[thresholds.policies.NAME]` sections, every problem kept.
+fn all_thresholds(
+    t: &ThresholdSection,
+    c: &mut Config,
+    problems: &mut Problems,
+    err: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+) {
+    if let Some(th) = problems.keep(thresholds(t, Thresholds::default(), "thresholds", err)) {
+        c.thresholds = th;
+    }
+    for (name, section) in t.policies.iter().flatten() {
+        let policy = problems.keep(PolicyName::new(name.get_ref()).map_err(|e| {
+            err(
+                name.span(),
+                "thresholds.policies",
+                format!("{:?}: {e}", name.get_ref()),
+            )
+        }));
+        let key = format!("thresholds.policies.{}", name.get_ref());
+        let th = problems.keep(thresholds(section, c.thresholds, &key, err));
+        if let (Some(policy), Some(th)) = (policy, th) {
+            c.per_policy.insert(policy, th);
+        }
+    }
+}
+
+/// A listen address must be `HOST:PORT` that resolves here (`127.0.0.1:9464`, `[::1]:9464`,
+/// `localhost:9464`), as `serve` binds it.
+pub fn check_address(text: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    match text.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!("{text:?} resolves to no address")),
+        Err(e) => Err(format!(
+            "{text:?} is not an address to listen on ({e}); write HOST:PORT, e.g. 127.0.0.1:9464"
+        )),
+    }
 }
 
 /// The `[notify]` section and its `[[notify.alertmanager]]`, `[[notify.webhook]]`,
@@ -561,6 +677,23 @@ fn source(
     let at = |offset: usize, message: String| loc.at(offset, message);
     let spanned_err =
         |span: std::ops::Range<usize>, key: &str, what: String| loc.key(span, key, what);
+    // A [source.bridge] or [source.dict] section without `kind` would poll the simulator
+    // while the operator believes the real source is configured.
+    if src.kind.is_none() {
+        for (present, name) in [
+            (src.bridge.is_some(), "bridge"),
+            (src.dict.is_some(), "dict"),
+        ] {
+            if present {
+                return Err(at(
+                    0,
+                    format!(
+                        "source.kind: missing, so the built-in simulator would be polled although [source.{name}] is configured; add kind = \"{name}\" to [source]"
+                    ),
+                ));
+            }
+        }
+    }
     let kind = src
         .kind
         .as_ref()
@@ -702,6 +835,7 @@ impl Locator<'_> {
             line,
             column,
             message,
+            also: Vec::new(),
         }
     }
 

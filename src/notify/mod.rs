@@ -263,6 +263,40 @@ trait Sink: Send {
     }
 }
 
+/// Sets every sink up as [`spawn`] would, delivering nothing, and returns what failed (a CA,
+/// token or key file unreadable, a URL that does not parse): what `config check` reports. A
+/// file sink's directory must exist.
+pub fn check_setup(config: &NotifyConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    for sink in &config.sinks {
+        let name = &sink.name;
+        let checked = match &sink.kind {
+            SinkKind::Alertmanager(c) => {
+                http::HttpClient::new(name, &c.url, c.ca_cert.as_deref(), c.timeout).map(drop)
+            }
+            SinkKind::Webhook(c) => webhook::Webhook::new(name, c).map(drop),
+            SinkKind::File(c) => {
+                let dir = c
+                    .path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                if !dir.is_dir() {
+                    problems.push(format!(
+                        "sink {name}: {}: the directory of the events file does not exist",
+                        c.path.display()
+                    ));
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = checked {
+            problems.push(e.to_string());
+        }
+    }
+    problems
+}
+
 /// Starts one worker per sink. Fails before starting any when a sink cannot be set up (a CA,
 /// token or key file unreadable, a URL that does not parse).
 pub fn spawn(

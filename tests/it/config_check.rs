@@ -94,3 +94,87 @@ fn nonsense_timing_and_log_levels_are_refused_by_check_and_by_serve() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--interval"));
 }
+
+fn check(file: &std::path::Path) -> (Option<i32>, String) {
+    let out = dictmon()
+        .args(["config", "check"])
+        .arg(file)
+        .output()
+        .expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Every problem of a file is reported in one run, each at its line and column, in file order.
+#[test]
+fn every_problem_is_reported_not_only_the_first() {
+    let dir = tempfile::tempdir().expect("temp");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "listen = \"not an address\"\ninterval = \"5x\"\ngrpc_listen = \"127.0.0.1:99999\"\n\n[log]\nlevel = \"verbose!!\"\n\n[retention]\nkeep_months = 0\n",
+    )
+    .expect("write");
+    let (code, said) = check(&file);
+    assert_eq!(code, Some(1), "{said}");
+    let lines: Vec<&str> = said.lines().collect();
+    for (i, (line, key)) in [
+        (1, "listen"),
+        (2, "interval"),
+        (3, "grpc_listen"),
+        (6, "log.level"),
+        (9, "retention.keep_months"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let prefix = format!("{}:{line}:", file.display());
+        assert!(
+            lines
+                .get(i)
+                .is_some_and(|l| l.starts_with(&prefix) && l.contains(&format!(": {key}: "))),
+            "problem {i} should be at line {line}, key {key}:\n{said}"
+        );
+    }
+    assert!(said.contains("5 problems"), "{said}");
+}
+
+/// The files a configuration names are read and parsed as `serve` would: a missing CA, an
+/// unreadable or malformed token, a missing HMAC secret, an events file in a directory that
+/// does not exist.
+#[test]
+fn the_files_it_names_are_checked() {
+    let dir = tempfile::tempdir().expect("temp");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "two words\n").expect("write");
+    let file = dir.path().join("files.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "api_token_file = \"{token}\"\n\n[source]\nkind = \"bridge\"\n\n[source.bridge]\nurl = \"https://127.0.0.1:5000\"\nca_cert = \"{missing}/ca.pem\"\n\n[[notify.webhook]]\nurl = \"https://127.0.0.1:6000/hook\"\nhmac_secret_file = \"{missing}/secret\"\n\n[[notify.file]]\npath = \"{missing}/events.jsonl\"\n",
+            token = token.display(),
+            missing = dir.path().join("nowhere").display(),
+        ),
+    )
+    .expect("write");
+    let (code, said) = check(&file);
+    assert_eq!(code, Some(1), "{said}");
+    for what in ["ca.pem", "token must be one line", "secret", "events.jsonl"] {
+        assert!(said.contains(what), "{what}:\n{said}");
+    }
+    assert!(said.contains("4 problems"), "{said}");
+    assert!(!said.contains('{'), "no Rust debug output: {said}");
+}
+
+/// A real source's section without `kind` would leave `serve` polling the simulator.
+#[test]
+fn a_source_section_without_its_kind_is_refused() {
+    let dir = tempfile::tempdir().expect("temp");
+    let file = dir.path().join("kind.toml");
+    std::fs::write(&file, "[source.bridge]\nurl = \"http://127.0.0.1:5000\"\n").expect("write");
+    let (code, said) = check(&file);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("add kind = \"bridge\""), "{said}");
+}

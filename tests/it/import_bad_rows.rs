@@ -119,7 +119,10 @@ fn every_bad_line_is_reported_and_the_good_rows_land() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("nothing was written"), "{stderr}");
     assert!(reported(4).is_some());
-    assert!(!strict.exists(), "nothing written, not even the data directory");
+    assert!(
+        !strict.exists(),
+        "nothing written, not even the data directory"
+    );
 }
 
 #[test]

@@ -396,7 +396,9 @@ fn a_block_copied_over_another_is_damage() {
     let (problems, status) = verified(tmp.path());
     assert_eq!(status, Some(1), "{problems:?}");
     assert!(
-        problems.iter().any(|p| p.contains("2026-11.seg") && p.contains("repeats block")),
+        problems
+            .iter()
+            .any(|p| p.contains("2026-11.seg") && p.contains("repeats block")),
         "{problems:?}"
     );
 }
