@@ -21,7 +21,7 @@ use chrono::TimeDelta;
 use super::catalog::Catalog;
 use super::format::{self, BlockHeader, BlockKind};
 use super::segment::BlockRef;
-use super::{Month, Result, StoreError, io_err, sync_dir, temp_path};
+use super::{Result, SegmentId, StoreError, io_err, sync_dir, temp_path};
 
 /// Live rows of a segment that are compacted even before their hour closes (at 1,000 policies
 /// polled every 10 s, about every 11 minutes).
@@ -51,7 +51,7 @@ pub(super) struct OpenSegment {
 #[derive(Default)]
 pub(super) struct Segments {
     /// The segments, by month; held briefly (an append, a plan, a swap).
-    pub open: Mutex<BTreeMap<Month, OpenSegment>>,
+    pub open: Mutex<BTreeMap<SegmentId, OpenSegment>>,
     /// Held through a whole compaction: one at a time, whoever asks (the background thread,
     /// [`super::Store::compact`]), since both would write the same temporary file.
     pub compaction: Mutex<()>,
@@ -150,7 +150,7 @@ pub enum Outcome {
 
 /// A due run, as planned under the lock.
 struct Job {
-    month: Month,
+    id: SegmentId,
     path: PathBuf,
     /// Block indices of the run, and the blocks themselves (checked again before the swap).
     run: Range<usize>,
@@ -194,7 +194,7 @@ pub(super) fn compact_once(
         Ok(merged) => merged,
         Err(e) => {
             if matches!(e, StoreError::Damaged(_))
-                && let Some(seg) = lock(segments).get_mut(&job.month)
+                && let Some(seg) = lock(segments).get_mut(&job.id)
             {
                 seg.damaged = true;
             }
@@ -232,9 +232,10 @@ pub(super) fn compact_once(
 /// Plans the next due run, under the lock.
 fn next_job(segments: &Segments, dir: &Path) -> Result<Option<Job>> {
     let open = lock(segments);
-    let newest = open.keys().next_back().copied();
-    let Some((month, run, seg)) = open.iter().find_map(|(m, seg)| {
-        let closed = Some(*m) < newest;
+    let newest = open.keys().next_back().map(|id| id.month);
+    let Some((id, run, seg)) = open.iter().find_map(|(m, seg)| {
+        // A month is closed once a later one has a segment.
+        let closed = Some(m.month) < newest;
         (!seg.damaged)
             .then(|| plan(&seg.blocks, closed))
             .flatten()
@@ -246,10 +247,10 @@ fn next_job(segments: &Segments, dir: &Path) -> Result<Option<Job>> {
     let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
         return Ok(None);
     };
-    let path = segment_path(dir, month);
+    let path = segment_path(dir, id);
     let ino = seg.file.metadata().map_err(io_err(&path))?.ino();
     Ok(Some(Job {
-        month,
+        id,
         start: first.offset,
         end: last.offset + last.header.block_len(),
         path,
@@ -298,12 +299,12 @@ fn swap(
     catalog: &Catalog,
 ) -> Result<Outcome> {
     let mut open = lock(segments);
-    let same = open.get(&job.month).is_some_and(|seg| {
+    let same = open.get(&job.id).is_some_and(|seg| {
         seg.file.metadata().map(|m| m.ino()).ok() == Some(job.ino)
             && seg.len >= job.len
             && seg.blocks.get(job.run.clone()) == Some(job.blocks.as_slice())
     });
-    let Some(seg) = open.get_mut(&job.month).filter(|_| same) else {
+    let Some(seg) = open.get_mut(&job.id).filter(|_| same) else {
         let _ = fs::remove_file(tmp);
         return Ok(Outcome::Abandoned);
     };
@@ -325,7 +326,7 @@ fn swap(
         .sum::<u64>()
         .saturating_sub(u64::from(header.rows));
     if dropped > 0
-        && let Err(e) = catalog.lower_segment_rows(&job.month.to_string(), dropped)
+        && let Err(e) = catalog.lower_segment_rows(&job.id.to_string(), dropped)
     {
         let _ = fs::remove_file(tmp);
         return Err(e.into());
@@ -344,12 +345,12 @@ fn swap(
     let reopened = OpenOptions::new().read(true).write(true).open(&job.path);
     let Ok(file) = reopened else {
         // The next append reopens it (and checks it, §7).
-        open.remove(&job.month);
+        open.remove(&job.id);
         synced?;
         return reopened.map(|_| Outcome::Merged).map_err(io_err(&job.path));
     };
     if let Some(id) = super::file_identity(&file)
-        && let Err(e) = catalog.set_segment_file(&job.month.to_string(), id)
+        && let Err(e) = catalog.set_segment_file(&job.id.to_string(), id)
     {
         tracing::warn!(error = %e, "catalog: could not record the compacted segment's file in the ledger");
     }
@@ -390,7 +391,9 @@ fn copy_range(src: &File, range: Range<u64>, dst: &File, at: u64) -> io::Result<
     Ok(())
 }
 
-pub(super) fn lock(segments: &Segments) -> std::sync::MutexGuard<'_, BTreeMap<Month, OpenSegment>> {
+pub(super) fn lock(
+    segments: &Segments,
+) -> std::sync::MutexGuard<'_, BTreeMap<SegmentId, OpenSegment>> {
     // A panic while holding the lock leaves the map as consistent as any crash would.
     segments
         .open
@@ -398,8 +401,8 @@ pub(super) fn lock(segments: &Segments) -> std::sync::MutexGuard<'_, BTreeMap<Mo
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub(super) fn segment_path(dir: &Path, month: Month) -> PathBuf {
-    dir.join(super::SEGMENTS_DIR).join(month.file_name())
+pub(super) fn segment_path(dir: &Path, id: SegmentId) -> PathBuf {
+    dir.join(super::SEGMENTS_DIR).join(id.file_name())
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ use crate::domain::{RateWindow, StateRecord};
 use self::catalog::{Catalog, CatalogError, CatalogReader};
 use self::compact::{OpenSegment, Segments};
 use self::format::{BlockHeader, BlockKind, FormatError, SegmentHeader};
-pub use self::month::Month;
+pub use self::month::{Month, SegmentId};
 use self::segment::BlockRef;
 pub use self::segment::{Corruption, Filter};
 pub use self::verify::{VerifyReport, verify};
@@ -224,12 +224,9 @@ impl Store {
         let known: BTreeMap<String, catalog::SegmentRecord> =
             ledger.clone().unwrap_or_default().into_iter().collect();
         let mut open = BTreeMap::new();
-        for month in list_segments(&segments_dir)? {
-            let acknowledged = known.get(&month.to_string()).filter(|r| !r.retiring);
-            open.insert(
-                month,
-                open_segment(dir, month, acknowledged, &mut recovery)?,
-            );
+        for id in list_segments(&segments_dir)? {
+            let acknowledged = known.get(&id.to_string()).filter(|r| !r.retiring);
+            open.insert(id, open_segment(dir, id, acknowledged, &mut recovery)?);
         }
         reconcile_ledger(
             dir,
@@ -396,18 +393,41 @@ impl Store {
     /// in the segment's format version, fsynced when the options say so. A failed write is cut
     /// back and the segment reopened.
     fn write_block(&mut self, month: Month, kind: BlockKind, rows: &[StateRecord]) -> Result<()> {
-        let path = compact::segment_path(&self.dir, month);
         let mut open = compact::lock(&self.segments);
         self.check_place(&open)?;
-        let seg = match open.entry(month) {
+        // The month's newest file; a damaged one is never appended to (§7): its successor is.
+        let newest = open
+            .range(
+                SegmentId::first(month)..=SegmentId {
+                    month,
+                    part: u32::MAX,
+                },
+            )
+            .next_back()
+            .map(|(id, seg)| (*id, seg.damaged));
+        let id = match newest {
+            None => SegmentId::first(month),
+            Some((id, false)) => id,
+            Some((damaged, true)) => {
+                let next = damaged.next();
+                tracing::warn!(
+                    damaged = %compact::segment_path(&self.dir, damaged).display(),
+                    next = %compact::segment_path(&self.dir, next).display(),
+                    "the month's segment is damaged: nothing is appended behind the damage; new rows go to a fresh file"
+                );
+                next
+            }
+        };
+        let path = compact::segment_path(&self.dir, id);
+        let seg = match open.entry(id) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
                 if !path.exists() {
                     // §10.1: the ledger knows a segment before the segment exists.
                     self.catalog
-                        .add_segment_rows(&month.to_string(), 0, None, true)?;
+                        .add_segment_rows(&id.to_string(), 0, None, true)?;
                 }
-                e.insert(open_segment(&self.dir, month, None, &mut self.recovery)?)
+                e.insert(open_segment(&self.dir, id, None, &mut self.recovery)?)
             }
         };
         let block = format::encode_block(kind, rows, self.options.rate_window.span, seg.version);
@@ -427,7 +447,7 @@ impl Store {
             // behind garbage, and drop the handle: the next append reopens the segment and
             // re-checks its tail (§7), which also covers a cut that failed.
             let _ = seg.file.set_len(end).and_then(|()| seg.file.sync_data());
-            open.remove(&month);
+            open.remove(&id);
             return Err(io_err(&path)(e));
         }
         seg.len = end + block.len() as u64;
@@ -440,7 +460,7 @@ impl Store {
         let file = file_identity(&seg.file);
         if let Err(e) =
             self.catalog
-                .add_segment_rows(&month.to_string(), u64::from(header.rows), file, fsync)
+                .add_segment_rows(&id.to_string(), u64::from(header.rows), file, fsync)
         {
             tracing::warn!(error = %e, "catalog: could not count the rows just stored in the segment ledger; they are stored, and `verify` checks the segment against a lower count");
         }
@@ -450,18 +470,16 @@ impl Store {
     /// Checks that the data directory, `segments/`, the catalog and every open segment are
     /// still the files this writer opened (an `rm -rf` or a restore under a running `serve`
     /// would otherwise swallow every later write without an error).
-    fn check_place(&self, open: &BTreeMap<Month, OpenSegment>) -> Result<()> {
+    fn check_place(&self, open: &BTreeMap<SegmentId, OpenSegment>) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
         for (path, id) in &self.place {
             if identity(path).ok() != Some(*id) {
                 return Err(StoreError::Vanished(path.clone()));
             }
         }
-        for (month, seg) in open {
+        for (id, seg) in open {
             if seg.file.metadata().map_or(0, |m| m.nlink()) == 0 {
-                return Err(StoreError::Vanished(compact::segment_path(
-                    &self.dir, *month,
-                )));
+                return Err(StoreError::Vanished(compact::segment_path(&self.dir, *id)));
             }
         }
         Ok(())
@@ -515,7 +533,9 @@ impl Store {
         dry_run: bool,
     ) -> Result<RetentionReport> {
         let segments = self.dir.join(SEGMENTS_DIR);
-        let present = list_segments(&segments)?;
+        let files = list_segments(&segments)?;
+        let mut present: Vec<Month> = files.iter().map(|id| id.month).collect();
+        present.dedup();
         let reference = self.newest_time().map_or(now, |t| t.min(now));
         let mut doomed = month::to_delete(&present, Month::of(reference), keep);
         let deferred = doomed.split_off(max_months.unwrap_or(usize::MAX).min(doomed.len()));
@@ -546,11 +566,17 @@ impl Store {
         {
             // Under the lock: a compaction of a doomed month is abandoned, never renamed back.
             let mut open = compact::lock(&self.segments);
-            let names: Vec<String> = doomed.iter().map(ToString::to_string).collect();
+            // Every file of a doomed month (§1: its parts).
+            let gone: Vec<SegmentId> = files
+                .iter()
+                .filter(|id| doomed.contains(&id.month))
+                .copied()
+                .collect();
+            let names: Vec<String> = gone.iter().map(ToString::to_string).collect();
             self.catalog.retire_segments(&names, false)?;
-            for m in doomed {
-                open.remove(&m);
-                let path = compact::segment_path(&self.dir, m);
+            for id in gone {
+                open.remove(&id);
+                let path = compact::segment_path(&self.dir, id);
                 fs::remove_file(&path).map_err(io_err(&path))?;
             }
             sync_dir(&segments)?;
@@ -613,13 +639,13 @@ fn log_compaction_failure(e: &StoreError) {
 /// nothing at its end is taken for a torn tail.
 fn open_segment(
     dir: &Path,
-    month: Month,
+    id: SegmentId,
     acknowledged: Option<&catalog::SegmentRecord>,
     recovery: &mut Recovery,
 ) -> Result<OpenSegment> {
-    let path = compact::segment_path(dir, month);
+    let path = compact::segment_path(dir, id);
     if !path.exists() {
-        create_segment(&path, month)?;
+        create_segment(&path, id.month)?;
     }
     let mut file = OpenOptions::new()
         .read(true)
@@ -638,8 +664,8 @@ fn open_segment(
             ),
         ));
         drop(file);
-        create_segment(&path, month)?;
-        return open_segment(dir, month, None, recovery);
+        create_segment(&path, id.month)?;
+        return open_segment(dir, id, None, recovery);
     }
     let (bytes, unreadable) = disk::read_tolerant(&file, file_len, disk::SECTOR);
     let mut problems: Vec<String> = unreadable
@@ -665,6 +691,15 @@ fn open_segment(
             .iter()
             .map(|d| format!("offset {}: {}", d.offset, d.error)),
     );
+    // Every frame's checksum too (no decoding: CRCs over bytes already read), so that nothing
+    // is appended behind a damaged frame either (§7).
+    let version = format::payload_version(&bytes);
+    for (index, block) in layout.blocks.iter().enumerate() {
+        let (frames, _) = format::block_frames(segment::body(&bytes, block), version);
+        if let Some(e) = frames.into_iter().find_map(std::result::Result::err) {
+            problems.push(format!("offset {} (block {index}): {e}", block.offset));
+        }
+    }
     let good_rows: u64 = layout.blocks.iter().map(|b| u64::from(b.header.rows)).sum();
     let mut missing = acknowledged.filter(|r| r.damaged).map(|r| r.rows);
     if let Some(record) = acknowledged.filter(|r| r.rows > good_rows) {
@@ -746,7 +781,7 @@ fn reconcile_ledger(
     catalog: &Catalog,
     ledger: Option<&[(String, catalog::SegmentRecord)]>,
     catalog_existed: bool,
-    open: &BTreeMap<Month, OpenSegment>,
+    open: &BTreeMap<SegmentId, OpenSegment>,
     recovery: &mut Recovery,
 ) -> Result<()> {
     let known: BTreeMap<&str, &catalog::SegmentRecord> = ledger
@@ -805,8 +840,8 @@ fn reconcile_ledger(
     let segments = dir.join(SEGMENTS_DIR);
     let mut finished = Vec::new();
     for (name, record) in &known {
-        let month: Option<Month> = name.parse().ok();
-        if month.is_some_and(|m| open.contains_key(&m)) {
+        let id: Option<SegmentId> = name.parse().ok();
+        if id.is_some_and(|id| open.contains_key(&id)) {
             continue;
         }
         if record.retiring || record.rows == 0 {
@@ -974,20 +1009,21 @@ fn take_lock(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
-fn list_segments(segments: &Path) -> Result<Vec<Month>> {
+/// The segment files of `segments/` (§1), in order: by month, then part.
+fn list_segments(segments: &Path) -> Result<Vec<SegmentId>> {
     if !segments.exists() {
         return Ok(Vec::new());
     }
-    let mut months = Vec::new();
+    let mut ids = Vec::new();
     for entry in fs::read_dir(segments).map_err(io_err(segments))? {
         let path = entry.map_err(io_err(segments))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(m) = name.strip_suffix(".seg").and_then(|m| m.parse().ok()) {
-            months.push(m);
+        if let Some(id) = name.strip_suffix(".seg").and_then(|m| m.parse().ok()) {
+            ids.push(id);
         }
     }
-    months.sort_unstable();
-    Ok(months)
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// Reads a data directory without locking it.
@@ -1015,14 +1051,21 @@ impl StoreReader {
 
     /// The months present, oldest first.
     pub fn months(&self) -> Result<Vec<Month>> {
+        let mut months: Vec<Month> = self.segments()?.into_iter().map(|id| id.month).collect();
+        months.dedup();
+        Ok(months)
+    }
+
+    /// The segment files present (§1: a month's parts), oldest first.
+    pub fn segments(&self) -> Result<Vec<SegmentId>> {
         list_segments(&self.dir.join(SEGMENTS_DIR))
     }
 
     /// The newest response time stored, from the newest segment's block headers (none when
     /// there is none).
     pub fn newest_time(&self) -> Result<Option<DateTime<Utc>>> {
-        for month in self.months()?.into_iter().rev() {
-            let Some((bytes, _)) = read_segment(&self.segment_path(month))? else {
+        for id in self.segments()?.into_iter().rev() {
+            let Some((bytes, _)) = read_segment(&self.segment_path(id))? else {
                 continue;
             };
             let newest = segment::layout(&bytes)
@@ -1037,9 +1080,9 @@ impl StoreReader {
         Ok(None)
     }
 
-    /// The path of a month's segment.
-    pub fn segment_path(&self, month: Month) -> PathBuf {
-        compact::segment_path(&self.dir, month)
+    /// The path of a segment file.
+    pub fn segment_path(&self, id: SegmentId) -> PathBuf {
+        compact::segment_path(&self.dir, id)
     }
 
     /// The catalog, read-only.
@@ -1076,19 +1119,23 @@ impl StoreReader {
             .collect())
     }
 
-    /// [`Self::scan`] of one month's segment (nothing when it is gone).
+    /// [`Self::scan`] of one month: each of its files in turn (nothing when they are gone).
     pub fn scan_month(
         &self,
         month: Month,
         filter: &Filter,
         sink: &mut dyn FnMut(StateRecord),
     ) -> Result<Vec<Corruption>> {
-        let path = self.segment_path(month);
-        // None: deleted by retention between listing and reading.
-        let Some((bytes, mut problems)) = read_segment(&path)? else {
-            return Ok(Vec::new());
-        };
-        problems.extend(segment::read_rows(&path, &bytes, filter, sink));
+        let mut problems = Vec::new();
+        for id in self.segments()?.into_iter().filter(|id| id.month == month) {
+            let path = self.segment_path(id);
+            // None: deleted by retention between listing and reading.
+            let Some((bytes, unreadable)) = read_segment(&path)? else {
+                continue;
+            };
+            problems.extend(unreadable);
+            problems.extend(segment::read_rows(&path, &bytes, filter, sink));
+        }
         Ok(problems)
     }
 }
@@ -1131,13 +1178,13 @@ fn unreadable_problems(
 /// Number and total bytes of the segment files of a data directory (one listing).
 pub fn segment_stats(dir: &Path) -> Result<(usize, u64)> {
     let reader = StoreReader::open(dir)?;
-    let months = reader.months()?;
+    let files = reader.segments()?;
     let mut total = 0;
-    for m in &months {
-        let path = reader.segment_path(*m);
+    for id in &files {
+        let path = reader.segment_path(*id);
         total += fs::metadata(&path).map_err(io_err(&path))?.len();
     }
-    Ok((months.len(), total))
+    Ok((files.len(), total))
 }
 
 /// Total bytes of the segment files of a data directory.

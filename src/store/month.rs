@@ -88,6 +88,64 @@ impl FromStr for Month {
     }
 }
 
+/// One segment file (§1): a month, and which of its files. Part 0 is `YYYY-MM.seg`; a writer
+/// that finds the month's file damaged never appends behind the damage, it goes on in a fresh
+/// `YYYY-MM.1.seg`, then `YYYY-MM.2.seg`… Readers read every part of a month, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentId {
+    /// The month its rows fall in.
+    pub month: Month,
+    /// 0 for the month's first file.
+    pub part: u32,
+}
+
+impl SegmentId {
+    /// The month's first file.
+    pub fn first(month: Month) -> Self {
+        Self { month, part: 0 }
+    }
+
+    /// The file that follows this one when it is damaged.
+    #[must_use]
+    pub fn next(self) -> Self {
+        Self {
+            month: self.month,
+            part: self.part + 1,
+        }
+    }
+
+    /// The file name: `YYYY-MM.seg`, or `YYYY-MM.N.seg` for part N > 0.
+    pub fn file_name(self) -> String {
+        format!("{self}.seg")
+    }
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.part == 0 {
+            write!(f, "{}", self.month)
+        } else {
+            write!(f, "{}.{}", self.month, self.part)
+        }
+    }
+}
+
+impl FromStr for SegmentId {
+    type Err = ();
+    /// Parses `YYYY-MM` or `YYYY-MM.N` (N > 0, no leading zero).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (month, part) = match s.split_once('.') {
+            None => (s, 0),
+            Some((m, n)) if !n.starts_with('0') => (m, n.parse().map_err(|_| ())?),
+            Some(_) => return Err(()),
+        };
+        Ok(Self {
+            month: month.parse()?,
+            part,
+        })
+    }
+}
+
 /// The months to delete so that `keep` months remain: the month of `now` and the `keep − 1`
 /// before it. Oldest first. `keep` of 0 is treated as 1 (the current month is never deleted).
 pub fn to_delete(present: &[Month], now: Month, keep: u32) -> Vec<Month> {
@@ -107,6 +165,28 @@ mod tests {
 
     fn m(s: &str) -> Month {
         s.parse().expect("valid month")
+    }
+
+    #[test]
+    fn segment_ids_name_their_files_and_parse_back() {
+        for (text, part) in [("2026-11", 0), ("2026-11.1", 1), ("2026-11.12", 12)] {
+            let id: SegmentId = text.parse().expect("valid");
+            assert_eq!((id.month, id.part), (m("2026-11"), part));
+            assert_eq!(id.to_string(), text);
+        }
+        for bad in [
+            "2026-11.0",
+            "2026-11.01",
+            "2026-11.",
+            "2026-11.x",
+            "2026-13.1",
+        ] {
+            assert!(bad.parse::<SegmentId>().is_err(), "{bad}");
+        }
+        let first = SegmentId::first(m("2026-11"));
+        assert_eq!(first.file_name(), "2026-11.seg");
+        assert_eq!(first.next().file_name(), "2026-11.1.seg");
+        assert!(first < first.next());
     }
 
     #[test]

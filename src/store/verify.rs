@@ -46,12 +46,12 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(usize, usize, &Path)) -> Resu
         .into_iter()
         .filter(|(_, r)| !r.retiring)
         .collect();
-    let months = reader.months()?;
+    let files = reader.segments()?;
     let mut report = VerifyReport::default();
     let mut segment_rows = BTreeMap::new();
-    for (i, month) in months.iter().enumerate() {
-        let path = reader.segment_path(*month);
-        progress(i, months.len(), &path);
+    for (i, id) in files.iter().enumerate() {
+        let (path, month) = (reader.segment_path(*id), id.month);
+        progress(i, files.len(), &path);
         // None: deleted by retention since the listing.
         let Some((bytes, unreadable)) = read_segment(&path)? else {
             continue;
@@ -96,8 +96,8 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(usize, usize, &Path)) -> Resu
             }
         }
         let good: u64 = layout.blocks.iter().map(|b| u64::from(b.header.rows)).sum();
-        segment_rows.insert(month.to_string(), good);
-        if let Some(record) = ledger_before.get(&month.to_string())
+        segment_rows.insert(id.to_string(), good);
+        if let Some(record) = ledger_before.get(&id.to_string())
             && record.rows > good
         {
             let copied = File::open(&path).is_ok_and(|f| copied_before_count(&f, record));

@@ -306,6 +306,17 @@ fn an_alert_edited_inside_the_catalog_is_reported() {
 fn retention_leaves_nothing_to_report() {
     let tmp = tempfile::tempdir().expect("temp");
     store_with_two_months(tmp.path());
+    // October in two files: its first damaged, so a late row went to `2026-10.1.seg`.
+    let october = segment(tmp.path(), "2026-10");
+    let mut bytes = std::fs::read(&october).expect("segment");
+    bytes[100] ^= 1;
+    std::fs::write(&october, &bytes).expect("damage");
+    let mut store = Store::open(tmp.path(), StoreOptions::default()).expect("open");
+    store
+        .append(&[record("ENTRIES_WRITE", start() + TimeDelta::minutes(30), 1)])
+        .expect("a late October row");
+    drop(store);
+    assert!(tmp.path().join("segments/2026-10.1.seg").exists());
     let mut store = Store::open(tmp.path(), StoreOptions::default()).expect("open");
     let now = start() + TimeDelta::days(20);
     let report = store
@@ -314,6 +325,7 @@ fn retention_leaves_nothing_to_report() {
     assert_eq!(report.months.len(), 1, "{report:?}");
     drop(store);
     assert!(!segment(tmp.path(), "2026-10").exists());
+    assert!(!tmp.path().join("segments/2026-10.1.seg").exists());
     assert_eq!(verified(tmp.path()), (vec![], Some(0)));
 }
 
@@ -399,6 +411,59 @@ fn a_block_copied_over_another_is_damage() {
         problems
             .iter()
             .any(|p| p.contains("2026-11.seg") && p.contains("repeats block")),
+        "{problems:?}"
+    );
+}
+
+/// Nothing is ever appended behind damage: once the month's file is damaged, new rows go to
+/// the month's next file (`YYYY-MM.1.seg`), the damaged one stays byte for byte as found, and
+/// readers read both.
+#[test]
+fn new_rows_never_land_behind_damage_but_in_the_months_next_file() {
+    let tmp = tempfile::tempdir().expect("temp");
+    store_with_two_months(tmp.path());
+    let path = segment(tmp.path(), "2026-11");
+    let (offsets, _) = blocks(&path);
+    let mut bytes = std::fs::read(&path).expect("segment");
+    let inside = usize::try_from(offsets[0]).expect("small") + 60;
+    bytes[inside] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("damage");
+
+    let later = |minutes: i64| record("ENTRIES_WRITE", start() + TimeDelta::minutes(minutes), 500);
+    for m in [300, 301] {
+        let mut store = Store::open(tmp.path(), StoreOptions::default()).expect("open");
+        store.append(&[later(m)]).expect("append");
+    }
+    assert_eq!(
+        std::fs::read(&path).expect("segment"),
+        bytes,
+        "the damaged file is untouched"
+    );
+    let next = tmp.path().join("segments/2026-11.1.seg");
+    assert!(next.exists(), "the month's next file");
+    assert!(!tmp.path().join("segments/2026-11.2.seg").exists());
+
+    let mut times = Vec::new();
+    let filter = dictmon::store::Filter {
+        policies: Some([PolicyName::new("ENTRIES_WRITE").expect("valid")].into()),
+        ..Default::default()
+    };
+    dictmon::store::StoreReader::open(tmp.path())
+        .expect("reader")
+        .scan(&filter, &mut |r| times.push(r.sample.at))
+        .expect("scan");
+    for m in [300, 301] {
+        assert!(
+            times.contains(&(start() + TimeDelta::minutes(m))),
+            "row at +{m} min"
+        );
+    }
+    let (problems, status) = verified(tmp.path());
+    assert_eq!(status, Some(1));
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.contains("2026-11.seg") && !p.contains("2026-11.1.seg")),
         "{problems:?}"
     );
 }

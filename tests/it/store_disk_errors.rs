@@ -46,8 +46,8 @@ fn an_eio_in_one_block_loses_that_block_only_and_says_where() {
     }
     drop(store);
     let reader = StoreReader::open(dir.path()).expect("reader");
-    let month = reader.months().expect("months")[0];
-    let path = reader.segment_path(month);
+    let first = reader.segments().expect("segments")[0];
+    let path = reader.segment_path(first);
     let bytes = std::fs::read(&path).expect("segment");
     let blocks = layout(&bytes).blocks;
     assert_eq!(blocks.len(), 3, "one live block per cycle");
