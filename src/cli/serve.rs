@@ -179,7 +179,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     for (path, what) in &store.recovery().damaged {
         error!(
-            "{} is damaged ({what}); its readable rows stay readable, new rows are still stored, and it is never rewritten — run `dictmon verify` and keep a copy before any repair",
+            "{} is damaged ({what}); its readable rows stay readable, it is never written again (new rows go to the month's next file), and it is never rewritten — run `dictmon verify` and keep a copy before any repair",
             path.display()
         );
     }

@@ -139,7 +139,7 @@ pub struct Recovery {
     /// Leftover temporary files of an interrupted compaction or segment creation, removed.
     pub removed_temp_files: Vec<PathBuf>,
     /// Segments found damaged (§8), with what is wrong: opened anyway, never rewritten; their
-    /// readable rows stay readable and new rows are still stored.
+    /// readable rows stay readable and new rows go to the month's next file (§7).
     pub damaged: Vec<(PathBuf, String)>,
     /// What the catalog and the segments disagreed on (§10.1), also recorded for `verify`.
     pub findings: Vec<String>,
@@ -624,7 +624,7 @@ fn compact_until_idle(
 /// The compactor thread's report of a failed compaction.
 fn log_compaction_failure(e: &StoreError) {
     if matches!(e, StoreError::Damaged(_)) {
-        tracing::error!(error = %e, "compaction: the segment has damage; it is left as it is and no longer compacted (appends go on) — run `dictmon verify`");
+        tracing::error!(error = %e, "compaction: the segment has damage; it is left as it is, no longer compacted nor appended to (the month's next rows go to a fresh file) — run `dictmon verify`");
     } else {
         tracing::error!(error = %e, "compaction failed; the segment is left as it was and compaction is retried at the next append");
     }
