@@ -112,20 +112,8 @@ fn summary(c: &config::Config) -> String {
     format!(
         "polls {} every {}; data in {}; HTTP on {}; {grpc}; {sinks}",
         c.source.describe(),
-        human(c.interval),
+        config::format_duration(c.interval),
         c.data_dir.display(),
         c.listen
     )
-}
-
-/// A duration as it would be written in the file: `5m`, `1h`, `30s`, `500ms`.
-fn human(d: std::time::Duration) -> String {
-    let (s, ms) = (d.as_secs(), d.subsec_millis());
-    match (s, ms) {
-        (0, ms) => format!("{ms}ms"),
-        (s, 0) if s % 3600 == 0 => format!("{}h", s / 3600),
-        (s, 0) if s % 60 == 0 => format!("{}m", s / 60),
-        (s, 0) => format!("{s}s"),
-        _ => format!("{}ms", d.as_millis()),
-    }
 }

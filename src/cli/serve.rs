@@ -131,18 +131,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         })?)
     };
     let grpc_text = match &grpc {
-        Some(l) => l
-            .local_addr()
-            .context("gRPC listening address")?
-            .to_string(),
-        None => "off".into(),
+        Some(l) => format!(
+            "gRPC on {}",
+            l.local_addr().context("gRPC listening address")?
+        ),
+        None => "gRPC off".into(),
     };
     let source_text = config.source.describe();
+    // The data directory as an absolute path: the log is read far from the working directory.
+    let data_dir =
+        std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
     info!(
-        "dictmon {} polling {source_text} every {:?}; data in {}; gRPC on {grpc_text}; HTTP on http://{http} ({})",
+        "dictmon {} polling {source_text} every {}; data in {}; {grpc_text}; HTTP on http://{http} ({})",
         env!("CARGO_PKG_VERSION"),
-        config.interval,
-        config.data_dir.display(),
+        dictmon::config::format_duration(config.interval),
+        data_dir.display(),
         config
             .from_file
             .as_ref()

@@ -88,11 +88,11 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     for r in latest.values() {
         let e = &r.enrichment;
         println!(
-            "{:<38} {:>3} {:>15} {:>8.1}% {:<8} {:>11} {:>10} {:>10}  {}",
+            "{:<38} {:>3} {:>15} {:>8}% {:<8} {:>11} {:>10} {:>10}  {}",
             r.policy.as_str(),
             r.sample.category.to_string(),
             format!("{}/{}", r.sample.available_tokens, r.sample.bucket.capacity),
-            e.remaining_percent,
+            dictmon::domain::tenths(e.remaining_percent),
             open.get(r.policy.as_str()).map_or("-", |s| s.as_str()),
             e.consumption_rate_per_minute
                 .map_or("?".into(), |x| format!("{x:.1}")),
@@ -139,10 +139,11 @@ fn live(args: &Args, name: &str) -> anyhow::Result<Outcome> {
                 0.0
             };
             println!(
-                "{}: {}/{} tokens ({percent:.1}% left), refill {} every {}s; category {}; DICT time {} (correlationId {})",
+                "{}: {}/{} tokens ({}% left), refill {} every {}s; category {}; DICT time {} (correlationId {})",
                 p.name,
                 p.available_tokens,
                 p.capacity,
+                dictmon::domain::tenths(percent),
                 p.refill_tokens,
                 p.refill_period_secs,
                 list.category,

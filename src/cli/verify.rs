@@ -38,18 +38,25 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     for problem in &report.problems {
         println!("CORRUPT: {problem}");
     }
+    let count = |n: u64, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
     println!(
-        "checked {} segments, {} blocks, {} snapshots, {} bytes, and the catalog: {}",
-        report.segments,
-        report.blocks,
-        report.rows,
-        report.bytes,
+        "checked {}, {}, {}, {}, and the catalog: {}",
+        count(report.segments as u64, "segment", "segments"),
+        count(report.blocks as u64, "block", "blocks"),
+        count(report.rows, "snapshot", "snapshots"),
+        count(report.bytes, "byte", "bytes"),
         if report.problems.is_empty() {
             "clean".to_owned()
         } else {
             format!(
-                "{} problems; the rest of the data is readable — keep a copy of the data directory before any repair",
-                report.problems.len()
+                "{}; the rest of the data is readable — keep a copy of the data directory before any repair",
+                count(report.problems.len() as u64, "problem", "problems")
             )
         }
     );

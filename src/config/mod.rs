@@ -488,6 +488,18 @@ fn all_thresholds(
     }
 }
 
+/// A duration as it is written in a configuration file: `5m`, `1h`, `30s`, `500ms`.
+pub fn format_duration(d: Duration) -> String {
+    let (s, ms) = (d.as_secs(), d.subsec_millis());
+    match (s, ms) {
+        (0, ms) => format!("{ms}ms"),
+        (s, 0) if s % 3600 == 0 => format!("{}h", s / 3600),
+        (s, 0) if s % 60 == 0 => format!("{}m", s / 60),
+        (s, 0) => format!("{s}s"),
+        _ => format!("{}ms", d.as_millis()),
+    }
+}
+
 /// A listen address must be `HOST:PORT` that resolves here (`127.0.0.1:9464`, `[::1]:9464`,
 /// `localhost:9464`), as `serve` binds it.
 pub fn check_address(text: &str) -> Result<(), String> {

@@ -322,8 +322,8 @@ pub fn evaluate(state: &AlertState, obs: Observation<'_>, thresholds: &Threshold
     if let Some(mut alert) = next.open.take() {
         let note = match target {
             None => format!(
-                "recovered to {:.1}% remaining",
-                obs.enrichment.remaining_percent
+                "recovered to {}% remaining",
+                super::tenths(obs.enrichment.remaining_percent)
             ),
             Some((s, _)) if s > alert.severity => format!("escalated to {s}"),
             Some((s, _)) => format!("de-escalated to {s}"),
@@ -399,8 +399,10 @@ fn open(obs: Observation<'_>, severity: Severity, cause: AlertCause, th: &Thresh
     let s = &snapshot.sample;
     let id = Alert::id_for(&snapshot.policy, s.at, severity);
     let state = format!(
-        "{:.1}% remaining ({}/{} tokens)",
-        e.remaining_percent, s.available_tokens, s.bucket.capacity
+        "{}% remaining ({}/{} tokens)",
+        super::tenths(e.remaining_percent),
+        s.available_tokens,
+        s.bucket.capacity
     );
     let message = match (cause, severity) {
         (AlertCause::Projection, _) => format!(

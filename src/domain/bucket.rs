@@ -257,6 +257,13 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
+/// A percentage with one decimal, never "-0.0" (a balance a hair below zero rounds to "0.0";
+/// one clearly below zero stays negative, as DICT reported it).
+pub fn tenths(x: f64) -> String {
+    let text = format!("{x:.1}");
+    if text == "-0.0" { "0.0".into() } else { text }
+}
+
 /// Seconds (an ETA or a projection) in human units; none is "never".
 pub fn human(secs: Option<f64>) -> String {
     match secs {
@@ -436,5 +443,13 @@ mod tests {
         };
         assert_eq!(enrich(&[s(0, 0, bad)], RateWindow::default()), None);
         assert_eq!(enrich(&[], RateWindow::default()), None);
+    }
+
+    #[test]
+    fn tenths_never_print_a_negative_zero() {
+        assert_eq!(tenths(-0.04), "0.0");
+        assert_eq!(tenths(-0.0), "0.0");
+        assert_eq!(tenths(-0.06), "-0.1");
+        assert_eq!(tenths(12.345), "12.3");
     }
 }

@@ -87,7 +87,7 @@ fn when(t: DateTime<Utc>) -> Markup {
 }
 
 fn percent(x: f64) -> String {
-    format!("{x:.1} %")
+    format!("{} %", crate::domain::tenths(x))
 }
 
 fn page(title: &str, refresh_seconds: Option<u64>, body: &Markup) -> Markup {
