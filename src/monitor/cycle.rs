@@ -750,9 +750,16 @@ impl Cycle {
         });
         match done {
             Ok(r) if !r.months.is_empty() || r.alerts > 0 || r.events > 0 => {
-                info!(months = ?r.months, alerts = r.alerts, events = r.events, reference = %r.reference, "retention: deleted what is older than {keep} months before the newest stored sample");
+                let list = |months: &[crate::store::Month]| {
+                    months
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                info!(months = %list(&r.months), alerts = r.alerts, events = r.events, reference = %r.reference, "retention: deleted what is older than {keep} months before the newest stored sample");
                 if !r.deferred.is_empty() {
-                    warn!(deferred = ?r.deferred, "retention: more than one month is past the window; one is deleted a day (`dictmon retention --force` deletes them now)");
+                    warn!(deferred = %list(&r.deferred), "retention: more than one month is past the window; one is deleted a day (`dictmon retention --force` deletes them now)");
                 }
             }
             Ok(_) => {}
