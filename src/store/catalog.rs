@@ -440,7 +440,7 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         self.heal(|| {
             self.update_segments(durable, |table| {
-                let mut record = get_record(table, month)?.unwrap_or_default();
+                let mut record = get_record(table, month, &self.path)?.unwrap_or_default();
                 record.rows += rows;
                 record.counted_at = Some(Utc::now());
                 record.file = file.or(record.file);
@@ -454,7 +454,7 @@ impl Catalog {
     pub fn set_segment_file(&self, month: &str, file: (u64, u64)) -> Result<(), CatalogError> {
         self.heal(|| {
             self.update_segments(false, |table| {
-                let record = get_record(table, month)?.map(|r| SegmentRecord {
+                let record = get_record(table, month, &self.path)?.map(|r| SegmentRecord {
                     file: Some(file),
                     ..r
                 });
@@ -471,7 +471,7 @@ impl Catalog {
     pub fn lower_segment_rows(&self, month: &str, rows: u64) -> Result<(), CatalogError> {
         self.heal(|| {
             self.update_segments(true, |table| {
-                let mut record = get_record(table, month)?.unwrap_or_default();
+                let mut record = get_record(table, month, &self.path)?.unwrap_or_default();
                 record.rows = record.rows.saturating_sub(rows);
                 Ok(vec![(month.to_owned(), Some(record))])
             })
@@ -485,7 +485,7 @@ impl Catalog {
             self.update_segments(true, |table| {
                 let mut out = Vec::new();
                 for m in months {
-                    let record = get_record(table, m)?.map(|r| SegmentRecord {
+                    let record = get_record(table, m, &self.path)?.map(|r| SegmentRecord {
                         retiring: true,
                         ..r
                     });
@@ -930,11 +930,12 @@ fn crc(bytes: &[u8]) -> u32 {
 fn get_record(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     month: &str,
+    p: &str,
 ) -> Result<Option<SegmentRecord>, CatalogError> {
     // A record that does not parse counts as none: the bound only ever errs low.
     Ok(table
         .get(month)
-        .map_err(|e| redb_err("catalog", e))?
+        .map_err(|e| redb_err(p, e))?
         .and_then(|v| serde_json::from_slice(v.value()).ok()))
 }
 

@@ -62,7 +62,7 @@ fn hour(ns: i64) -> i64 {
 }
 
 fn fits(blocks: &[BlockRef]) -> bool {
-    let rows: u64 = blocks.iter().map(|b| u64::from(b.header.rows)).sum();
+    let rows = super::segment::rows_in(blocks);
     let policies = blocks
         .iter()
         .map(|b| u64::from(b.header.policies))

@@ -220,18 +220,22 @@ impl Store {
         let catalog_path = dir.join(CATALOG_FILE);
         let catalog_existed = catalog_path.exists();
         let catalog = Arc::new(Catalog::open(&catalog_path)?);
-        let ledger = catalog.ledger()?;
-        let known: BTreeMap<String, catalog::SegmentRecord> =
-            ledger.clone().unwrap_or_default().into_iter().collect();
+        // None: a catalog written before the ledger existed (§10.1).
+        let ledger: Option<BTreeMap<String, catalog::SegmentRecord>> = catalog
+            .ledger()?
+            .map(|records| records.into_iter().collect());
         let mut open = BTreeMap::new();
         for id in list_segments(&segments_dir)? {
-            let acknowledged = known.get(&id.to_string()).filter(|r| !r.retiring);
+            let acknowledged = ledger
+                .as_ref()
+                .and_then(|l| l.get(&id.to_string()))
+                .filter(|r| !r.retiring);
             open.insert(id, open_segment(dir, id, acknowledged, &mut recovery)?);
         }
         reconcile_ledger(
             dir,
             &catalog,
-            ledger.as_deref(),
+            ledger.as_ref(),
             catalog_existed,
             &open,
             &mut recovery,
@@ -700,7 +704,7 @@ fn open_segment(
             problems.push(format!("offset {} (block {index}): {e}", block.offset));
         }
     }
-    let good_rows: u64 = layout.blocks.iter().map(|b| u64::from(b.header.rows)).sum();
+    let good_rows = segment::rows_in(&layout.blocks);
     let mut missing = acknowledged.filter(|r| r.damaged).map(|r| r.rows);
     if let Some(record) = acknowledged.filter(|r| r.rows > good_rows) {
         if copied_before_count(&file, record) {
@@ -779,23 +783,20 @@ fn missing_rows(good: u64, acknowledged: u64) -> String {
 fn reconcile_ledger(
     dir: &Path,
     catalog: &Catalog,
-    ledger: Option<&[(String, catalog::SegmentRecord)]>,
+    ledger: Option<&BTreeMap<String, catalog::SegmentRecord>>,
     catalog_existed: bool,
     open: &BTreeMap<SegmentId, OpenSegment>,
     recovery: &mut Recovery,
 ) -> Result<()> {
-    let known: BTreeMap<&str, &catalog::SegmentRecord> = ledger
-        .unwrap_or_default()
-        .iter()
-        .map(|(m, r)| (m.as_str(), r))
-        .collect();
+    let empty = BTreeMap::new();
+    let known = ledger.unwrap_or(&empty);
     let mut adopt = Vec::new();
     let mut unknown = Vec::new();
     for (month, seg) in open {
         let name = month.to_string();
-        let rows: u64 = seg.blocks.iter().map(|b| u64::from(b.header.rows)).sum();
+        let rows = segment::rows_in(&seg.blocks);
         let mut damaged = false;
-        match known.get(name.as_str()) {
+        match known.get(&name) {
             // Counted higher than it holds: damage (a finding, from `open_segment`) or a
             // restored copy (a warning); either way the count starts again from what is there.
             Some(record) if !record.retiring && record.rows > rows => {
@@ -839,13 +840,13 @@ fn reconcile_ledger(
     }
     let segments = dir.join(SEGMENTS_DIR);
     let mut finished = Vec::new();
-    for (name, record) in &known {
+    for (name, record) in known {
         let id: Option<SegmentId> = name.parse().ok();
         if id.is_some_and(|id| open.contains_key(&id)) {
             continue;
         }
         if record.retiring || record.rows == 0 {
-            finished.push((*name).to_owned());
+            finished.push(name.clone());
         } else {
             recovery.damaged.push((
                 segments.join(format!("{name}.seg")),

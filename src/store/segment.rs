@@ -124,6 +124,11 @@ fn next_block_start(bytes: &[u8], from: u64) -> Option<u64> {
         .find(|&at| block_at(bytes, at).is_ok())
 }
 
+/// Rows in `blocks`, by their headers (what the segment ledger counts, §10.1).
+pub fn rows_in(blocks: &[BlockRef]) -> u64 {
+    blocks.iter().map(|b| u64::from(b.header.rows)).sum()
+}
+
 /// The body bytes of a block.
 pub fn body<'a>(bytes: &'a [u8], block: &BlockRef) -> &'a [u8] {
     let start = block.offset as usize + BLOCK_HEADER_LEN;

@@ -95,7 +95,7 @@ pub fn verify(dir: &Path, progress: &mut dyn FnMut(usize, usize, &Path)) -> Resu
                 ));
             }
         }
-        let good: u64 = layout.blocks.iter().map(|b| u64::from(b.header.rows)).sum();
+        let good = segment::rows_in(&layout.blocks);
         segment_rows.insert(id.to_string(), good);
         if let Some(record) = ledger_before.get(&id.to_string())
             && record.rows > good
