@@ -152,11 +152,150 @@ pub fn enrich_timed(
 ) -> Option<Enrichment> {
     let latest = window.last()?;
     latest.bucket.check().ok()?;
+    Some(enrichment_of(
+        latest,
+        consumption_per_second(window, &time_ns, rate_window),
+    ))
+}
+
+/// [`enrich_timed`] of every prefix `samples[..=j]`, with `times_ns[j]` the time of sample `j`:
+/// the store's predictor (storage-format.md §4.3), which decodes every row of a frame this way.
+///
+/// Same bits as calling [`enrich_timed`] on each prefix, at a fraction of the cost: each pair's
+/// consumption and `Δt` are computed once; each row's window (the pairs it adds up, with the
+/// same stops) is found by a pointer that only moves forward, since times increase; then each
+/// row adds up its pairs in the same order, newest first — four rows at a time, so that four
+/// independent chains of additions keep the floating-point unit busy. Times that do not
+/// strictly increase take the per-prefix path.
+pub fn enrich_prefixes(
+    samples: &[Sample],
+    times_ns: &[i64],
+    rate_window: RateWindow,
+    scratch: &mut PrefixScratch,
+    mut emit: impl FnMut(Option<Enrichment>),
+) {
+    if times_ns.len() != samples.len() || !times_ns.is_sorted_by(|a, b| a < b) {
+        return enrich_each_prefix(samples, times_ns, rate_window, emit);
+    }
+    // Pair i is (sample i, sample i + 1): its consumption and Δt, and whether it restarts the
+    // window (a reset). A Δt beyond i64 nanoseconds (292 years) takes the per-prefix path.
+    let PrefixScratch {
+        pairs,
+        resets,
+        windows,
+        sums,
+    } = scratch;
+    pairs.clear();
+    resets.clear();
+    for (s, t) in samples.windows(2).zip(times_ns.windows(2)) {
+        let ([earlier, later], [t0, t1]) = (s, t) else {
+            continue;
+        };
+        let Some(dt) = t1.checked_sub(*t0).map(seconds_f64) else {
+            return enrich_each_prefix(samples, times_ns, rate_window, emit);
+        };
+        pairs.push((pair_consumption(earlier, later, dt), dt));
+        resets.push(earlier.bucket != later.bucket || dt <= 0.0);
+    }
+    // Row j adds up pairs lo..j: the newest pair unless it is a reset, then older ones while
+    // they are within the span of row j's time and no reset comes between.
+    let span_ns = rate_window.span.num_nanoseconds().unwrap_or(i64::MAX);
+    let beyond_span = |j: usize, i: usize| match (times_ns.get(j), times_ns.get(i + 1)) {
+        (Some(latest), Some(later)) => latest.checked_sub(*later).is_none_or(|d| d > span_ns),
+        _ => true,
+    };
+    let (mut oldest_in_span, mut after_reset) = (0, 0);
+    windows.clear();
+    windows.extend((0..samples.len()).map(|j| {
+        let newest = j.checked_sub(1)?;
+        if resets.get(newest).copied().unwrap_or(true) {
+            after_reset = j;
+            return None;
+        }
+        while oldest_in_span < newest && beyond_span(j, oldest_in_span) {
+            oldest_in_span += 1;
+        }
+        Some(oldest_in_span.max(after_reset))
+    }));
+    window_sums(pairs, windows, sums);
+    for (latest, sum) in samples.iter().zip(sums.iter()) {
+        emit(latest.bucket.check().ok().map(|()| {
+            let consumption = sum.map(|(consumed, seconds)| rate_of(consumed, seconds));
+            enrichment_of(latest, consumption)
+        }));
+    }
+}
+
+/// Reusable buffers of [`enrich_prefixes`], so that decoding frame after frame allocates once.
+#[derive(Debug, Default)]
+pub struct PrefixScratch {
+    pairs: Vec<(f64, f64)>,
+    resets: Vec<bool>,
+    windows: Vec<Option<usize>>,
+    sums: Vec<Option<(f64, f64)>>,
+}
+
+/// [`enrich_prefixes`] the reference way: [`enrich_timed`] of each prefix.
+fn enrich_each_prefix(
+    samples: &[Sample],
+    times_ns: &[i64],
+    rate_window: RateWindow,
+    mut emit: impl FnMut(Option<Enrichment>),
+) {
+    let time = |_: &Sample, i: usize| times_ns.get(i).copied();
+    for end in 1..=samples.len() {
+        emit(
+            samples
+                .get(..end)
+                .and_then(|prefix| enrich_timed(prefix, time, rate_window)),
+        );
+    }
+}
+
+/// For each row j whose window starts at pair `lo` (`windows[j]`), the sums of consumption and
+/// seconds over pairs `lo..j`, added newest first starting from 0.0 — the order of
+/// [`consumption_per_second`], so the same bits. Four rows are summed side by side.
+fn window_sums(pairs: &[(f64, f64)], windows: &[Option<usize>], out: &mut Vec<Option<(f64, f64)>>) {
+    let range = |j: usize| -> &[(f64, f64)] {
+        windows
+            .get(j)
+            .copied()
+            .flatten()
+            .and_then(|lo| pairs.get(lo..j))
+            .unwrap_or_default()
+    };
+    out.clear();
+    for j in (0..windows.len()).step_by(4) {
+        let group = [range(j), range(j + 1), range(j + 2), range(j + 3)];
+        let common = group.iter().map(|r| r.len()).min().unwrap_or(0);
+        let mut acc = [(0.0_f64, 0.0_f64); 4];
+        // Newest first: element `len − 1 − d` of each row's range at step d.
+        let [r0, r1, r2, r3] = group.map(|r| r.iter().rev().take(common));
+        for (((p0, p1), p2), p3) in r0.zip(r1).zip(r2).zip(r3) {
+            for (a, p) in acc.iter_mut().zip([p0, p1, p2, p3]) {
+                a.0 += p.0;
+                a.1 += p.1;
+            }
+        }
+        for (k, (r, (c, s))) in group.iter().zip(acc).enumerate() {
+            let Some(window) = windows.get(j + k) else {
+                break;
+            };
+            let rest = r.get(..r.len() - common).unwrap_or_default();
+            let (c, s) = rest
+                .iter()
+                .rev()
+                .fold((c, s), |(c, s), &(pc, dt)| (c + pc, s + dt));
+            out.push(window.map(|_| (c, s)));
+        }
+    }
+}
+
+/// The derived metrics of `latest` given the window's consumption in tokens per second.
+fn enrichment_of(latest: &Sample, consumption: Option<f64>) -> Enrichment {
     let capacity = latest.bucket.capacity as f64;
     let available = latest.available_tokens as f64;
     let refill = latest.bucket.refill_per_second();
-
-    let consumption = consumption_per_second(window, &time_ns, rate_window);
     let net = consumption.map(|c| refill - c);
     let recovery_eta = match net {
         _ if available >= capacity => Some(0.0),
@@ -168,14 +307,14 @@ pub fn enrich_timed(
         Some(n) if n < 0.0 => finite(available / -n),
         _ => None,
     };
-    Some(Enrichment {
+    Enrichment {
         utilization_percent: 100.0 * (capacity - available) / capacity,
         remaining_percent: 100.0 * available / capacity,
         consumption_rate_per_minute: consumption.and_then(|c| finite(c * 60.0)),
         recovery_eta_seconds: recovery_eta,
         exhaustion_projection_seconds: exhaustion_projection,
         text_scales: TextScales::default(),
-    })
+    }
 }
 
 /// The smoothed consumption `c` in tokens per second, per the module formulas.
@@ -216,33 +355,41 @@ fn consumption_per_second(
             break; // reset: the window restarts after it
         }
         any_pair = true;
-        let (a0, a1) = (earlier.available_tokens, later.available_tokens);
-        let room = later.bucket.capacity.saturating_sub(a0.max(a1));
-        consumed += if room >= later.bucket.refill_tokens {
-            // Room for a whole refill step: none of the refill can have been capped.
-            let refill = later.bucket.refill_per_second();
-            a0 as f64 + refill * dt - a1 as f64
-        } else {
-            // Near full: refill may have been thrown away at capacity; only the observed drop
-            // is certain (a lower bound).
-            a0.saturating_sub(a1).max(0) as f64
-        };
+        consumed += pair_consumption(earlier, later, dt);
         seconds += dt;
     }
-    if !any_pair {
-        return None;
+    any_pair.then(|| rate_of(consumed, seconds))
+}
+
+/// Tokens consumed between two consecutive samples `Δt` seconds apart (a pair that is not a
+/// reset): the module formulas' clear and near-full cases.
+fn pair_consumption(earlier: &Sample, later: &Sample, dt: f64) -> f64 {
+    let (a0, a1) = (earlier.available_tokens, later.available_tokens);
+    let room = later.bucket.capacity.saturating_sub(a0.max(a1));
+    if room >= later.bucket.refill_tokens {
+        // Room for a whole refill step: none of the refill can have been capped.
+        let refill = later.bucket.refill_per_second();
+        a0 as f64 + refill * dt - a1 as f64
+    } else {
+        // Near full: refill may have been thrown away at capacity; only the observed drop
+        // is certain (a lower bound).
+        a0.saturating_sub(a1).max(0) as f64
     }
+}
+
+/// The window's consumption rate from its sums: `consumed / seconds`, never NaN or negative.
+fn rate_of(consumed: f64, seconds: f64) -> f64 {
     let rate = if seconds > 0.0 {
         consumed / seconds
     } else {
         0.0
     };
     // `rate > 0.0` is false for NaN too: no NaN and no negative rate leave this function.
-    Some(if rate > 0.0 && rate.is_finite() {
+    if rate > 0.0 && rate.is_finite() {
         rate
     } else {
         0.0
-    })
+    }
 }
 
 /// `TimeDelta::nanoseconds(ns).as_seconds_f64()` without building the `TimeDelta`: the same
@@ -316,6 +463,65 @@ mod tests {
                 seconds_f64(ns).to_bits(),
                 TimeDelta::nanoseconds(ns).as_seconds_f64().to_bits()
             );
+        }
+
+        /// The one-pass predictor gives every row the bits of the per-prefix computation:
+        /// random drains and refills, jittered times (now and then repeated or out of order), bucket
+        /// changes in mid-series, invalid buckets and windows from a second to an hour.
+        #[test]
+        fn enrich_prefixes_equals_enrich_timed_of_each_prefix(
+            rows in proptest::collection::vec(
+                (1_i64..20_000_000_000, -50_i64..300, 0_usize..4),
+                0..120,
+            ),
+            span_s in 1_i64..3_600,
+            out_of_order in proptest::option::weighted(0.1, (0_usize..120, -3_000_000_000_i64..=0)),
+        ) {
+            let mut rows = rows;
+            if let Some((at, step)) = out_of_order
+                && let Some(row) = rows.get_mut(at)
+            {
+                row.0 = step;
+            }
+            let buckets = [
+                LIST,
+                BucketConfig { capacity: 200, refill_tokens: 1, refill_period_secs: 1 },
+                BucketConfig { capacity: 50_000, refill_tokens: 25_000, refill_period_secs: 60 },
+                BucketConfig { capacity: 0, refill_tokens: 6, refill_period_secs: 60 },
+            ];
+            let mut t = 1_800_000_000_000_000_000_i64;
+            let (samples, times): (Vec<Sample>, Vec<i64>) = rows
+                .iter()
+                .map(|&(step, available, b)| {
+                    t += step;
+                    let sample = Sample {
+                        at: DateTime::from_timestamp_nanos(t),
+                        available_tokens: available,
+                        bucket: buckets[b % buckets.len()],
+                        category: PspCategory::A,
+                    };
+                    (sample, t)
+                })
+                .unzip();
+            let window = RateWindow { span: TimeDelta::seconds(span_s) };
+            let bits = |e: Option<Enrichment>| e.map(|e| {
+                [
+                    e.utilization_percent.to_bits(),
+                    e.remaining_percent.to_bits(),
+                    e.consumption_rate_per_minute.map_or(1, f64::to_bits),
+                    e.recovery_eta_seconds.map_or(1, f64::to_bits),
+                    e.exhaustion_projection_seconds.map_or(1, f64::to_bits),
+                ]
+            });
+            let mut one_pass = Vec::new();
+            enrich_prefixes(&samples, &times, window, &mut PrefixScratch::default(), |e| {
+                one_pass.push(bits(e));
+            });
+            let time = |_: &Sample, i: usize| times.get(i).copied();
+            let per_prefix: Vec<_> = (1..=samples.len())
+                .map(|end| bits(enrich_timed(&samples[..end], time, window)))
+                .collect();
+            proptest::prop_assert_eq!(one_pass, per_prefix);
         }
     }
 

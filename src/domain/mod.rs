@@ -56,6 +56,8 @@ pub use alert::{
     Alert, AlertCause, AlertEvent, AlertEventType, AlertState, Observation,
     PREDICTIVE_MAX_REMAINING, Severity, ThresholdError, Thresholds, Transition, evaluate,
 };
-pub use bucket::{Enrichment, RateWindow, TextScales, enrich, enrich_timed, human, tenths};
+pub use bucket::{
+    Enrichment, PrefixScratch, RateWindow, TextScales, enrich, enrich_prefixes, human, tenths,
+};
 pub use policy::{BucketConfig, Policy, PolicyName, PspCategory};
 pub use snapshot::{RejectReason, Sample, Snapshot, StateRecord, ValidationLimits, validate};

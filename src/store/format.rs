@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::domain::{
-    BucketConfig, Enrichment, PolicyName, PspCategory, RateWindow, Sample, StateRecord, TextScales,
-    enrich_timed,
+    BucketConfig, Enrichment, PolicyName, PrefixScratch, PspCategory, RateWindow, Sample,
+    StateRecord, TextScales, enrich_prefixes,
 };
 
 /// §2: first 8 bytes of every segment file.
@@ -708,25 +708,6 @@ fn derived_bits(e: &Enrichment, field: usize) -> u64 {
     ][field]
 }
 
-/// §4.3 predictor v1: the derived metrics recomputed from the rows of the same frame, with the
-/// block's rate window. All-`NONE_BITS`-or-zero when there is nothing to compute from.
-fn predict(samples: &[Sample], times: &[i64], window_ns: i64) -> Vec<[u64; DERIVED]> {
-    let window = RateWindow {
-        span: TimeDelta::nanoseconds(window_ns),
-    };
-    let time = |_: &Sample, i: usize| times.get(i).copied();
-    (1..=samples.len())
-        .map(|end| {
-            let e = samples
-                .get(..end)
-                .and_then(|prefix| enrich_timed(prefix, time, window));
-            e.map_or([0, 0, NONE_BITS, NONE_BITS, NONE_BITS], |e| {
-                std::array::from_fn(|f| derived_bits(&e, f))
-            })
-        })
-        .collect()
-}
-
 /// The predictions of a frame's rows by its family (§4.5); version 1 frames have none and use
 /// §4.3.
 fn predict_with(
@@ -735,9 +716,38 @@ fn predict_with(
     times: &[i64],
     window_ns: i64,
 ) -> Vec<[u64; DERIVED]> {
+    let mut out = Vec::with_capacity(samples.len());
+    predict_into(
+        family,
+        (samples, times, window_ns),
+        &mut PrefixScratch::default(),
+        &mut out,
+    );
+    out
+}
+
+/// [`predict_with`] into `out` (cleared first), with reusable buffers.
+fn predict_into(
+    family: Option<Family>,
+    (samples, times, window_ns): (&[Sample], &[i64], i64),
+    scratch: &mut PrefixScratch,
+    out: &mut Vec<[u64; DERIVED]>,
+) {
+    out.clear();
     match family {
-        Some(Family::Legacy) => predict_legacy(samples, times),
-        Some(Family::Dictmon) | None => predict(samples, times, window_ns),
+        Some(Family::Legacy) => predict_legacy(samples, times, out),
+        Some(Family::Dictmon) | None => {
+            // §4.3: the derived metrics recomputed from the rows of the same frame, with the
+            // block's rate window; all-NONE-or-zero when there is nothing to compute from.
+            let window = RateWindow {
+                span: TimeDelta::nanoseconds(window_ns),
+            };
+            enrich_prefixes(samples, times, window, scratch, |e| {
+                out.push(e.map_or([0, 0, NONE_BITS, NONE_BITS, NONE_BITS], |e| {
+                    std::array::from_fn(|f| derived_bits(&e, f))
+                }));
+            });
+        }
     }
 }
 
@@ -745,7 +755,7 @@ fn predict_with(
 /// exact integer arithmetic, rounded to hundredths half away from zero (as PostgreSQL rounds
 /// `numeric`), then divided by 100 in `f64` — the nearest `f64` to the decimal, which is what
 /// reading its text gives.
-fn predict_legacy(samples: &[Sample], times: &[i64]) -> Vec<[u64; DERIVED]> {
+fn predict_legacy(samples: &[Sample], times: &[i64], out: &mut Vec<[u64; DERIVED]>) {
     let hundredths = |num: i128, den: i128| -> Option<f64> {
         if den == 0 {
             return None;
@@ -756,54 +766,51 @@ fn predict_legacy(samples: &[Sample], times: &[i64]) -> Vec<[u64; DERIVED]> {
         i64::try_from(k).ok().map(|k| k as f64 / 100.0)
     };
     let bits = |x: Option<f64>| x.map_or(NONE_BITS, f64::to_bits);
-    samples
-        .iter()
-        .enumerate()
-        .map(|(j, s)| {
-            let a = i128::from(s.available_tokens);
-            let c = i128::from(s.bucket.capacity);
-            let refill = i128::from(s.bucket.refill_tokens);
-            let period = i128::from(s.bucket.refill_period_secs);
-            let utilization = hundredths(10_000 * (c - a), c).unwrap_or(0.0);
-            let remaining = if c > 0 {
-                100.0 * s.available_tokens as f64 / s.bucket.capacity as f64
+    let rows = samples.iter().enumerate().map(|(j, s)| {
+        let a = i128::from(s.available_tokens);
+        let c = i128::from(s.bucket.capacity);
+        let refill = i128::from(s.bucket.refill_tokens);
+        let period = i128::from(s.bucket.refill_period_secs);
+        let utilization = hundredths(10_000 * (c - a), c).unwrap_or(0.0);
+        let remaining = if c > 0 {
+            100.0 * s.available_tokens as f64 / s.bucket.capacity as f64
+        } else {
+            0.0
+        };
+        let eta = if a >= c {
+            Some(0.0)
+        } else if refill > 0 && period > 0 {
+            hundredths((c - a) * period * 100, refill)
+        } else {
+            None
+        };
+        // The naive two-sample rate: tokens lost since the previous row, per minute.
+        let previous = j.checked_sub(1).and_then(|i| {
+            let p = samples.get(i)?;
+            let dt_ms = (i128::from(*times.get(j)?) - i128::from(*times.get(i)?)) / 1_000_000;
+            (dt_ms > 0).then(|| (i128::from(p.available_tokens) - a, dt_ms))
+        });
+        let rate = previous.map(|(lost, dt_ms)| {
+            if lost > 0 {
+                hundredths(lost * 6_000_000, dt_ms).unwrap_or(0.0)
             } else {
                 0.0
-            };
-            let eta = if a >= c {
-                Some(0.0)
-            } else if refill > 0 && period > 0 {
-                hundredths((c - a) * period * 100, refill)
-            } else {
-                None
-            };
-            // The naive two-sample rate: tokens lost since the previous row, per minute.
-            let previous = j.checked_sub(1).and_then(|i| {
-                let p = samples.get(i)?;
-                let dt_ms = (i128::from(*times.get(j)?) - i128::from(*times.get(i)?)) / 1_000_000;
-                (dt_ms > 0).then(|| (i128::from(p.available_tokens) - a, dt_ms))
-            });
-            let rate = previous.map(|(lost, dt_ms)| {
-                if lost > 0 {
-                    hundredths(lost * 6_000_000, dt_ms).unwrap_or(0.0)
-                } else {
-                    0.0
-                }
-            });
-            let projection = match previous {
-                _ if a <= 0 => Some(0.0),
-                Some((lost, dt_ms)) if lost > 0 => hundredths(a * dt_ms, 10 * lost),
-                _ => None,
-            };
-            [
-                utilization.to_bits(),
-                remaining.to_bits(),
-                bits(rate),
-                bits(eta),
-                bits(projection),
-            ]
-        })
-        .collect()
+            }
+        });
+        let projection = match previous {
+            _ if a <= 0 => Some(0.0),
+            Some((lost, dt_ms)) if lost > 0 => hundredths(a * dt_ms, 10 * lost),
+            _ => None,
+        };
+        [
+            utilization.to_bits(),
+            remaining.to_bits(),
+            bits(rate),
+            bits(eta),
+            bits(projection),
+        ]
+    });
+    out.extend(rows);
 }
 
 fn nanos(t: DateTime<Utc>) -> i64 {
@@ -934,31 +941,51 @@ impl Frame<'_> {
     }
 
     fn raw<'b>(&'b self, fb: &'b mut FrameBuffer) -> Result<&'b [u8]> {
+        self.raw_in(&mut fb.zstd, &mut fb.buf)
+    }
+
+    /// The frame's raw body: its stored bytes, or them decompressed into `buf`.
+    fn raw_in<'b>(
+        &'b self,
+        zstd: &mut Option<zstd::bulk::Decompressor<'static>>,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8]> {
         if self.codec != CODEC_ZSTD {
             return Ok(self.stored);
         }
         let fail = |e: std::io::Error| FormatError::Decompress(format!("{:?}: {e}", self.name));
-        let zstd = match &mut fb.zstd {
+        let zstd = match zstd {
             Some(z) => z,
             slot @ None => slot.insert(zstd::bulk::Decompressor::new().map_err(fail)?),
         };
-        fb.buf.clear();
-        fb.buf.reserve(self.raw_len);
-        let n = zstd
-            .decompress_to_buffer(self.stored, &mut fb.buf)
-            .map_err(fail)?;
+        buf.clear();
+        buf.reserve(self.raw_len);
+        let n = zstd.decompress_to_buffer(self.stored, buf).map_err(fail)?;
         if n != self.raw_len {
             return Err(FormatError::Malformed("frame decoded length"));
         }
-        Ok(&fb.buf)
+        Ok(buf)
     }
 }
 
-/// Reusable decompression context and buffer for reading many frames.
+/// Reusable decompression context and buffers for reading many frames: a reader keeps one per
+/// thread, so that decoding frame after frame does not allocate (and fault in) its columns anew.
 #[derive(Default)]
 pub struct FrameBuffer {
     zstd: Option<zstd::bulk::Decompressor<'static>>,
     buf: Vec<u8>,
+    rows: RowBuffers,
+}
+
+/// The columns of the policy frame being decoded.
+#[derive(Default)]
+struct RowBuffers {
+    cycles: Vec<usize>,
+    times_ns: Vec<i64>,
+    columns: [Vec<i64>; 5],
+    samples: Vec<Sample>,
+    derived: Vec<[u64; DERIVED]>,
+    prefix: PrefixScratch,
 }
 
 /// The decoded cycle table of a block: `(response time, created_at)`, in nanoseconds and as
@@ -1015,16 +1042,89 @@ pub fn decode_cycles(frame: &Frame<'_>, buf: &mut FrameBuffer) -> Result<Cycles>
     Ok(Cycles { ns: cycles, at })
 }
 
+impl RowBuffers {
+    /// Reads a policy frame's cycle indices and Δ columns (§4.2) into `samples` and
+    /// `times_ns`; `r` is left at the derived residuals.
+    fn read(&mut self, r: &mut Reader<'_>, n: usize, cycles: &Cycles) -> Result<()> {
+        self.cycles.clear();
+        self.times_ns.clear();
+        let mut prev = -1_i64;
+        for _ in 0..n {
+            let idx = prev
+                .checked_add(1)
+                .and_then(|p| p.checked_add(r.zigzag("cycle index").ok()?))
+                .filter(|&i| i > prev)
+                .ok_or(FormatError::Malformed("cycle index"))?;
+            let (cycle, (ns, _)) = usize::try_from(idx)
+                .ok()
+                .and_then(|i| Some((i, *cycles.ns.get(i)?)))
+                .ok_or(FormatError::Malformed("cycle index"))?;
+            self.cycles.push(cycle);
+            self.times_ns.push(ns);
+            prev = idx;
+        }
+        for column in &mut self.columns {
+            column.clear();
+            let mut prev = 0_i64;
+            for _ in 0..n {
+                prev = prev.wrapping_add(r.zigzag("column value")?);
+                column.push(prev);
+            }
+        }
+        let [tokens, capacity, refill, period, category] = &self.columns;
+        self.samples.clear();
+        for (((((&cycle, &tokens), &capacity), &refill), &period), &code) in self
+            .cycles
+            .iter()
+            .zip(tokens)
+            .zip(capacity)
+            .zip(refill)
+            .zip(period)
+            .zip(category)
+        {
+            let code = u32::try_from(code).ok().and_then(char::from_u32);
+            self.samples.push(Sample {
+                at: cycles.at.get(cycle).map_or_else(Default::default, |c| c.0),
+                available_tokens: tokens,
+                bucket: BucketConfig {
+                    capacity,
+                    refill_tokens: refill,
+                    refill_period_secs: period,
+                },
+                category: PspCategory::from_char(code.ok_or(FormatError::Malformed("category"))?),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Decodes one policy frame: its records in time order, each with its response time in
 /// nanoseconds — all of them, or an error if the frame is malformed anywhere.
 pub fn decode_policy(
     frame: &Frame<'_>,
     cycles: &Cycles,
-    buf: &mut FrameBuffer,
+    fb: &mut FrameBuffer,
     version: u16,
 ) -> Result<Vec<(StateRecord, i64)>> {
+    let mut out = Vec::new();
+    decode_policy_each(frame, cycles, fb, version, &mut |row, ns| {
+        out.push((row, ns));
+    })?;
+    Ok(out)
+}
+
+/// [`decode_policy`] handing each record to `emit` instead of collecting them: nothing is
+/// emitted unless the whole frame decodes.
+pub fn decode_policy_each(
+    frame: &Frame<'_>,
+    cycles: &Cycles,
+    fb: &mut FrameBuffer,
+    version: u16,
+    emit: &mut dyn FnMut(StateRecord, i64),
+) -> Result<()> {
     let policy = PolicyName::new(frame.name).map_err(|_| FormatError::Malformed("policy name"))?;
-    let raw = frame.raw(buf)?;
+    let FrameBuffer { zstd, buf, rows } = fb;
+    let raw = frame.raw_in(zstd, buf)?;
     let mut r = Reader::new(raw);
     let n = r.count("row count")?;
     let window_ns = r.zigzag("rate window")?;
@@ -1036,54 +1136,18 @@ pub fn decode_policy(
             _ => return Err(FormatError::Malformed("predictor family")),
         }),
     };
-    let mut times = Vec::with_capacity(n);
-    let mut prev = -1_i64;
-    for _ in 0..n {
-        let idx = prev
-            .checked_add(1)
-            .and_then(|p| p.checked_add(r.zigzag("cycle index").ok()?))
-            .filter(|&i| i > prev)
-            .ok_or(FormatError::Malformed("cycle index"))?;
-        let cycle = usize::try_from(idx)
-            .ok()
-            .and_then(|i| Some((*cycles.ns.get(i)?, *cycles.at.get(i)?)))
-            .ok_or(FormatError::Malformed("cycle index"))?;
-        times.push(cycle);
-        prev = idx;
-    }
-    let mut columns = [const { Vec::new() }; 5];
-    for column in &mut columns {
-        column.reserve(n);
-        let mut prev = 0_i64;
-        for _ in 0..n {
-            prev = prev.wrapping_add(r.zigzag("column value")?);
-            column.push(prev);
-        }
-    }
-    let [tokens, capacity, refill, period, category] = &columns;
-    let mut samples = Vec::with_capacity(n);
-    for (i, &(_, (at, _))) in times.iter().enumerate() {
-        let get = |c: &[i64]| c.get(i).copied().ok_or(FormatError::Malformed("column"));
-        let code = u32::try_from(get(category)?).ok().and_then(char::from_u32);
-        samples.push(Sample {
-            at,
-            available_tokens: get(tokens)?,
-            bucket: BucketConfig {
-                capacity: get(capacity)?,
-                refill_tokens: get(refill)?,
-                refill_period_secs: get(period)?,
-            },
-            category: PspCategory::from_char(code.ok_or(FormatError::Malformed("category"))?),
-        });
-    }
-    let times_ns: Vec<i64> = times.iter().map(|t| t.0.0).collect();
-    let predicted = predict_with(family, &samples, &times_ns, window_ns);
-    let mut derived = vec![[0_u64; DERIVED]; n];
+    rows.read(&mut r, n, cycles)?;
+    predict_into(
+        family,
+        (&rows.samples, &rows.times_ns, window_ns),
+        &mut rows.prefix,
+        &mut rows.derived,
+    );
+    // The stored values: each residual XOR its row's prediction, in place.
     for field in 0..DERIVED {
-        for (row, p) in derived.iter_mut().zip(&predicted) {
-            let bits = r.varint("derived residual")? ^ p.get(field).copied().unwrap_or_default();
-            if let Some(slot) = row.get_mut(field) {
-                *slot = bits;
+        for row in &mut rows.derived {
+            if let Some(bits) = row.get_mut(field) {
+                *bits ^= r.varint("derived residual")?;
             }
         }
     }
@@ -1095,14 +1159,18 @@ pub fn decode_policy(
     if !r.is_empty() {
         return Err(FormatError::Malformed("trailing bytes in policy frame"));
     }
-    let mut out = Vec::with_capacity(n);
-    for (((sample, ((at, _), (_, created))), d), text_scales) in
-        samples.into_iter().zip(times).zip(derived).zip(scales)
+    for ((((sample, &cycle), &ns), d), text_scales) in rows
+        .samples
+        .iter()
+        .zip(&rows.cycles)
+        .zip(&rows.times_ns)
+        .zip(&rows.derived)
+        .zip(scales)
     {
-        let [util, remaining, rate, eta, projection] = d;
+        let [util, remaining, rate, eta, projection] = *d;
         let record = StateRecord {
             policy: policy.clone(),
-            sample,
+            sample: *sample,
             enrichment: Enrichment {
                 utilization_percent: f64::from_bits(util),
                 remaining_percent: f64::from_bits(remaining),
@@ -1111,11 +1179,11 @@ pub fn decode_policy(
                 exhaustion_projection_seconds: from_option_bits(projection),
                 text_scales,
             },
-            created_at: created,
+            created_at: cycles.at.get(cycle).map_or_else(Default::default, |c| c.1),
         };
-        out.push((record, at));
+        emit(record, ns);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// §4.5: the four text-scale columns of a version-2 policy frame of `n` rows.

@@ -255,8 +255,82 @@ pub fn read_blocks(
         block: index,
         error,
     };
+    let (cycle_tables, plan) = plan_reads(
+        bytes,
+        blocks,
+        filter,
+        version,
+        &mut buf,
+        &report,
+        &mut problems,
+    );
+    // §5: a (policy, time) is visible once, first written wins. Only blocks whose time ranges
+    // overlap can hold the same one twice, so only then is anything remembered.
+    let mut seen = overlapping(blocks).then(std::collections::HashSet::new);
+    let mut emit = |row: StateRecord, ns: i64| {
+        if filter.wants_time(ns)
+            && seen
+                .as_mut()
+                .is_none_or(|seen| seen.insert((row.policy.clone(), ns)))
+        {
+            sink(row);
+        }
+    };
+    let none = format::Cycles::default();
+    let cycles_of = |table: usize| cycle_tables.get(table).unwrap_or(&none);
+    if workers(plan.len()) <= 1 {
+        // One core: each row goes from its frame to the sink without being collected.
+        for (index, table, frames) in &plan {
+            for frame in frames {
+                let cycles = cycles_of(*table);
+                if let Err(e) =
+                    format::decode_policy_each(frame, cycles, &mut buf, version, &mut emit)
+                {
+                    problems.push(report(*index, e));
+                }
+            }
+        }
+        return problems;
+    }
+    let decode = |(_, table, frames): &(usize, usize, Vec<Frame<'_>>),
+                  buf: &mut format::FrameBuffer| {
+        let cycles = cycles_of(*table);
+        frames
+            .iter()
+            .map(|frame| {
+                format::decode_policy(frame, cycles, buf, version).map(|mut rows| {
+                    rows.retain(|&(_, ns)| filter.wants_time(ns));
+                    rows
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    run_in_order(&plan, decode, |(index, _, _), results| {
+        for result in results {
+            match result {
+                Ok(rows) => rows.into_iter().for_each(|(row, ns)| emit(row, ns)),
+                Err(e) => problems.push(report(*index, e)),
+            }
+        }
+    });
+    problems
+}
+
+/// Planning of [`read_blocks`]: the cycle tables of the blocks that hold wanted rows, and the
+/// decoding jobs (block index, cycle table, policy frames) — one per frame of a sealed block,
+/// one per live block. Damage found on the way is added to `problems`.
+#[expect(clippy::type_complexity, reason = "a private plan, named by its doc")]
+fn plan_reads<'a>(
+    bytes: &'a [u8],
+    blocks: &[BlockRef],
+    filter: &Filter,
+    version: u16,
+    buf: &mut format::FrameBuffer,
+    report: &dyn Fn(usize, FormatError) -> Corruption,
+    problems: &mut Vec<Corruption>,
+) -> (Vec<format::Cycles>, Vec<(usize, usize, Vec<Frame<'a>>)>) {
     let mut cycle_tables: Vec<format::Cycles> = Vec::new();
-    let mut plan: Vec<(usize, usize, Vec<Frame<'_>>)> = Vec::new(); // (block, cycles, frames)
+    let mut plan = Vec::new();
     for (index, block) in blocks.iter().enumerate() {
         if filter.skips_block(&block.header) {
             continue;
@@ -272,7 +346,7 @@ pub fn read_blocks(
                 Err(e) => problems.push(report(index, e)),
                 Ok(f) if f.is_cycles() => {
                     if cycles.is_none() {
-                        match format::decode_cycles(&f, &mut buf) {
+                        match format::decode_cycles(&f, buf) {
                             Ok(c) => cycles = Some(c),
                             Err(e) => problems.push(report(index, e)),
                         }
@@ -286,9 +360,8 @@ pub fn read_blocks(
             continue;
         }
         // §3.1: a damaged cycles frame is rebuilt from its parity when it can be.
-        let cycles = cycles.or_else(|| {
-            parity.and_then(|p| format::recover_cycles(body(bytes, block), &p, &mut buf))
-        });
+        let cycles = cycles
+            .or_else(|| parity.and_then(|p| format::recover_cycles(body(bytes, block), &p, buf)));
         let Some(cycles) = cycles else {
             problems.push(report(
                 index,
@@ -305,61 +378,25 @@ pub fn read_blocks(
         }
     }
 
-    // §5: a (policy, time) is visible once, first written wins. Only blocks whose time ranges
-    // overlap can hold the same one twice, so only then is anything remembered.
-    let mut seen = overlapping(blocks).then(std::collections::HashSet::new);
-    let decode = |(_, table, frames): &(usize, usize, Vec<Frame<'_>>),
-                  buf: &mut format::FrameBuffer| {
-        let none = format::Cycles::default();
-        let cycles = cycle_tables.get(*table).unwrap_or(&none);
-        frames
-            .iter()
-            .map(|frame| {
-                format::decode_policy(frame, cycles, buf, version).map(|mut rows| {
-                    rows.retain(|&(_, ns)| filter.wants_time(ns));
-                    rows
-                })
-            })
-            .collect::<Vec<_>>()
-    };
-    run_in_order(&plan, decode, |(index, _, _), results| {
-        for result in results {
-            match result {
-                Ok(rows) => {
-                    for (row, ns) in rows {
-                        let first = seen
-                            .as_mut()
-                            .is_none_or(|seen| seen.insert((row.policy.clone(), ns)));
-                        if first {
-                            sink(row);
-                        }
-                    }
-                }
-                Err(e) => problems.push(report(*index, e)),
-            }
-        }
-    });
-    problems
+    (cycle_tables, plan)
 }
 
-/// Runs `decode` over `jobs` on worker threads and hands the results to `emit` on this thread,
-/// in job order. Sequential when there is one job or one core.
+/// Decoding threads for `jobs` jobs: one per core, at most four.
+fn workers(jobs: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(4)
+        .min(jobs)
+}
+
+/// Runs `decode` over `jobs` on two or more worker threads and hands the results to `emit` on
+/// this thread, in job order.
 fn run_in_order<J: Sync, R: Send>(
     jobs: &[J],
     decode: impl Fn(&J, &mut format::FrameBuffer) -> R + Sync,
     mut emit: impl FnMut(&J, R),
 ) {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .min(4)
-        .min(jobs.len());
-    if workers <= 1 {
-        let mut buf = format::FrameBuffer::default();
-        for job in jobs {
-            emit(job, decode(job, &mut buf));
-        }
-        return;
-    }
+    let workers = workers(jobs.len());
     std::thread::scope(|scope| {
         let decode = &decode;
         let receivers: Vec<_> = (0..workers)
