@@ -109,30 +109,47 @@ impl TextScales {
     /// The scale of `text` if it is a plain decimal (`-12.50`, `7`) that formatting `value`
     /// with that many decimals writes back exactly; none otherwise.
     pub fn of(text: &str, value: f64) -> Option<u8> {
-        let text = text.trim();
-        let negative = text.starts_with('-');
-        let digits = text.strip_prefix('-').unwrap_or(text);
-        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-        let plain = !int.is_empty()
-            && (int == "0" || !int.starts_with('0'))
-            && int.bytes().all(|b| b.is_ascii_digit())
-            && frac.bytes().all(|b| b.is_ascii_digit())
-            && (frac.is_empty() != digits.contains('.'));
-        let scale = u8::try_from(frac.len()).ok().filter(|&s| s <= Self::MAX)?;
-        // At most 15 significant digits: the integer k = text × 10^scale is exact in an f64,
-        // k / 10^scale (one correctly rounded division) is the f64 nearest the text, and that
-        // f64 written with `scale` decimals is the text again. No allocation: this runs for
-        // every value of an import.
-        if !plain || int.len() + frac.len() > 15 {
+        Self::read(text)
+            .filter(|&(nearest, _)| nearest.to_bits() == value.to_bits())
+            .map(|(_, scale)| scale)
+    }
+
+    /// A plain decimal of at most 15 significant digits (`-12.50`, `7`): the `f64` nearest
+    /// to it (what parsing it gives) and its scale, which writes it back exactly; none for
+    /// any other text. No allocation: this runs for every value of an import.
+    pub fn read(text: &str) -> Option<(f64, u8)> {
+        let text = text.trim().as_bytes();
+        let (negative, digits) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, text),
+        };
+        // One pass: k = the digits as an integer, the integer part's length, the scale.
+        let (mut k, mut int_len, mut scale) = (0_u64, 0_usize, None::<u8>);
+        for &c in digits {
+            match (c, &mut scale) {
+                (b'0'..=b'9', None) => int_len += 1,
+                (b'0'..=b'9', Some(s)) => *s += 1,
+                (b'.', None) => {
+                    scale = Some(0);
+                    continue;
+                }
+                _ => return None,
+            }
+            k = k * 10 + u64::from(c - b'0');
+            // At most 15 significant digits: k is exact in an f64, k / 10^scale (one
+            // correctly rounded division) is the f64 nearest the text, and that f64 written
+            // with `scale` decimals is the text again.
+            if int_len + usize::from(scale.unwrap_or(0)) > 15 {
+                return None;
+            }
+        }
+        let leading_zero = int_len > 1 && digits.first() == Some(&b'0');
+        if int_len == 0 || leading_zero || scale == Some(0) {
             return None;
         }
-        let k = int
-            .bytes()
-            .chain(frac.bytes())
-            .fold(0_u64, |k, b| k * 10 + u64::from(b - b'0'));
+        let scale = scale.unwrap_or(0);
         let magnitude = k as f64 / 10_f64.powi(i32::from(scale));
-        let nearest = if negative { -magnitude } else { magnitude };
-        (nearest.to_bits() == value.to_bits()).then_some(scale)
+        Some((if negative { -magnitude } else { magnitude }, scale))
     }
 }
 
@@ -463,6 +480,30 @@ mod tests {
                 seconds_f64(ns).to_bits(),
                 TimeDelta::nanoseconds(ns).as_seconds_f64().to_bits()
             );
+        }
+
+        /// A plain decimal read by hand is the `f64` that parsing it gives, and its scale
+        /// writes it back.
+        #[test]
+        fn text_scales_read_is_parsing(
+            int in 0_u64..10_000_000,
+            frac in proptest::option::of("[0-9]{0,8}"),
+            negative in proptest::bool::ANY,
+        ) {
+            let text = format!(
+                "{}{int}{}",
+                if negative { "-" } else { "" },
+                frac.as_ref().map(|f| format!(".{f}")).unwrap_or_default()
+            );
+            let parsed: f64 = text.parse().expect("a number");
+            let read = TextScales::read(&text);
+            if text.ends_with('.') {
+                proptest::prop_assert_eq!(read, None);
+            } else {
+                let (x, scale) = read.expect("plain");
+                proptest::prop_assert_eq!(x.to_bits(), parsed.to_bits());
+                proptest::prop_assert_eq!(format!("{x:.*}", usize::from(scale)), text);
+            }
         }
 
         /// The one-pass predictor gives every row the bits of the per-prefix computation:

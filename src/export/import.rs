@@ -13,8 +13,12 @@
 //! - Derived columns are kept as given (they are the historical record); a missing
 //!   `utilization_percent` is computed, a missing `created_at` is the response time.
 //!
-//! Rows are buffered per month and appended as sealed blocks; compaction merges them at the
-//! end, a bounded run at a time (storage-format.md §6.3). Memory is bounded by [`FLUSH_ROWS`].
+//! The states file is parsed on every core ([`super::csv_chunks`]); the rows wait by month
+//! and policy, and a month is written as sealed blocks by a thread of its own once the next
+//! month's rows are coming in (an export lists the months in order), while reading goes on.
+//! A month too big to wait whole is written in parts, which compaction merges at the end, a
+//! bounded run at a time (storage-format.md §6.3). Memory is bounded by [`FLUSH_ROWS`] rows
+//! waiting plus the month being written.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -23,6 +27,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::csv_chunks::{self, MAX_RECORD_BYTES, RecordTooLong};
 use super::pg::{parse_bool, parse_integer, parse_numeric, parse_timestamp};
 use crate::domain::{
     Alert, AlertCause, BucketConfig, Enrichment, Policy, PolicyName, PspCategory, Sample, Severity,
@@ -32,7 +37,7 @@ use crate::store::catalog::CatalogUpdate;
 use crate::store::{Filter, Month, Store, StoreError, StoreReader};
 
 /// Rows buffered before the months they belong to are written.
-pub const FLUSH_ROWS: usize = 400_000;
+pub const FLUSH_ROWS: usize = 300_000;
 
 /// Problems kept for the report (the rest are counted only).
 pub const MAX_REPORTED: usize = 10_000;
@@ -124,12 +129,10 @@ pub enum ImportError {
     /// The catalog refused a write.
     #[error(transparent)]
     Catalog(#[from] crate::store::catalog::CatalogError),
+    /// The writing thread stopped (its own error is reported instead).
+    #[error("the writing thread stopped")]
+    WriterStopped,
 }
-
-/// Longest CSV record read: a row of the legacy tables is about 200 bytes. Longer is not a
-/// row but garbage (a file without line ends, an unclosed quote), which would otherwise be
-/// held in memory whole.
-pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 /// A CSV file with its header mapped.
 struct Table {
@@ -171,7 +174,7 @@ impl<R: std::io::Read> std::io::Read for RecordLimit<R> {
                 _ => {}
             }
             self.record += 1;
-            if self.record > MAX_RECORD_BYTES {
+            if self.record > MAX_RECORD_BYTES as u64 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     RecordTooLong {
@@ -183,17 +186,6 @@ impl<R: std::io::Read> std::io::Read for RecordLimit<R> {
         }
         Ok(n)
     }
-}
-
-/// The error [`RecordLimit`] fails with: the line the record began on, and the byte offset
-/// where it passed the limit.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "a record longer than {MAX_RECORD_BYTES} bytes, passed at byte {offset} (a row is about 200): not a CSV of the legacy table (no line ends, or an unclosed quote); the rest of the file was not read"
-)]
-struct RecordTooLong {
-    line: u64,
-    offset: u64,
 }
 
 impl Table {
@@ -311,59 +303,241 @@ const STATE_REQUIRED: [&str; 7] = [
     "response_time",
 ];
 
-/// One states row from its columns.
+/// The states table's columns: where each is in the header.
+struct StateColumns {
+    endpoint_id: usize,
+    available_tokens: usize,
+    capacity: usize,
+    refill_tokens: usize,
+    refill_period_sec: usize,
+    psp_category: usize,
+    response_time: usize,
+    /// The derived columns, in [`TextScales`] order.
+    derived: [Option<usize>; 4],
+    created_at: Option<usize>,
+}
+
+impl StateColumns {
+    fn of(table: &Table) -> Result<Self, ImportError> {
+        let at = |name: &str| table.columns.get(name).copied();
+        let required = |name: &'static str| {
+            at(name).ok_or_else(|| ImportError::MissingColumn {
+                file: table.file.clone(),
+                column: name,
+                found: String::new(),
+            })
+        };
+        Ok(Self {
+            endpoint_id: required("endpoint_id")?,
+            available_tokens: required("available_tokens")?,
+            capacity: required("capacity")?,
+            refill_tokens: required("refill_tokens")?,
+            refill_period_sec: required("refill_period_sec")?,
+            psp_category: required("psp_category")?,
+            response_time: required("response_time")?,
+            derived: [
+                at("utilization_percent"),
+                at("consumption_rate_per_minute"),
+                at("recovery_eta_seconds"),
+                at("exhaustion_projection_seconds"),
+            ],
+            created_at: at("created_at"),
+        })
+    }
+}
+
+/// Reads a states CSV: the header checked (required columns; a warning for each unused one),
+/// then every row parsed on every core ([`csv_chunks`]), each chunk's rows gathered there with
+/// `gather`, and the chunks handed to `each` in file order.
+fn read_states<C: Send>(
+    file: &Path,
+    now: DateTime<Utc>,
+    warnings: &mut Vec<String>,
+    gather: impl Fn(csv_chunks::Parsed<StateRecord>) -> C + Sync,
+    each: impl FnMut(C) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    let table = Table::open_states(file, warnings)?;
+    let columns = StateColumns::of(&table)?;
+    let start = table.reader.position().clone();
+    let ferr = |detail: String| ImportError::File {
+        file: file.to_owned(),
+        detail,
+    };
+    let mut rows = File::open(file).map_err(|e| ferr(format!("cannot open: {e}")))?;
+    std::io::Seek::seek(&mut rows, std::io::SeekFrom::Start(start.byte()))
+        .map_err(|e| ferr(format!("cannot read: {e}")))?;
+    csv_chunks::read_records(
+        rows,
+        (start.line(), start.byte()),
+        |names: &mut Names, record| state_row(&columns, names, record, now),
+        gather,
+        each,
+    )
+    .map_err(|e| match e {
+        csv_chunks::ReadError::Io(e) => ferr(format!("cannot read: {e}")),
+        csv_chunks::ReadError::Stopped(e) => e,
+    })
+}
+
+/// Rows of one month and policy, in file order, with their lines.
+type Group = (Month, PolicyName, Vec<(u64, StateRecord)>);
+
+/// Policies and times, of rows already stored.
+type StoredRows = HashSet<(PolicyName, DateTime<Utc>)>;
+
+/// Each policy's first and last sightings: configuration and time.
+type Sightings = HashMap<PolicyName, (Sighting, Sighting)>;
+
+/// A chunk of the states file, parsed: its rows by month and policy (each group in file
+/// order), and its bad rows with their lines.
+#[derive(Default)]
+struct ChunkRows {
+    groups: Vec<Group>,
+    bad: Vec<(u64, String)>,
+}
+
+impl ChunkRows {
+    /// Groups a chunk's rows, on the thread that parsed them.
+    fn gather(parsed: csv_chunks::Parsed<StateRecord>) -> Self {
+        let mut out = Self::default();
+        // Rows come a poll cycle at a time, each cycle's policies in one order: the group
+        // after the last one used is the likely one.
+        let mut next = 0;
+        for (line, row) in parsed {
+            let r = match row {
+                Ok(r) => r,
+                Err(reason) => {
+                    out.bad.push((line, reason));
+                    continue;
+                }
+            };
+            let month = Month::of(r.sample.at);
+            let fits =
+                |g: &(Month, PolicyName, Vec<(u64, StateRecord)>)| g.0 == month && g.1 == r.policy;
+            let found = match out.groups.get(next) {
+                Some(g) if fits(g) => Some(next),
+                _ => out.groups.iter().position(fits),
+            };
+            let index = found.unwrap_or_else(|| {
+                out.groups.push((month, r.policy.clone(), Vec::new()));
+                out.groups.len() - 1
+            });
+            if let Some(group) = out.groups.get_mut(index) {
+                group.2.push((line, r));
+            }
+            next = (index + 1) % out.groups.len().max(1);
+        }
+        // Kept until their month is written: no room to spare.
+        for group in &mut out.groups {
+            group.2.shrink_to_fit();
+        }
+        out
+    }
+}
+
+/// The policy names a parsing thread has seen: rows of one policy share its name instead of
+/// allocating one each.
+#[derive(Default)]
+struct Names(HashMap<Box<str>, PolicyName>);
+
+impl Names {
+    /// Most names kept (the legacy table has about 30).
+    const MAX: usize = 4096;
+
+    fn get(&mut self, text: &str) -> Result<PolicyName, String> {
+        if let Some(name) = self.0.get(text) {
+            return Ok(name.clone());
+        }
+        let name = PolicyName::new(text).map_err(|e| format!("endpoint_id: {e}"))?;
+        if self.0.len() < Self::MAX {
+            self.0.insert(text.into(), name.clone());
+        }
+        Ok(name)
+    }
+}
+
+/// One states row from its fields.
 fn state_row(
-    get: &dyn Fn(&str) -> Option<String>,
+    columns: &StateColumns,
+    names: &mut Names,
+    record: &csv::ByteRecord,
     now: DateTime<Utc>,
 ) -> Result<StateRecord, String> {
-    let field = |name: &str| -> Result<String, String> {
-        match get(name) {
+    // UTF-8 checked once for the record; a field's bounds are char boundaries when every
+    // field is text on its own.
+    let all = std::str::from_utf8(record.as_slice()).ok();
+    let text = |i: usize, name: &str| -> Result<Option<&str>, String> {
+        let Some(range) = record.range(i) else {
+            return Ok(None);
+        };
+        match all.and_then(|all| all.get(range)) {
+            Some(text) => Ok(Some(text)),
+            None => record
+                .get(i)
+                .map(|b| {
+                    std::str::from_utf8(b)
+                        .map_err(|e| format!("not readable as CSV: {name} is not UTF-8 ({e})"))
+                })
+                .transpose(),
+        }
+    };
+    let field = |i: usize, name: &str| -> Result<&str, String> {
+        match text(i, name)? {
             None => Err(format!("missing column {name}")),
             Some(v) if v.trim().is_empty() => Err(format!("{name} is empty")),
             Some(v) => Ok(v),
         }
     };
-    let int = |name: &str| {
-        field(name).and_then(|v| parse_integer(&v).map_err(|e| format!("{name}: {e}")))
+    let int = |i: usize, name: &str| {
+        field(i, name).and_then(|v| parse_integer(v).map_err(|e| format!("{name}: {e}")))
     };
     // A value, and the decimals its text was written with (export writes it back the same).
-    let optional = |name: &str| -> Result<(Option<f64>, Option<u8>), String> {
-        match get(name) {
-            Some(v) if !v.trim().is_empty() => parse_numeric(&v)
-                .map(|x| (Some(x), TextScales::of(&v, x)))
-                .map_err(|e| format!("{name}: {e}")),
+    let optional = |i: Option<usize>, name: &str| -> Result<(Option<f64>, Option<u8>), String> {
+        match i.map(|i| text(i, name)).transpose()?.flatten() {
+            Some(v) if !v.trim().is_empty() => match TextScales::read(v) {
+                Some((x, scale)) => Ok((Some(x), Some(scale))),
+                None => parse_numeric(v)
+                    .map(|x| (Some(x), TextScales::of(v, x)))
+                    .map_err(|e| format!("{name}: {e}")),
+            },
             _ => Ok((None, None)),
         }
     };
-    let policy =
-        PolicyName::new(field("endpoint_id")?.trim()).map_err(|e| format!("endpoint_id: {e}"))?;
-    let category =
-        PspCategory::parse(&field("psp_category")?).map_err(|e| format!("psp_category: {e}"))?;
-    let at =
-        parse_timestamp(&field("response_time")?).map_err(|e| format!("response_time: {e}"))?;
-    let created_at = match get("created_at") {
+    let c = columns;
+    let policy = names.get(field(c.endpoint_id, "endpoint_id")?.trim())?;
+    let category = PspCategory::parse(field(c.psp_category, "psp_category")?)
+        .map_err(|e| format!("psp_category: {e}"))?;
+    let at = parse_timestamp(field(c.response_time, "response_time")?)
+        .map_err(|e| format!("response_time: {e}"))?;
+    let created_at = match c
+        .created_at
+        .map(|i| text(i, "created_at"))
+        .transpose()?
+        .flatten()
+    {
         Some(v) if !v.trim().is_empty() => {
-            parse_timestamp(&v).map_err(|e| format!("created_at: {e}"))?
+            parse_timestamp(v).map_err(|e| format!("created_at: {e}"))?
         }
         _ => at,
     };
     let sample = Sample {
         at,
-        available_tokens: int("available_tokens")?,
+        available_tokens: int(c.available_tokens, "available_tokens")?,
         bucket: BucketConfig {
-            capacity: int("capacity")?,
-            refill_tokens: int("refill_tokens")?,
-            refill_period_secs: int("refill_period_sec")?,
+            capacity: int(c.capacity, "capacity")?,
+            refill_tokens: int(c.refill_tokens, "refill_tokens")?,
+            refill_period_secs: int(c.refill_period_sec, "refill_period_sec")?,
         },
         category,
     };
     validate(&sample, None, now, ValidationLimits::default()).map_err(|e| e.to_string())?;
     let capacity = sample.bucket.capacity as f64;
     let available = sample.available_tokens as f64;
-    let (utilization, utilization_scale) = optional("utilization_percent")?;
-    let (rate, rate_scale) = optional("consumption_rate_per_minute")?;
-    let (eta, eta_scale) = optional("recovery_eta_seconds")?;
-    let (projection, projection_scale) = optional("exhaustion_projection_seconds")?;
+    let [utilization, rate, eta, projection] = c.derived;
+    let (utilization, utilization_scale) = optional(utilization, "utilization_percent")?;
+    let (rate, rate_scale) = optional(rate, "consumption_rate_per_minute")?;
+    let (eta, eta_scale) = optional(eta, "recovery_eta_seconds")?;
+    let (projection, projection_scale) = optional(projection, "exhaustion_projection_seconds")?;
     Ok(StateRecord {
         policy,
         sample,
@@ -382,91 +556,187 @@ fn state_row(
 /// A policy's configuration when seen, and when.
 type Sighting = (Policy, DateTime<Utc>);
 
-/// Rows waiting to be written, by month, with their lines.
+/// One month's rows by policy, with their lines: in file order, in the pieces they were
+/// read in (joining them would grow vectors, and hold up to twice the memory).
+type MonthRows = BTreeMap<PolicyName, Vec<Vec<(u64, StateRecord)>>>;
+
+/// Rows read, waiting to be written, by month.
 #[derive(Default)]
 struct Pending {
-    months: BTreeMap<Month, Vec<(u64, StateRecord)>>,
+    months: BTreeMap<Month, MonthRows>,
     rows: usize,
-    /// Per policy: configuration and time of the first and the last row written.
-    seen: HashMap<PolicyName, (Sighting, Sighting)>,
 }
 
 impl Pending {
-    fn flush(
+    fn append(&mut self, month: Month, policy: PolicyName, rows: Vec<(u64, StateRecord)>) {
+        self.rows += rows.len();
+        let month = self.months.entry(month).or_default();
+        match month.get_mut(&policy) {
+            Some(pieces) => pieces.push(rows),
+            None => {
+                month.insert(policy, vec![rows]);
+            }
+        }
+    }
+
+    /// The months to write now. Once [`FLUSH_ROWS`] are waiting: every month but the newest
+    /// (an export lists a month's rows before the next month's, so those are complete: each
+    /// month is written in one go and compaction has nothing left to merge), and the newest
+    /// too if it alone holds half of them (a month of fast polls, written in parts).
+    fn due(&mut self) -> Vec<(Month, MonthRows)> {
+        let mut due = Vec::new();
+        if self.rows < FLUSH_ROWS {
+            return due;
+        }
+        while self.months.len() > 1 {
+            due.extend(self.pop_oldest());
+        }
+        if self.rows >= FLUSH_ROWS / 2 {
+            due.extend(self.pop_oldest());
+        }
+        due
+    }
+
+    fn pop_oldest(&mut self) -> Option<(Month, MonthRows)> {
+        let (month, rows) = self.months.pop_first()?;
+        self.rows -= rows.values().flatten().map(Vec::len).sum::<usize>();
+        Some((month, rows))
+    }
+}
+
+/// The writing side of an import, on a thread of its own: months of rows in, sealed blocks
+/// out.
+#[derive(Default)]
+struct MonthWriter {
+    /// States written, duplicates found.
+    report: ImportReport,
+    /// Per policy: configuration and time of the first and the last row written.
+    seen: Sightings,
+}
+
+impl MonthWriter {
+    /// Writes a month: each policy's rows in time order, without the rows repeated in the
+    /// file (reported) or already stored (counted).
+    fn write(
         &mut self,
         store: &mut Store,
         file: &Path,
-        report: &mut ImportReport,
+        month: Month,
+        policies: MonthRows,
     ) -> Result<(), ImportError> {
-        let reader = StoreReader::open(store.dir())?;
-        for (month, mut rows) in std::mem::take(&mut self.months) {
-            let mut present: HashSet<(PolicyName, DateTime<Utc>)> = HashSet::new();
-            let problems = reader.scan_month(month, &Filter::default(), &mut |r| {
-                present.insert((r.policy, r.sample.at));
-            })?;
-            if let Some(p) = problems.into_iter().next() {
-                return Err(StoreError::Damaged(p).into());
+        let present = stored_rows(store, month, &policies)?;
+        let mut kept: Vec<StateRecord> =
+            Vec::with_capacity(policies.values().flatten().map(Vec::len).sum());
+        for (_, mut pieces) in policies {
+            if !pieces
+                .iter()
+                .flatten()
+                .is_sorted_by_key(|(_, r)| r.sample.at)
+            {
+                // Stable: rows of one time keep their file order, so the first is kept.
+                let mut rows: Vec<_> = pieces.into_iter().flatten().collect();
+                rows.sort_by_key(|(_, r)| r.sample.at);
+                pieces = vec![rows];
             }
-            rows.sort_by(|(la, a), (lb, b)| {
-                (&a.policy, a.sample.at, la).cmp(&(&b.policy, b.sample.at, lb))
-            });
-            let mut kept: Vec<StateRecord> = Vec::with_capacity(rows.len());
-            let mut previous: Option<(u64, PolicyName, DateTime<Utc>)> = None;
-            for (line, r) in rows {
-                let again = previous
-                    .as_ref()
-                    .filter(|(_, p, t)| *p == r.policy && *t == r.sample.at)
-                    .map(|(l, _, _)| *l);
-                let reason = if let Some(first) = again {
-                    Some(format!(
-                        "duplicate of line {first} ({} at {}); skipped",
-                        r.policy.as_str(),
-                        r.sample.at
-                    ))
-                } else if present.contains(&(r.policy.clone(), r.sample.at)) {
-                    // Stored by an earlier import: counted, not listed (a second import of
-                    // a whole history would list every row).
-                    report.duplicates += 1;
-                    report.already_stored += 1;
-                    continue;
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
-                    report.problem(RowProblem {
+            let start = kept.len();
+            let mut previous: Option<(u64, DateTime<Utc>)> = None;
+            for (line, r) in pieces.into_iter().flatten() {
+                if let Some((first, _)) = previous.filter(|(_, t)| *t == r.sample.at) {
+                    self.report.problem(RowProblem {
                         file: file.to_owned(),
                         line,
-                        reason,
+                        reason: format!(
+                            "duplicate of line {first} ({} at {}); skipped",
+                            r.policy.as_str(),
+                            r.sample.at
+                        ),
                         duplicate: true,
                     });
                     continue;
                 }
-                previous = Some((line, r.policy.clone(), r.sample.at));
-                let policy = Policy {
-                    name: r.policy.clone(),
-                    bucket: r.sample.bucket,
-                    category: r.sample.category,
-                };
-                let at = r.sample.at;
-                self.seen
-                    .entry(r.policy.clone())
-                    .and_modify(|(first, last)| {
-                        if at < first.1 {
-                            *first = (policy.clone(), at);
-                        }
-                        if at > last.1 {
-                            *last = (policy.clone(), at);
-                        }
-                    })
-                    .or_insert_with(|| ((policy.clone(), at), (policy, at)));
+                if present
+                    .as_ref()
+                    .is_some_and(|p| p.contains(&(r.policy.clone(), r.sample.at)))
+                {
+                    // Stored by an earlier import: counted, not listed (a second import of
+                    // a whole history would list every row).
+                    self.report.duplicates += 1;
+                    self.report.already_stored += 1;
+                    continue;
+                }
+                previous = Some((line, r.sample.at));
                 kept.push(r);
             }
-            report.states += kept.len() as u64;
-            store.append_sealed(&kept)?;
+            // In time order: the policy's first and last rows of the month.
+            if let (Some(first), Some(last)) = (kept.get(start), kept.last()) {
+                self.sighted(first);
+                self.sighted(last);
+            }
         }
-        self.rows = 0;
+        self.report.states += kept.len() as u64;
+        store.append_sealed(&kept)?;
         Ok(())
     }
+
+    /// Keeps the policy's configuration if this row is its first or last seen.
+    fn sighted(&mut self, r: &StateRecord) {
+        let at = r.sample.at;
+        let policy = || Policy {
+            name: r.policy.clone(),
+            bucket: r.sample.bucket,
+            category: r.sample.category,
+        };
+        match self.seen.get_mut(&r.policy) {
+            Some((first, last)) => {
+                if at < first.1 {
+                    *first = (policy(), at);
+                }
+                if at > last.1 {
+                    *last = (policy(), at);
+                }
+            }
+            None => {
+                self.seen
+                    .insert(r.policy.clone(), ((policy(), at), (policy(), at)));
+            }
+        }
+    }
+}
+
+/// The rows of `month` already stored that `policies` may repeat; none when no row can be
+/// (each row's time is outside every stored block's time range, which the block headers
+/// tell without reading a row — the common case, an import into an empty month).
+fn stored_rows(
+    store: &Store,
+    month: Month,
+    policies: &MonthRows,
+) -> Result<Option<StoredRows>, ImportError> {
+    if let Some(ranges) = store.stored_time_ranges(month) {
+        if ranges.is_empty() {
+            return Ok(None);
+        }
+        let maybe_stored = |r: &StateRecord| {
+            let t = r.sample.at.timestamp_nanos_opt().unwrap_or(i64::MAX);
+            ranges.iter().any(|&(lo, hi)| lo <= t && t <= hi)
+        };
+        if !policies
+            .values()
+            .flatten()
+            .flatten()
+            .any(|(_, r)| maybe_stored(r))
+        {
+            return Ok(None);
+        }
+    }
+    let reader = StoreReader::open(store.dir())?;
+    let mut present = HashSet::new();
+    let problems = reader.scan_month(month, &Filter::default(), &mut |r| {
+        present.insert((r.policy, r.sample.at));
+    })?;
+    if let Some(p) = problems.into_iter().next() {
+        return Err(StoreError::Damaged(p).into());
+    }
+    Ok(Some(present))
 }
 
 /// Imports a states CSV (and an alerts CSV) into `store`. With `strict`, nothing is written
@@ -488,34 +758,7 @@ pub fn import(
             });
         }
     }
-    let mut report = ImportReport::default();
-    let mut table = Table::open_states(states, &mut report.warnings)?;
-    let mut pending = Pending::default();
-    table.rows(|line, get| {
-        match get.and_then(|get| state_row(get, now)) {
-            Ok(r) => {
-                pending
-                    .months
-                    .entry(Month::of(r.sample.at))
-                    .or_default()
-                    .push((line, r));
-                pending.rows += 1;
-                if pending.rows >= FLUSH_ROWS {
-                    pending.flush(store, states, &mut report)?;
-                }
-            }
-            // Counted; only the first MAX_REPORTED are kept for the report, so memory does
-            // not grow with the number of bad lines.
-            Err(reason) => report.problem(RowProblem {
-                file: states.to_owned(),
-                line,
-                reason,
-                duplicate: false,
-            }),
-        }
-        Ok(())
-    })?;
-    pending.flush(store, states, &mut report)?;
+    let (mut report, seen) = read_and_write(store, states, now)?;
     if let Err(e) = store.compact() {
         // The rows are stored either way, in the blocks they were appended as.
         report.warnings.push(format!(
@@ -532,7 +775,7 @@ pub fn import(
         .map(|p| (p.policy.name.clone(), (p.policy, p.last_seen)))
         .collect();
     let mut update = CatalogUpdate::default();
-    for (name, (first, last)) in pending.seen {
+    for (name, (first, last)) in seen {
         update.policies.push(first);
         match existing.get(&name) {
             Some(newer) if newer.1 > last.1 => update.policies.push(newer.clone()),
@@ -547,7 +790,71 @@ pub fn import(
     report
         .problems
         .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    report.problems.truncate(MAX_REPORTED);
     Ok(report)
+}
+
+/// The states file read (on every core) and written (on a thread of its own, a month at a
+/// time, while the next months are read): the report, and each policy's first and last
+/// sightings.
+fn read_and_write(
+    store: &mut Store,
+    states: &Path,
+    now: DateTime<Utc>,
+) -> Result<(ImportReport, Sightings), ImportError> {
+    std::thread::scope(|scope| {
+        // A rendezvous: the reader waits while the writer is busy, so that memory holds one
+        // month being written and at most FLUSH_ROWS rows read.
+        let (months, to_write) = std::sync::mpsc::sync_channel::<(Month, MonthRows)>(0);
+        let writer = scope.spawn(move || {
+            let mut writer = MonthWriter::default();
+            for (month, rows) in to_write {
+                writer.write(store, states, month, rows)?;
+            }
+            Ok::<_, ImportError>(writer)
+        });
+        let mut report = ImportReport::default();
+        let mut pending = Pending::default();
+        let mut warnings = Vec::new();
+        let read = read_states(states, now, &mut warnings, ChunkRows::gather, |chunk| {
+            for (month, policy, rows) in chunk.groups {
+                pending.append(month, policy, rows);
+            }
+            for month in pending.due() {
+                // Refused only when the writer stopped; its error is the one told.
+                months.send(month).map_err(|_| ImportError::WriterStopped)?;
+            }
+            // Counted; only the first MAX_REPORTED are kept for the report, so memory does
+            // not grow with the number of bad lines.
+            for (line, reason) in chunk.bad {
+                report.problem(RowProblem {
+                    file: states.to_owned(),
+                    line,
+                    reason,
+                    duplicate: false,
+                });
+            }
+            Ok(())
+        });
+        let read = read.and_then(|()| {
+            while let Some(month) = pending.pop_oldest() {
+                months.send(month).map_err(|_| ImportError::WriterStopped)?;
+            }
+            Ok(())
+        });
+        drop(months);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        read?;
+        report.warnings = warnings;
+        let w = written.report;
+        report.states = w.states;
+        report.duplicates += w.duplicates;
+        report.already_stored = w.already_stored;
+        report.problems.extend(w.problems);
+        Ok((report, written.seen))
+    })
 }
 
 /// Reads and checks every row of a states CSV (and an alerts CSV) as `import` would, and
@@ -572,9 +879,15 @@ fn check_states(
     now: DateTime<Utc>,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
-    let mut table = Table::open_states(states, &mut report.warnings)?;
-    table.rows(|line, get| {
-        if let Err(reason) = get.and_then(|get| state_row(get, now)) {
+    let mut warnings = Vec::new();
+    let bad_rows = |parsed: csv_chunks::Parsed<StateRecord>| -> Vec<(u64, String)> {
+        parsed
+            .into_iter()
+            .filter_map(|(line, row)| row.err().map(|reason| (line, reason)))
+            .collect()
+    };
+    read_states(states, now, &mut warnings, bad_rows, |bad| {
+        for (line, reason) in bad {
             report.problem(RowProblem {
                 file: states.to_owned(),
                 line,
@@ -584,6 +897,7 @@ fn check_states(
         }
         Ok(())
     })?;
+    report.warnings.append(&mut warnings);
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! memory is bounded by one month of rows (each month is read, sorted and written before the
 //! next), never by the amount of history; damaged blocks are reported and skipped, never fatal.
 
+mod csv_chunks;
 pub mod dump;
 pub mod import;
 pub mod pg;

@@ -266,19 +266,35 @@ pub fn encode_block(
     version: u16,
 ) -> Vec<u8> {
     // Group by policy, ordered by time, first occurrence wins.
-    let mut by_policy: BTreeMap<&str, BTreeMap<i64, &StateRecord>> = BTreeMap::new();
-    for row in rows {
+    let by_policy: Vec<(&str, Vec<&StateRecord>)> = if let Some(groups) = grouped(rows) {
+        groups
+            .into_iter()
+            .map(|g| {
+                (
+                    g.first().map_or("", |r| r.policy.as_str()),
+                    g.iter().collect(),
+                )
+            })
+            .collect()
+    } else {
+        let mut by_policy: BTreeMap<&str, BTreeMap<i64, &StateRecord>> = BTreeMap::new();
+        for row in rows {
+            by_policy
+                .entry(row.policy.as_str())
+                .or_default()
+                .entry(nanos(row.sample.at))
+                .or_insert(row);
+        }
         by_policy
-            .entry(row.policy.as_str())
-            .or_default()
-            .entry(nanos(row.sample.at))
-            .or_insert(row);
-    }
+            .into_iter()
+            .map(|(name, rows)| (name, rows.into_values().collect()))
+            .collect()
+    };
     // §4.1: the cycle table, every distinct (response time, created_at), sorted.
     let mut cycles: Vec<(i64, i64)> = by_policy
-        .values()
-        .flat_map(|rows| {
-            rows.values()
+        .iter()
+        .flat_map(|(_, rows)| {
+            rows.iter()
                 .map(|r| (nanos(r.sample.at), nanos(r.created_at)))
         })
         .collect();
@@ -287,10 +303,22 @@ pub fn encode_block(
 
     let mut out = BlockWriter::new(kind, cycles, rate_window, version);
     for (name, rows) in &by_policy {
-        let rows: Vec<&StateRecord> = rows.values().copied().collect();
-        out.policy(name, &rows);
+        out.policy(name, rows);
     }
     out.finish()
+}
+
+/// `rows` cut into one run per policy, if they already are in block order (a bulk load's):
+/// policies in name order, each one's times strictly increasing. None otherwise.
+fn grouped(rows: &[StateRecord]) -> Option<Vec<&[StateRecord]>> {
+    let groups: Vec<&[StateRecord]> = rows.chunk_by(|a, b| a.policy == b.policy).collect();
+    let in_order = groups.windows(2).all(|w| match w {
+        [a, b] => matches!((a.first(), b.first()), (Some(a), Some(b)) if a.policy < b.policy),
+        _ => true,
+    }) && groups
+        .iter()
+        .all(|g| g.is_sorted_by(|a, b| a.sample.at < b.sample.at));
+    in_order.then_some(groups)
 }
 
 /// Merges whole blocks (each header ‖ body, given in file order) into one sealed block (§6.3),
@@ -590,21 +618,26 @@ fn encode_policy(
         return encode_policy_as(rows, cycles, window_ns, None);
     }
     // Rows read from text (an import) may be the legacy's own arithmetic: try its predictor
-    // too, and keep the smaller frame.
-    let native = encode_policy_as(rows, cycles, window_ns, Some(Family::Dictmon));
+    // too, on the frame's first rows, and encode the frame with the one that made them
+    // smaller (§4.5).
     if rows
         .iter()
         .all(|r| r.enrichment.text_scales == TextScales::default())
     {
-        return native;
+        return encode_policy_as(rows, cycles, window_ns, Some(Family::Dictmon));
     }
-    let legacy = encode_policy_as(rows, cycles, window_ns, Some(Family::Legacy));
-    if legacy.len() < native.len() {
-        legacy
+    let trial = rows.get(..FAMILY_TRIAL_ROWS).unwrap_or(rows);
+    let size = |family| encode_policy_as(trial, cycles, window_ns, Some(family)).len();
+    let family = if size(Family::Legacy) < size(Family::Dictmon) {
+        Family::Legacy
     } else {
-        native
-    }
+        Family::Dictmon
+    };
+    encode_policy_as(rows, cycles, window_ns, Some(family))
 }
+
+/// Rows of a frame on which a writer tries both predictor families (§4.5).
+const FAMILY_TRIAL_ROWS: usize = 1024;
 
 /// A policy frame with the predictor `family` (version 2), or in version 1's layout (none).
 fn encode_policy_as(
@@ -622,7 +655,14 @@ fn encode_policy_as(
     let mut prev = -1_i64;
     for r in rows {
         let key = (nanos(r.sample.at), nanos(r.created_at));
-        let idx = i64::try_from(cycles.binary_search(&key).unwrap_or(0)).unwrap_or(i64::MAX);
+        // Rows are in time order, so their cycles come in order: look just ahead first.
+        let ahead = usize::try_from(prev + 1).unwrap_or(0);
+        let found = match cycles.get(ahead..).and_then(|rest| rest.get(..8)) {
+            Some(near) => near.iter().position(|c| *c == key).map(|i| ahead + i),
+            None => None,
+        };
+        let idx = found.unwrap_or_else(|| cycles.binary_search(&key).unwrap_or(0));
+        let idx = i64::try_from(idx).unwrap_or(i64::MAX);
         w.zigzag(idx - prev - 1);
         prev = idx;
     }
@@ -761,7 +801,12 @@ fn predict_legacy(samples: &[Sample], times: &[i64], out: &mut Vec<[u64; DERIVED
             return None;
         }
         let (num, den) = if den < 0 { (-num, -den) } else { (num, den) };
-        let q = (2 * num.abs() + den) / (2 * den);
+        // In 64 bits when it fits (a 128-bit division is several times slower).
+        let small = |x: i128| u64::try_from(x).ok().filter(|&x| x < 1 << 61);
+        let q = match (small(num.abs()), small(den)) {
+            (Some(n), Some(d)) => i128::from((2 * n + d) / (2 * d)),
+            _ => (2 * num.abs() + den) / (2 * den),
+        };
         let k = if num < 0 { -q } else { q };
         i64::try_from(k).ok().map(|k| k as f64 / 100.0)
     };

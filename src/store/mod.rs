@@ -384,9 +384,17 @@ impl Store {
     /// `(policy, time)` already stored stays as it was (first occurrence wins, §5).
     pub fn append_sealed(&mut self, rows: &[StateRecord]) -> Result<()> {
         let max = usize::try_from(compact::MAX_BLOCK_ROWS).unwrap_or(usize::MAX);
-        for (month, rows) in by_month(rows)? {
+        let first = rows.first().map(|r| Month::of(r.sample.at));
+        if let Some(month) = first.filter(|m| within(rows, *m)) {
+            // One month (an import's flush, a backfill's chunk): no copy of the rows.
             for chunk in rows.chunks(max) {
                 self.write_block(month, BlockKind::Sealed, chunk)?;
+            }
+        } else {
+            for (month, rows) in by_month(rows)? {
+                for chunk in rows.chunks(max) {
+                    self.write_block(month, BlockKind::Sealed, chunk)?;
+                }
             }
         }
         self.nudge();
@@ -512,6 +520,30 @@ impl Store {
             },
         );
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The time ranges `(min, max)`, in ns, of the blocks stored for `month`, from their
+    /// headers: a row whose time is in none of them is not stored. None when a file of the
+    /// month is damaged, so that only reading its rows can tell.
+    pub fn stored_time_ranges(&self, month: Month) -> Option<Vec<(i64, i64)>> {
+        let open = compact::lock(&self.segments);
+        let mut ranges = Vec::new();
+        for (_, seg) in open.range(
+            SegmentId::first(month)..=SegmentId {
+                month,
+                part: u32::MAX,
+            },
+        ) {
+            if seg.damaged {
+                return None;
+            }
+            ranges.extend(
+                seg.blocks
+                    .iter()
+                    .map(|b| (b.header.min_time_ns, b.header.max_time_ns)),
+            );
+        }
+        Some(ranges)
     }
 
     /// The newest response time stored (from the blocks' headers; none when empty).
@@ -895,18 +927,43 @@ pub struct RetentionReport {
 }
 
 fn by_month(rows: &[StateRecord]) -> Result<BTreeMap<Month, Vec<StateRecord>>> {
+    check_times(rows)?;
     let mut out: BTreeMap<Month, Vec<StateRecord>> = BTreeMap::new();
     for r in rows {
-        if r.sample.at.timestamp_nanos_opt().is_none()
-            || r.created_at.timestamp_nanos_opt().is_none()
-        {
-            return Err(StoreError::TimeOutOfRange(r.sample.at));
-        }
         out.entry(Month::of(r.sample.at))
             .or_default()
             .push(r.clone());
     }
     Ok(out)
+}
+
+/// Whether every row is of `month`, with times in the nanosecond range the format stores.
+fn within(rows: &[StateRecord], month: Month) -> bool {
+    // Times compared as times (cheaper than converting each): the month's bounds, and the
+    // bounds of the nanosecond range.
+    let in_range = |t: &DateTime<Utc>| t.timestamp_nanos_opt().is_some().then_some(*t);
+    let (Some(start), Some(end)) = (
+        month.start().as_ref().and_then(in_range),
+        month.next().start().as_ref().and_then(in_range),
+    ) else {
+        return false;
+    };
+    let (first, last) = (
+        DateTime::from_timestamp_nanos(i64::MIN),
+        DateTime::from_timestamp_nanos(i64::MAX),
+    );
+    rows.iter()
+        .all(|r| (start..end).contains(&r.sample.at) && (first..=last).contains(&r.created_at))
+}
+
+/// Every row's times are within the nanosecond range the format stores.
+fn check_times(rows: &[StateRecord]) -> Result<()> {
+    match rows.iter().find(|r| {
+        r.sample.at.timestamp_nanos_opt().is_none() || r.created_at.timestamp_nanos_opt().is_none()
+    }) {
+        Some(r) => Err(StoreError::TimeOutOfRange(r.sample.at)),
+        None => Ok(()),
+    }
 }
 
 /// A file's (device, inode).
