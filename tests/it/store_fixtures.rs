@@ -42,6 +42,55 @@ fn version_2_segment_reads_exactly() {
     fixture_reads_exactly("segment-v2.seg");
 }
 
+/// storage-format.md §14.1: a sealed block with a zstd-compressed policy frame, and a poll
+/// stored just after a restart whose values the block's predictor does not predict.
+#[test]
+fn version_2_sealed_example_reads_exactly() {
+    let dir = data_dir_with("segment-v2-sealed.seg");
+    let bytes = std::fs::read(dir.path().join("segments/2026-11.seg")).expect("read");
+    // The policy frame at offset 150 is stored compressed: codec 1, a zstd frame.
+    assert_eq!(bytes.get(158), Some(&1));
+    assert_eq!(bytes.get(179..183), Some(&[0x28, 0xb5, 0x2f, 0xfd][..]));
+    let mut rows = Vec::new();
+    let problems = StoreReader::open(dir.path())
+        .expect("reader")
+        .scan(&Filter::default(), &mut |r| rows.push(r))
+        .expect("scan");
+    assert!(problems.is_empty(), "{problems:?}");
+    let bucket = BucketConfig {
+        capacity: 20,
+        refill_tokens: 6,
+        refill_period_secs: 60,
+    };
+    let tokens = [
+        20, 20, 19, 14, 9, 4, 0, 0, 3, 11, 17, 20, 20, 18, 12, 7, 2, 0, 5, 13, 20, 20, 20, 19,
+    ];
+    assert_eq!(rows.len(), tokens.len());
+    let mut window = Vec::new();
+    for ((k, row), available) in (0_i64..).zip(&rows).zip(tokens) {
+        let at = DateTime::from_timestamp(1_795_000_000 + k * 300, 833_000_000).expect("time");
+        let sample = Sample {
+            at,
+            available_tokens: available,
+            bucket,
+            category: PspCategory::A,
+        };
+        if k == 12 {
+            window.clear();
+        }
+        window.push(sample);
+        assert_eq!(row.sample, sample);
+        assert_eq!(row.created_at, at + TimeDelta::microseconds(4_120));
+        assert_eq!(
+            Some(row.enrichment),
+            enrich(&window, RateWindow::default()),
+            "poll {k}"
+        );
+    }
+    // §14.1's worked residual: poll 12 was stored with no rate at all.
+    assert_eq!(rows[12].enrichment.consumption_rate_per_minute, None);
+}
+
 fn fixture_reads_exactly(fixture: &str) {
     let dir = data_dir_with(fixture);
     let mut rows = Vec::new();
