@@ -48,7 +48,7 @@ cargo deb --no-build --locked --strip "${deb[@]}"
 ls -l target/debian/*.deb
 
 if ! $deb_only; then
-    # Static glibc (TOOLCHAIN.md): the explicit --target keeps crt-static away from build
+    # Static glibc: the explicit --target keeps crt-static away from build
     # scripts and proc-macros.
     RUSTFLAGS='-C target-feature=+crt-static' \
         cargo build --release --locked --target x86_64-unknown-linux-gnu

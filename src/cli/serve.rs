@@ -23,31 +23,35 @@ use super::source_args::{SourceArgs, WithSource, check_interval, with_source};
 ///
 /// With no config file and no --source it runs on the built-in DICT simulator (scenario
 /// `steady`, with a near-exhaustion episode every 10 minutes), keeps data in ./dictmon-data and
-/// serves HTTP on 127.0.0.1:9464 — try `--interval 5s` and open /api/v1/policies and /metrics
-/// there. Command-line flags override the file.
+/// serves HTTP on 127.0.0.1:9464 (and nothing else: the gRPC stream is off unless configured)
+/// — try `--interval 5s` and open 127.0.0.1:9464 in a browser. Command-line flags override
+/// the file.
 /// SIGTERM or Ctrl-C: the cycle in flight finishes, then it exits.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// TOML configuration (commented example: packaging/dictmon.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory.
+    /// Data directory [default: dictmon-data, or the config's `data_dir`].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// HTTP listen address (port 0: any free port, printed in the first log line).
+    /// HTTP listen address: dashboard, /api, /metrics (port 0: any free port, printed in the
+    /// first log line) [default: 127.0.0.1:9464, or the config's listen].
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
     #[command(flatten)]
     source: SourceArgs,
-    /// Poll interval: 5s, 1m, 5m … (at least 10s with --source dict).
+    /// Poll interval: 5s, 1m, 5m … (at least 10s with --source dict) [default: 5m, or the
+    /// config's interval].
     #[arg(long, value_name = "DURATION")]
     interval: Option<String>,
     /// Also append every alert event to this JSON-lines file, one event per line, fsynced
     /// (a sink named "events-file"; more sinks: [notify] in the config).
     #[arg(long, value_name = "FILE")]
     events_file: Option<PathBuf>,
-    /// gRPC listen address of the alert-event stream (default 127.0.0.1:9465; port 0: any free
-    /// port; "off": none).
+    /// gRPC listen address of the `WatchAlerts` stream of alert events (port 0: any free port;
+    /// "off": none) [default: off, or the config's `grpc_listen`; the packaged configuration
+    /// says 127.0.0.1:9465].
     #[arg(long, value_name = "ADDR")]
     grpc_listen: Option<String>,
 }

@@ -13,7 +13,7 @@ use dictmon::monitor::backfill::{BackfillPlan, backfill, serve_defaults};
 use dictmon::source::simulator::{Scenario, Simulator, SimulatorService};
 use dictmon::source::simulator_dict::{self, Fault, SimulatedDict};
 use dictmon::source::tls::{ensure_pki, read_pem};
-use dictmon::store::{Store, StoreOptions, segment_bytes};
+use dictmon::store::{Month, Store, StoreOptions, segment_bytes};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use super::{DEFAULT_DATA_DIR, Outcome, duration};
@@ -118,14 +118,16 @@ fn listen_grpc(args: &Args, listen: &str, category: PspCategory) -> anyhow::Resu
                 eprintln!("made a throw-away CA and certificates in {}", dir.display());
             }
             eprintln!(
-                "connect with: dictmon serve --source bridge --bridge-url https://{addr} --ca-cert {} --client-cert {} --client-key {}",
+                "connect with: dictmon serve --source bridge --bridge-url https://{addr} --ca-cert {} --client-cert {} --client-key {} --interval 1s",
                 files.ca.display(),
                 files.client_cert.display(),
                 files.client_key.display()
             );
             "https"
         } else {
-            eprintln!("connect with: dictmon serve --source bridge --bridge-url http://{addr}");
+            eprintln!(
+                "connect with: dictmon serve --source bridge --bridge-url http://{addr} --interval 1s"
+            );
             "http"
         };
         // The address line goes to stdout, for scripts and tests.
@@ -210,7 +212,18 @@ where
 
 fn write_history(args: &Args, span: &str) -> anyhow::Result<Outcome> {
     let to = Utc::now();
-    let from = duration::parse(span).context("--backfill")?.before(to)?;
+    let asked = duration::parse(span).context("--backfill")?.before(to)?;
+    // History older than retention keeps would be deleted by the first `serve`: it starts at
+    // the oldest month kept instead (13 months: this one and the 12 before it).
+    let keep = dictmon::config::Config::default().keep_months;
+    let oldest_kept = Month::of(to).minus(keep - 1).start().unwrap_or(asked);
+    let from = asked.max(oldest_kept);
+    if from > asked {
+        eprintln!(
+            "note: history starts at {} UTC, the first day of the oldest of the {keep} months retention keeps; older history would be deleted by the first `serve`",
+            from.format("%Y-%m-%d %H:%M")
+        );
+    }
     let interval = duration::parse_fixed(&args.interval).context("--interval")?;
     let plan = BackfillPlan {
         from,

@@ -173,7 +173,9 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("dictmon-data"),
             listen: "127.0.0.1:9464".into(),
-            grpc_listen: "127.0.0.1:9465".into(),
+            // Off unless configured: a demo `serve` needs one free port, not two. The packaged
+            // configuration turns it on at 127.0.0.1:9465.
+            grpc_listen: String::new(),
             api_token_file: None,
             notify: NotifyConfig {
                 sinks: Vec::new(),

@@ -202,6 +202,20 @@ impl AlertEventType {
             Self::Resolved => "resolved",
         }
     }
+
+    /// The name events carry: `rate_limit.alert.created` or `rate_limit.alert.resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "rate_limit.alert.created",
+            Self::Resolved => "rate_limit.alert.resolved",
+        }
+    }
+}
+
+impl std::fmt::Display for AlertEventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An alert event as published downstream; field names and values are the legacy schema.

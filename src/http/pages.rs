@@ -177,18 +177,32 @@ fn alert_list(alerts: &[Alert], known: &dyn Fn(&PolicyName) -> bool) -> Markup {
     }
 }
 
+/// A refill in words: "6 per minute", "40 per day", "5 every 10 minutes".
+fn refill(tokens: i64, period_secs: i64) -> String {
+    let unit = |n: i64, one: &str| {
+        if n == 1 {
+            format!("{tokens} per {one}")
+        } else {
+            format!("{tokens} every {n} {one}s")
+        }
+    };
+    match period_secs {
+        p if p > 0 && p % 86_400 == 0 => unit(p / 86_400, "day"),
+        p if p > 0 && p % 3_600 == 0 => unit(p / 3_600, "hour"),
+        p if p > 0 && p % 60 == 0 => unit(p / 60, "minute"),
+        p => unit(p, "second"),
+    }
+}
+
 fn facts(view: &PolicyView, which: Facts) -> Markup {
     let r = &view.record;
     let e = &r.enrichment;
-    let recovery = if r.sample.available_tokens >= r.sample.bucket.capacity {
-        "full".to_owned()
-    } else {
-        human(e.recovery_eta_seconds)
-    };
+    // One wording everywhere (`status`, `query`): a full bucket is full "now".
+    let recovery = human(e.recovery_eta_seconds);
     html! {
         dl.facts {
             div { dt { "Available" } dd { (r.sample.available_tokens) " / " (r.sample.bucket.capacity) " tokens" } }
-            div { dt { "Refill" } dd { (r.sample.bucket.refill_tokens) " every " (r.sample.bucket.refill_period_secs) " s" } }
+            div { dt { "Refill" } dd { (refill(r.sample.bucket.refill_tokens, r.sample.bucket.refill_period_secs)) } }
             div { dt { "Consumption" } dd {
                 @match e.consumption_rate_per_minute {
                     Some(x) => { (format!("{x:.1}")) " tokens/min" },
@@ -586,4 +600,19 @@ pub fn problem(title: &str, detail: &str) -> String {
         }
     };
     page(&format!("{title} — dictmon"), None, &body).into_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refill;
+
+    #[test]
+    fn refills_read_in_words() {
+        assert_eq!(refill(6, 60), "6 per minute");
+        assert_eq!(refill(40, 86_400), "40 per day");
+        assert_eq!(refill(1, 1), "1 per second");
+        assert_eq!(refill(5, 600), "5 every 10 minutes");
+        assert_eq!(refill(2, 90), "2 every 90 seconds");
+        assert_eq!(refill(3, 7_200), "3 every 2 hours");
+    }
 }

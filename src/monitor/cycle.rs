@@ -523,11 +523,11 @@ impl Cycle {
         self.opened += usize::from(t.opened());
         for e in &t.events {
             if self.history {
-                debug!(policy = %e.endpoint_id, severity = %e.severity, event = ?e.event_type, "{}", e.message);
+                debug!(policy = %e.endpoint_id, severity = %e.severity, event = %e.event_type, "{}", e.message);
                 continue;
             }
             self.shared.metrics.alert_event(e);
-            info!(policy = %e.endpoint_id, severity = %e.severity, event = ?e.event_type, "{}", e.message);
+            info!(policy = %e.endpoint_id, severity = %e.severity, event = %e.event_type, "{}", e.message);
         }
         update.events.extend(t.events);
         let severity = t.state.open.as_ref().map(|a| a.severity);
