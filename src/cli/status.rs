@@ -70,10 +70,12 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     if args.format == "json" {
         for r in latest.values() {
             let severity = open.get(r.policy.as_str());
-            println!(
-                "{}",
-                serde_json::json!({ "record": r, "severity": severity })
-            );
+            // The shape of /api/v1/policies: the row, flat, and its open alert's severity.
+            let mut v = serde_json::to_value(dictmon::domain::StateJson::from(r))?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("severity".into(), serde_json::json!(severity));
+            }
+            println!("{v}");
         }
         return Ok(Outcome::Success);
     }
@@ -122,12 +124,12 @@ fn live(args: &Args, name: &str) -> anyhow::Result<Outcome> {
             println!(
                 "{}",
                 serde_json::json!({
-                    "name": p.name,
+                    "endpoint_id": p.name,
                     "available_tokens": p.available_tokens,
                     "capacity": p.capacity,
                     "refill_tokens": p.refill_tokens,
                     "refill_period_sec": p.refill_period_secs,
-                    "category": list.category,
+                    "psp_category": list.category,
                     "response_time": list.response_time,
                     "correlation_id": list.correlation_id,
                 })

@@ -145,13 +145,15 @@ impl Thresholds {
 pub struct Alert {
     /// Name-based id, stable across replays.
     pub id: Uuid,
-    /// The policy (`endpoint_id`).
+    /// The policy (`endpoint_id`; read under that name too, as the API writes it).
+    #[serde(alias = "endpoint_id")]
     pub policy: PolicyName,
     /// Its severity, fixed for the alert's life (a change of level is a new alert).
     pub severity: Severity,
     /// Threshold crossing or projection.
     pub cause: AlertCause,
-    /// DICT time of the sample that opened it.
+    /// DICT time of the sample that opened it (`created_at` in the API and the legacy table).
+    #[serde(alias = "created_at")]
     pub opened_at: DateTime<Utc>,
     /// Tokens available when it opened.
     pub available_tokens: i64,
@@ -165,8 +167,63 @@ pub struct Alert {
     pub message: String,
     /// DICT time of the sample that resolved it; none while open.
     pub resolved_at: Option<DateTime<Utc>>,
-    /// Why it was resolved (recovered, escalated, de-escalated).
+    /// Why it was resolved (recovered, escalated, de-escalated); `resolution_notes`.
+    #[serde(alias = "resolution_notes")]
     pub resolution: Option<String>,
+}
+
+/// An alert as the API and `query alerts --format json` show it: the legacy
+/// `dict_rate_limit_alerts` columns' names (`endpoint_id`, `created_at`, `resolved`,
+/// `resolution_notes`), as in the alerts CSV and the alert events. (The catalog keeps its own
+/// field names, storage-format.md §10.)
+#[derive(Serialize)]
+pub struct AlertJson<'a> {
+    /// Name-based id.
+    pub id: Uuid,
+    /// The policy.
+    pub endpoint_id: &'a str,
+    /// WARNING or CRITICAL.
+    pub severity: Severity,
+    /// `threshold` or `projection`.
+    pub cause: AlertCause,
+    /// DICT time of the sample that opened it.
+    pub created_at: DateTime<Utc>,
+    /// Tokens then.
+    pub available_tokens: i64,
+    /// Capacity then.
+    pub capacity: i64,
+    /// Utilization then.
+    pub utilization_percent: f64,
+    /// The participant's category then.
+    pub psp_category: PspCategory,
+    /// What it said.
+    pub message: &'a str,
+    /// Whether it is resolved.
+    pub resolved: bool,
+    /// When.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// How.
+    pub resolution_notes: Option<&'a str>,
+}
+
+impl<'a> From<&'a Alert> for AlertJson<'a> {
+    fn from(a: &'a Alert) -> Self {
+        Self {
+            id: a.id,
+            endpoint_id: a.policy.as_str(),
+            severity: a.severity,
+            cause: a.cause,
+            created_at: a.opened_at,
+            available_tokens: a.available_tokens,
+            capacity: a.capacity,
+            utilization_percent: a.utilization_percent,
+            psp_category: a.psp_category,
+            message: &a.message,
+            resolved: a.resolved_at.is_some(),
+            resolved_at: a.resolved_at,
+            resolution_notes: a.resolution.as_deref(),
+        }
+    }
 }
 
 impl Alert {

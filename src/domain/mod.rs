@@ -53,11 +53,13 @@ mod policy;
 mod snapshot;
 
 pub use alert::{
-    Alert, AlertCause, AlertEvent, AlertEventType, AlertState, Observation,
+    Alert, AlertCause, AlertEvent, AlertEventType, AlertJson, AlertState, Observation,
     PREDICTIVE_MAX_REMAINING, Severity, ThresholdError, Thresholds, Transition, evaluate,
 };
 pub use bucket::{
     Enrichment, PrefixScratch, RateWindow, TextScales, enrich, enrich_prefixes, human, tenths,
 };
 pub use policy::{BucketConfig, Policy, PolicyName, PspCategory};
-pub use snapshot::{RejectReason, Sample, Snapshot, StateRecord, ValidationLimits, validate};
+pub use snapshot::{
+    RejectReason, Sample, Snapshot, StateJson, StateRecord, ValidationLimits, validate,
+};

@@ -51,6 +51,59 @@ pub struct StateRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// A stored row as the API, `status` and `query states --format json` show it: flat, with the
+/// legacy `dict_rate_limit_states` columns' names, plus `remaining_percent`.
+#[derive(Serialize)]
+pub struct StateJson<'a> {
+    /// The policy.
+    pub endpoint_id: &'a str,
+    /// Tokens available.
+    pub available_tokens: i64,
+    /// Bucket capacity.
+    pub capacity: i64,
+    /// Tokens per refill step.
+    pub refill_tokens: i64,
+    /// Seconds per refill step.
+    pub refill_period_sec: i64,
+    /// The participant's category.
+    pub psp_category: PspCategory,
+    /// Derived, as computed when stored.
+    pub utilization_percent: f64,
+    /// Derived.
+    pub remaining_percent: f64,
+    /// Derived; none before a second sample.
+    pub consumption_rate_per_minute: Option<f64>,
+    /// Derived; none for never.
+    pub recovery_eta_seconds: Option<f64>,
+    /// Derived; none for never.
+    pub exhaustion_projection_seconds: Option<f64>,
+    /// DICT's time of the reading.
+    pub response_time: DateTime<Utc>,
+    /// When dictmon stored it.
+    pub created_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a StateRecord> for StateJson<'a> {
+    fn from(r: &'a StateRecord) -> Self {
+        let (s, e) = (&r.sample, &r.enrichment);
+        Self {
+            endpoint_id: r.policy.as_str(),
+            available_tokens: s.available_tokens,
+            capacity: s.bucket.capacity,
+            refill_tokens: s.bucket.refill_tokens,
+            refill_period_sec: s.bucket.refill_period_secs,
+            psp_category: s.category,
+            utilization_percent: e.utilization_percent,
+            remaining_percent: e.remaining_percent,
+            consumption_rate_per_minute: e.consumption_rate_per_minute,
+            recovery_eta_seconds: e.recovery_eta_seconds,
+            exhaustion_projection_seconds: e.exhaustion_projection_seconds,
+            response_time: s.at,
+            created_at: r.created_at,
+        }
+    }
+}
+
 /// Why a sample was refused. Each reason is also a bounded metric label ([`Self::label`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]

@@ -20,7 +20,7 @@ use std::io::{self, Write};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::domain::{Alert, PolicyName, StateRecord, human};
+use crate::domain::{Alert, AlertJson, PolicyName, StateJson, StateRecord, human};
 use crate::store::{Corruption, Filter, Month, StoreError, StoreReader};
 
 /// An output format of `dictmon query`.
@@ -364,21 +364,7 @@ impl<W: Write> StatesWriter<W> {
                 );
             }
             Format::Json => {
-                let v = serde_json::json!({
-                    "endpoint_id": r.policy.as_str(),
-                    "available_tokens": s.available_tokens,
-                    "capacity": s.bucket.capacity,
-                    "refill_tokens": s.bucket.refill_tokens,
-                    "refill_period_sec": s.bucket.refill_period_secs,
-                    "psp_category": s.category.to_string(),
-                    "utilization_percent": e.utilization_percent,
-                    "remaining_percent": e.remaining_percent,
-                    "consumption_rate_per_minute": e.consumption_rate_per_minute,
-                    "recovery_eta_seconds": e.recovery_eta_seconds,
-                    "exhaustion_projection_seconds": e.exhaustion_projection_seconds,
-                    "response_time": rfc3339(s.at),
-                    "created_at": rfc3339(r.created_at),
-                });
+                let v = serde_json::to_string(&StateJson::from(r)).unwrap_or_default();
                 let _ = writeln!(self.line, "{v}");
             }
             Format::Table => {
@@ -455,22 +441,19 @@ pub fn write_alerts<W: Write>(
         line.clear();
         match format {
             Format::PgCsv | Format::Csv => push_alert_pg(&mut line, a),
-            Format::Json => match delivery.get(i).filter(|d| !d.is_empty()) {
-                Some(d) => {
-                    let mut value = serde_json::to_value(a).unwrap_or_default();
-                    if let Some(obj) = value.as_object_mut() {
-                        let states = d
-                            .iter()
-                            .map(|(sink, state)| (sink.clone(), state.as_str().into()))
-                            .collect();
-                        obj.insert("delivery".into(), serde_json::Value::Object(states));
-                    }
-                    let _ = writeln!(line, "{value}");
+            Format::Json => {
+                let mut value = serde_json::to_value(AlertJson::from(a)).unwrap_or_default();
+                if let Some(d) = delivery.get(i).filter(|d| !d.is_empty())
+                    && let Some(obj) = value.as_object_mut()
+                {
+                    let states = d
+                        .iter()
+                        .map(|(sink, state)| (sink.clone(), state.as_str().into()))
+                        .collect();
+                    obj.insert("delivery".into(), serde_json::Value::Object(states));
                 }
-                None => {
-                    let _ = writeln!(line, "{}", serde_json::to_string(a).unwrap_or_default());
-                }
-            },
+                let _ = writeln!(line, "{value}");
+            }
             Format::Table => {
                 let _ = write!(
                     line,

@@ -45,7 +45,7 @@ use tracing::{debug, warn};
 use self::history::Range;
 use self::pages::{Card, Health};
 use self::route::Route;
-use crate::domain::{PolicyName, Severity, Thresholds};
+use crate::domain::{AlertJson, PolicyName, Severity, StateJson, Thresholds};
 use crate::ring::RingSet;
 use crate::store::StoreReader;
 use crate::store::catalog::Catalog;
@@ -315,7 +315,7 @@ async fn handle(req: &Request<Incoming>, state: Arc<HttpState>) -> Reply {
                 if open_only {
                     alerts.retain(|a| a.resolved_at.is_none());
                 }
-                json(&alerts)
+                json(&alerts.iter().map(AlertJson::from).collect::<Vec<_>>())
             }
             Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
         },
@@ -490,22 +490,12 @@ fn readyz(shared: &Published) -> Reply {
     }
 }
 
-/// A policy in `/api/v1/policies`.
+/// A policy in `/api/v1/policies`: its latest row and its open alert's severity.
 #[derive(Serialize)]
 struct PolicyJson<'a> {
-    endpoint_id: &'a str,
-    psp_category: String,
-    available_tokens: i64,
-    capacity: i64,
-    refill_tokens: i64,
-    refill_period_seconds: i64,
-    utilization_percent: f64,
-    remaining_percent: f64,
-    consumption_rate_per_minute: Option<f64>,
-    recovery_eta_seconds: Option<f64>,
-    exhaustion_projection_seconds: Option<f64>,
-    response_time: chrono::DateTime<Utc>,
-    severity: Option<crate::domain::Severity>,
+    #[serde(flatten)]
+    state: StateJson<'a>,
+    severity: Option<Severity>,
 }
 
 fn policies(shared: &Published) -> Vec<serde_json::Value> {
@@ -517,20 +507,8 @@ fn policies(shared: &Published) -> Vec<serde_json::Value> {
                  record: r,
                  severity,
              }| {
-                let e = &r.enrichment;
                 serde_json::to_value(PolicyJson {
-                    endpoint_id: r.policy.as_str(),
-                    psp_category: r.sample.category.to_string(),
-                    available_tokens: r.sample.available_tokens,
-                    capacity: r.sample.bucket.capacity,
-                    refill_tokens: r.sample.bucket.refill_tokens,
-                    refill_period_seconds: r.sample.bucket.refill_period_secs,
-                    utilization_percent: e.utilization_percent,
-                    remaining_percent: e.remaining_percent,
-                    consumption_rate_per_minute: e.consumption_rate_per_minute,
-                    recovery_eta_seconds: e.recovery_eta_seconds,
-                    exhaustion_projection_seconds: e.exhaustion_projection_seconds,
-                    response_time: r.sample.at,
+                    state: StateJson::from(r),
                     severity: *severity,
                 })
                 .unwrap_or_default()

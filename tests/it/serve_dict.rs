@@ -115,8 +115,8 @@ fn exhaustion_over_dict_opens_and_resolves_a_critical_alert() {
         String::from_utf8_lossy(&out.stderr)
     );
     let live: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    assert_eq!(live["name"], SCRIPTED_POLICY);
-    assert_eq!(live["category"], "C");
+    assert_eq!(live["endpoint_id"], SCRIPTED_POLICY);
+    assert_eq!(live["psp_category"], "C");
     assert!(live["capacity"].as_i64().is_some_and(|c| c > 0), "{live}");
 }
 
