@@ -151,7 +151,9 @@ fn health_header(h: &Health<'_>, now: DateTime<Utc>) -> Markup {
     }
 }
 
-fn alert_list(alerts: &[Alert], known: &dyn Fn(&PolicyName) -> bool) -> Markup {
+/// The open alerts, each with the bucket's remaining % now (`current`, none for a policy no
+/// longer polled) beside the one at opening.
+fn alert_list(alerts: &[Alert], current: &dyn Fn(&PolicyName) -> Option<f64>) -> Markup {
     html! {
         section #alerts aria-labelledby="alerts-title" {
             h2 #alerts-title { "Open alerts (" (alerts.len()) ")" }
@@ -163,16 +165,35 @@ fn alert_list(alerts: &[Alert], known: &dyn Fn(&PolicyName) -> bool) -> Markup {
                         li data-severity=(severity_key(Some(a.severity))) {
                             span.badge { (a.severity.as_str()) }
                             " "
-                            @if known(&a.policy) {
+                            @if current(&a.policy).is_some() {
                                 a href={ "/policy/" (a.policy) } { strong { (a.policy) } }
                             } @else {
                                 strong { (a.policy) }
                             }
                             " since " (when(a.opened_at)) ": " (a.message)
+                            br;
+                            span.values {
+                                @if let Some(now) = current(&a.policy) {
+                                    "Now " strong { (percent(now)) } " remaining; "
+                                }
+                                (percent(100.0 - a.utilization_percent)) " when it opened ("
+                                (a.available_tokens) "/" (a.capacity) " tokens)."
+                            }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// A policy name that a narrow card may wrap after each `_` (and only there).
+fn breakable(name: &str) -> Markup {
+    let mut parts = name.split('_').peekable();
+    html! {
+        @while let Some(part) = parts.next() {
+            (part)
+            @if parts.peek().is_some() { "_" wbr; }
         }
     }
 }
@@ -290,11 +311,18 @@ fn sparkline(
             percent(points.last().map_or(0.0, |p| p.1))
         )
     };
+    let span = human(Some((frame.t1_ms - frame.t0_ms) as f64 / 1000.0));
     html! {
         svg.spark viewBox="0 0 200 40" preserveAspectRatio="none" role="img" aria-label=(label) data-points=(points.len()) {
             line.warn x1="0" x2="200" y1=(format!("{:.1}", frame.y(th.warning_percent))) y2=(format!("{:.1}", frame.y(th.warning_percent))) {}
             line.crit x1="0" x2="200" y1=(format!("{:.1}", frame.y(th.critical_percent))) y2=(format!("{:.1}", frame.y(th.critical_percent))) {}
             path.line d=(chart::line_path(&frame, &points, gap)) {}
+        }
+        p.spark-legend.muted {
+            "Last " (span) " · "
+            span.warn { "- - WARNING " (percent(th.warning_percent)) }
+            " · "
+            span.crit { "- - CRITICAL " (percent(th.critical_percent)) }
         }
     }
 }
@@ -306,7 +334,7 @@ fn card(c: &Card<'_>, poll: std::time::Duration, now: DateTime<Utc>) -> Markup {
     html! {
         article.card id={ "p-" (name) } data-policy=(name) data-severity=(severity_key(sev)) {
             header {
-                h3 { a href={ "/policy/" (name) } { (name) } }
+                h3 { a href={ "/policy/" (name) } { (breakable(name)) } }
                 span.badge { (severity_text(sev)) }
             }
             p.remaining { strong { (percent(r.enrichment.remaining_percent)) } " remaining" }
@@ -347,12 +375,17 @@ pub fn overview(
         (n, 0) => format!("dictmon — {n} open alert(s)"),
         (n, c) => format!("dictmon — {c} CRITICAL, {n} open alert(s)"),
     };
-    let known = |p: &PolicyName| cards.iter().any(|c| &c.view.record.policy == p);
+    let current = |p: &PolicyName| {
+        cards
+            .iter()
+            .find(|c| &c.view.record.policy == p)
+            .map(|c| c.view.record.enrichment.remaining_percent)
+    };
     let body = html! {
         div #live {
             (health_header(health, now))
             main {
-                (alert_list(open_alerts, &known))
+                (alert_list(open_alerts, &current))
                 section #policies aria-labelledby="policies-title" {
                     h2 #policies-title { "Policies (" (cards.len()) ")" }
                     @if cards.is_empty() {
@@ -373,9 +406,9 @@ fn time_ticks(h: &History) -> Vec<(i64, String)> {
     let (t0, t1) = (h.since.timestamp_millis(), h.until.timestamp_millis());
     let span = t1 - t0;
     let format = if span < 600_000 {
-        "%H:%M:%S"
+        "%d %b %H:%M:%S"
     } else if span < 2 * 86_400_000 {
-        "%H:%M"
+        "%d %b %H:%M"
     } else if span < 60 * 86_400_000 {
         "%d %b"
     } else {
@@ -384,7 +417,11 @@ fn time_ticks(h: &History) -> Vec<(i64, String)> {
     (0..5)
         .filter_map(|i| {
             let at = t0 + (t1 - t0) * i / 4;
-            DateTime::from_timestamp_millis(at).map(|t| (at, t.format(format).to_string()))
+            let text = DateTime::from_timestamp_millis(at)?
+                .format(format)
+                .to_string();
+            // The last tick says the zone of them all.
+            Some((at, if i == 4 { format!("{text} UTC") } else { text }))
         })
         .collect()
 }
@@ -496,6 +533,9 @@ fn history_chart(h: &History, th: &Thresholds, poll: std::time::Duration) -> Mar
                 path.line d=(chart::line_path(&frame, &line, gap)) {}
             }
             figcaption.muted {
+                "Blocks above the plot: alerts — "
+                span.crit { "■ CRITICAL" } " · " span.warn { "■ WARNING" }
+                " (hover for times). "
                 @if h.since > h.until - h.range.span() {
                     "Since the first sample (" (utc(h.since)) "). "
                 }

@@ -215,10 +215,26 @@ fn check_overview(serve: &Serve, profile: &Path, names: &BTreeSet<String>) {
         (90..=100).contains(&spark_points),
         "the sparkline draws the ring's last 24 h (288 backfilled samples reloaded) in at most 100 points: {spark_points}"
     );
+    let legend = element(card, "<p class=\"spark-legend muted\"", "p");
+    assert!(
+        legend.contains("Last 2")
+            && legend.contains("h · ")
+            && legend.contains("WARNING 30.0 %")
+            && legend.contains("CRITICAL 25.0 %"),
+        "the sparkline says its span and what its ticks are: {legend}"
+    );
+    assert!(
+        cards.len() == names.len() && overview.contains("_<wbr>"),
+        "policy names may wrap after an underscore"
+    );
     let alerts = element(&overview, "<section id=\"alerts\"", "section");
     assert!(
         alerts.contains(&format!("/policy/{SCRIPTED}")) && alerts.contains(">CRITICAL<"),
         "open alerts on top name the critical policy: {alerts}"
+    );
+    assert!(
+        alerts.contains("Now <strong>") && alerts.contains("when it opened ("),
+        "an open alert shows its value now beside its value at opening: {alerts}"
     );
     assert!(
         overview.contains("data-ago=\""),
@@ -270,6 +286,14 @@ fn check_history(serve: &Serve, profile: &Path, data: &Path) -> String {
         "one path vertex per point"
     );
     assert!(svg.contains("WARNING 30.0 %") && svg.contains("CRITICAL 25.0 %"));
+    assert!(
+        svg.contains(" UTC</text>"),
+        "the time axis says its zone: {svg}"
+    );
+    assert!(
+        page.contains("Blocks above the plot: alerts"),
+        "the alert lane has a legend"
+    );
     assert!(
         svg.contains("<rect class=\"span critical\""),
         "the open alert drawn as a span"
