@@ -81,6 +81,19 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
+    /// Bad rows of `file`, with their lines and reasons: counted, and the first
+    /// [`MAX_REPORTED`] kept, so that memory does not grow with the number of bad lines.
+    fn bad_rows(&mut self, file: &Path, bad: Vec<(u64, String)>) {
+        for (line, reason) in bad {
+            self.problem(RowProblem {
+                file: file.to_owned(),
+                line,
+                reason,
+                duplicate: false,
+            });
+        }
+    }
+
     fn problem(&mut self, p: RowProblem) {
         if p.duplicate {
             self.duplicates += 1;
@@ -824,16 +837,7 @@ fn read_and_write(
                 // Refused only when the writer stopped; its error is the one told.
                 months.send(month).map_err(|_| ImportError::WriterStopped)?;
             }
-            // Counted; only the first MAX_REPORTED are kept for the report, so memory does
-            // not grow with the number of bad lines.
-            for (line, reason) in chunk.bad {
-                report.problem(RowProblem {
-                    file: states.to_owned(),
-                    line,
-                    reason,
-                    duplicate: false,
-                });
-            }
+            report.bad_rows(states, chunk.bad);
             Ok(())
         });
         let read = read.and_then(|()| {
@@ -887,14 +891,7 @@ fn check_states(
             .collect()
     };
     read_states(states, now, &mut warnings, bad_rows, |bad| {
-        for (line, reason) in bad {
-            report.problem(RowProblem {
-                file: states.to_owned(),
-                line,
-                reason,
-                duplicate: false,
-            });
-        }
+        report.bad_rows(states, bad);
         Ok(())
     })?;
     report.warnings.append(&mut warnings);
