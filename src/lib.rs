@@ -45,7 +45,10 @@
 //! ([`telemetry::Published`], the catalog). The store's compactor is a thread of its own
 //! (`dictmon-compactor`), merging closed hours' blocks while the monitor appends; the two
 //! share only the open segments' table, locked for an append or a rename, never for a merge.
-//! Full scans of the store decode on up to four worker threads.
+//! Full scans of the store decode on up to four worker threads (one core: on the reading
+//! thread, without collecting rows). `import` reads a states file on up to four parsing
+//! threads fed by one splitting thread, and writes each month on a writing thread of its own
+//! while the next months are read.
 
 pub mod config;
 pub mod domain;
