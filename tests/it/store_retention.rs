@@ -193,18 +193,21 @@ fn a_clock_running_ahead_cannot_erase_history() {
     use crate::util::{Serve, dictmon, faketime, run_ok, wait_until};
     let dir = tempfile::tempdir().expect("temp");
     let data = dir.path().join("data");
-    run_ok(
-        dictmon()
-            .args([
-                "simulate",
-                "--backfill",
-                "13mo",
-                "--interval",
-                "1h",
-                "--data-dir",
-            ])
-            .arg(&data),
-    );
+    // 14 calendar months: 13 written with the clock back in the previous month (a backfill
+    // starts no earlier than the oldest month retention keeps), then the days since.
+    let back = format!("{}d", chrono::Datelike::day(&chrono::Utc::now()) + 1);
+    for (span, clock) in [
+        ("13mo", faketime(&format!("-{back}"))),
+        (back.as_str(), Vec::new()),
+    ] {
+        run_ok(
+            dictmon()
+                .envs(clock.iter().map(|(k, v)| (k, v)))
+                .args(["simulate", "--backfill", span, "--interval", "1h"])
+                .arg("--data-dir")
+                .arg(&data),
+        );
+    }
     let months = || {
         StoreReader::open(&data)
             .expect("reader")
@@ -212,11 +215,7 @@ fn a_clock_running_ahead_cannot_erase_history() {
             .expect("months")
     };
     let written = months();
-    assert_eq!(
-        written.len(),
-        14,
-        "13 months back from now touch 14 calendar months"
-    );
+    assert_eq!(written.len(), 14, "one month more than retention keeps");
 
     // DICT's clock is right (the Bridge simulator, a process of its own); ours is 400 days
     // ahead. Retention runs at the first cycle.
