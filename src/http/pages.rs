@@ -407,7 +407,8 @@ fn time_ticks(h: &History) -> Vec<(i64, String)> {
     let span = t1 - t0;
     let format = if span < 600_000 {
         "%d %b %H:%M:%S"
-    } else if span < 2 * 86_400_000 {
+    } else if span < 7 * 86_400_000 {
+        // Ticks less than two days apart: the same date twice would say nothing.
         "%d %b %H:%M"
     } else if span < 60 * 86_400_000 {
         "%d %b"
