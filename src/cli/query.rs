@@ -163,12 +163,14 @@ fn alerts(a: &AlertsArgs) -> anyhow::Result<Outcome> {
         None => None,
         Some("WARNING") => Some(Severity::Warning),
         Some("CRITICAL") => Some(Severity::Critical),
-        Some(other) => anyhow::bail!("--severity {other:?}: WARNING or CRITICAL"),
+        Some("INFO") => Some(Severity::Info),
+        Some(other) => anyhow::bail!("--severity {other:?}: INFO, WARNING or CRITICAL"),
     };
     let reader = StoreReader::open(&a.common.data_dir)?;
     let mut alerts = alerts_in(&reader, since, until)?;
     alerts.retain(|x| {
-        severity.is_none_or(|s| x.severity == s) && (!a.open || x.resolved_at.is_none())
+        // An incident is found by the worst severity it reached.
+        severity.is_none_or(|s| x.peak() == s) && (!a.open || x.resolved_at.is_none())
     });
     let catalog = reader.catalog()?;
     let sinks = catalog.sinks()?;

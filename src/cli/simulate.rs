@@ -46,10 +46,11 @@ pub struct Args {
     #[arg(long, value_name = "DIR", requires = "listen")]
     tls_dir: Option<PathBuf>,
     /// Inject a fault (--protocol dict): STATUS@N answers every N-th request with STATUS, e.g.
-    /// 503@4; repeatable.
-    #[arg(long, value_name = "STATUS@N", requires = "listen")]
+    /// 503@4; empty@N answers every N-th listing with no policy (`<Policies/>`);
+    /// wrong-name@N answers every N-th single-policy read about another policy. Repeatable.
+    #[arg(long, value_name = "FAULT@N", requires = "listen")]
     fault: Vec<Fault>,
-    /// Retry-After, in seconds, of injected 429 and 503 answers.
+    /// Retry-After, in seconds, of injected 503 answers (DICT declares none on 429).
     #[arg(long, value_name = "SECS", default_value_t = 2)]
     retry_after: u64,
     /// Traffic scenario: steady, burst, exhaustion, capacity-change, flapping, malformed.

@@ -6,21 +6,25 @@
 //! - The level of an observation is CRITICAL when remaining % ≤ critical threshold (default 10),
 //!   WARNING when ≤ warning threshold (default 20), else none. A balance below zero is CRITICAL.
 //! - **Hysteresis**: a level at or below the one currently open is left only when the bucket is
-//!   `hysteresis_points` (default 2) above its threshold. Escalation has no hysteresis. So a
-//!   bucket hovering at 19–21 % raises one WARNING, not a storm of them.
+//!   `hysteresis_points` (default 2) above its threshold, and never less than one token above
+//!   it: a bucket of 20 tokens moves 5 points a token, so 2 points would be no hysteresis at
+//!   all. Escalation has no hysteresis. So a bucket hovering at 19–21 % raises one WARNING, and
+//!   one that ticks between 1 and 3 tokens stays CRITICAL, not a storm of changes.
 //! - **Predictive warning** (beyond the legacy design; on by default): when the exhaustion
 //!   projection is at most the horizon (default 15 min) and at most half the bucket remains
 //!   ([`PREDICTIVE_MAX_REMAINING`]), a WARNING opens even above the warning threshold. Once open it
 //!   holds while the projection stays within twice the horizon. (Above half full, a projection
 //!   rests on too little drain to be trusted: a one-token drop read in whole tokens would raise
 //!   warnings on idle buckets.)
-//! - At most one open alert per policy. A change of level resolves the open alert and opens one
-//!   at the new level (escalation WARNING→CRITICAL and de-escalation alike); back to no level
-//!   resolves it.
+//! - **One incident, one alert.** At most one open alert per policy. A change of level while it
+//!   is open (escalation WARNING→CRITICAL, de-escalation back) updates that alert's severity
+//!   (a `rate_limit.alert.updated` event with the new severity; `peak_severity` keeps the worst
+//!   it reached); back to no level resolves it.
 //! - **Idempotent**: an observation not newer than the last one evaluated changes nothing, so a
 //!   replayed cycle yields no event. Alert and event ids are name-based UUIDs (v5) of the policy,
-//!   the DICT time the alert opened and its severity: a replay after a crash produces the same ids,
-//!   and receivers can de-duplicate on them.
+//!   the DICT time the alert opened and the severity it opened with (an update's event id adds
+//!   the DICT time of the update): a replay after a crash produces the same ids, and receivers
+//!   can de-duplicate on them.
 //! - Event timestamps are DICT's response time of the sample that caused the transition.
 
 use std::fmt;
@@ -40,10 +44,12 @@ pub const PREDICTIVE_MAX_REMAINING: f64 = 50.0;
 /// delivered would no longer match.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d1c_7a0e_3b6f_4c2a_9e81_d1c7_0a4e_b6f2);
 
-/// How bad an alert is.
+/// How bad an alert is. Ordered: INFO < WARNING < CRITICAL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Severity {
+    /// News, not danger: a category upgrade ([`CategoryChange`]). A bucket's level is never INFO.
+    Info,
     /// Remaining at or below the warning threshold, or exhaustion predicted within the horizon.
     Warning,
     /// Remaining at or below the critical threshold.
@@ -54,6 +60,7 @@ impl Severity {
     /// `WARNING` or `CRITICAL`, as in the legacy table and events.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Info => "INFO",
             Self::Warning => "WARNING",
             Self::Critical => "CRITICAL",
         }
@@ -74,6 +81,19 @@ pub enum AlertCause {
     Threshold,
     /// The exhaustion projection fell within the predictive horizon.
     Projection,
+    /// DICT moved the participant to another category (a notice: [`CategoryChange`]).
+    Category,
+}
+
+impl AlertCause {
+    /// `threshold`, `projection` or `category`, as in the `cause` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Threshold => "threshold",
+            Self::Projection => "projection",
+            Self::Category => "category",
+        }
+    }
 }
 
 /// A policy's alert thresholds. All in percent points of capacity remaining.
@@ -148,8 +168,13 @@ pub struct Alert {
     /// The policy (`endpoint_id`; read under that name too, as the API writes it).
     #[serde(alias = "endpoint_id")]
     pub policy: PolicyName,
-    /// Its severity, fixed for the alert's life (a change of level is a new alert).
+    /// Its level now (while open) or when it was resolved: escalation and de-escalation change
+    /// it.
     pub severity: Severity,
+    /// The worst level it reached, when that is not `severity` (none in alerts written before
+    /// dictmon kept one alert per incident, whose severity never changed): see [`Self::peak`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_severity: Option<Severity>,
     /// Threshold crossing or projection.
     pub cause: AlertCause,
     /// DICT time of the sample that opened it (`created_at` in the API and the legacy table).
@@ -182,8 +207,10 @@ pub struct AlertJson<'a> {
     pub id: Uuid,
     /// The policy.
     pub endpoint_id: &'a str,
-    /// WARNING or CRITICAL.
+    /// WARNING or CRITICAL now (while open) or when resolved; INFO for a category upgrade.
     pub severity: Severity,
+    /// The worst severity it reached.
+    pub peak_severity: Severity,
     /// `threshold` or `projection`.
     pub cause: AlertCause,
     /// DICT time of the sample that opened it.
@@ -212,6 +239,7 @@ impl<'a> From<&'a Alert> for AlertJson<'a> {
             id: a.id,
             endpoint_id: a.policy.as_str(),
             severity: a.severity,
+            peak_severity: a.peak(),
             cause: a.cause,
             created_at: a.opened_at,
             available_tokens: a.available_tokens,
@@ -227,6 +255,13 @@ impl<'a> From<&'a Alert> for AlertJson<'a> {
 }
 
 impl Alert {
+    /// The worst level the incident reached: what a review of it, `query alerts --severity`
+    /// and the legacy table's `severity` column mean.
+    pub fn peak(&self) -> Severity {
+        self.peak_severity
+            .map_or(self.severity, |p| p.max(self.severity))
+    }
+
     /// The name-based id (UUID v5) of the alert of `policy` opened at DICT time `opened_at`
     /// with `severity`: the same whoever computes it, so replays and imports never duplicate.
     pub fn id_for(policy: &PolicyName, opened_at: DateTime<Utc>, severity: Severity) -> Uuid {
@@ -247,24 +282,35 @@ pub enum AlertEventType {
     /// An alert opened.
     #[serde(rename = "rate_limit.alert.created")]
     Created,
+    /// An open alert changed severity (escalation or de-escalation).
+    #[serde(rename = "rate_limit.alert.updated")]
+    Updated,
     /// An alert resolved.
     #[serde(rename = "rate_limit.alert.resolved")]
     Resolved,
+    /// DICT moved the participant to another category ([`CategoryChange`]).
+    #[serde(rename = "rate_limit.category.changed")]
+    CategoryChanged,
 }
 
 impl AlertEventType {
     fn id_suffix(self) -> &'static str {
         match self {
             Self::Created => "created",
+            Self::Updated => "updated",
             Self::Resolved => "resolved",
+            Self::CategoryChanged => "category",
         }
     }
 
-    /// The name events carry: `rate_limit.alert.created` or `rate_limit.alert.resolved`.
+    /// The name events carry: `rate_limit.alert.created`, `…updated`, `…resolved` or
+    /// `rate_limit.category.changed`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "rate_limit.alert.created",
+            Self::Updated => "rate_limit.alert.updated",
             Self::Resolved => "rate_limit.alert.resolved",
+            Self::CategoryChanged => "rate_limit.category.changed",
         }
     }
 }
@@ -280,13 +326,13 @@ impl std::fmt::Display for AlertEventType {
 pub struct AlertEvent {
     /// Stable across retries and replays.
     pub event_id: Uuid,
-    /// `rate_limit.alert.created` or `rate_limit.alert.resolved`.
+    /// `rate_limit.alert.created`, `…updated`, `…resolved` or `rate_limit.category.changed`.
     pub event_type: AlertEventType,
     /// DICT time of the sample that caused the transition.
     pub timestamp: DateTime<Utc>,
     /// The policy name.
     pub endpoint_id: PolicyName,
-    /// The severity of the alert opened or resolved.
+    /// The severity of the alert opened or resolved; the new one for an update.
     pub severity: Severity,
     /// Tokens at the transition.
     pub available_tokens: i64,
@@ -302,15 +348,100 @@ pub struct AlertEvent {
     pub psp_category: PspCategory,
     /// Human-readable description.
     pub message: String,
+    /// `rate_limit.category.changed` only: from which category to which, and each policy's
+    /// bucket before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_change: Option<CategoryChange>,
+}
+
+/// DICT moved the participant to another category (the Manual: BACEN may lower it on suspected
+/// scraping; a participant may ask to move up). A downgrade is a WARNING, an upgrade INFO.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CategoryChange {
+    /// The category before.
+    pub from: PspCategory,
+    /// The category now.
+    pub to: PspCategory,
+    /// Each policy whose bucket changed with it.
+    pub policies: Vec<BucketChange>,
+}
+
+/// One policy's bucket before and after a category change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BucketChange {
+    /// The policy.
+    pub endpoint_id: PolicyName,
+    /// Capacity before.
+    pub old_capacity: i64,
+    /// Capacity now.
+    pub new_capacity: i64,
+    /// Tokens per refill period before.
+    pub old_refill_tokens: i64,
+    /// Tokens per refill period now.
+    pub new_refill_tokens: i64,
+    /// Refill period, seconds (now).
+    pub refill_period_sec: i64,
+}
+
+impl CategoryChange {
+    /// WARNING when the participant moved down (to a later letter, fewer tokens), INFO when it
+    /// moved up. An unknown letter on either side is a WARNING: nobody can say it is better.
+    pub fn severity(&self) -> Severity {
+        match (self.from, self.to) {
+            (PspCategory::Unknown(_), _) | (_, PspCategory::Unknown(_)) => Severity::Warning,
+            (from, to) if to > from => Severity::Warning,
+            _ => Severity::Info,
+        }
+    }
+
+    /// One line for logs, events and the dashboard.
+    pub fn message(&self) -> String {
+        let direction = match self.severity() {
+            Severity::Info => "up",
+            _ => "down",
+        };
+        let mut m = format!(
+            "DICT moved this participant {direction} from category {} to {}",
+            self.from, self.to
+        );
+        for b in &self.policies {
+            let _ = std::fmt::Write::write_fmt(
+                &mut m,
+                format_args!(
+                    "; {}: capacity {} → {}, refill {} → {} per {} s",
+                    b.endpoint_id,
+                    b.old_capacity,
+                    b.new_capacity,
+                    b.old_refill_tokens,
+                    b.new_refill_tokens,
+                    b.refill_period_sec
+                ),
+            );
+        }
+        m
+    }
 }
 
 impl AlertEvent {
     /// The name-based id (UUID v5) of the `event_type` event of the alert `alert_id`: stable
-    /// across retries and replays, and computable from the alert alone.
+    /// across retries and replays, and computable from the alert alone. (An alert has one
+    /// event of each type but `updated`: see [`Self::update_id_for`].)
     pub fn id_for(alert_id: Uuid, event_type: AlertEventType) -> Uuid {
         Uuid::new_v5(
             &ID_NAMESPACE,
             format!("{alert_id}/{}", event_type.id_suffix()).as_bytes(),
+        )
+    }
+
+    /// The id of the update of alert `alert_id` caused by the sample of DICT time `at`.
+    pub fn update_id_for(alert_id: Uuid, at: DateTime<Utc>) -> Uuid {
+        Uuid::new_v5(
+            &ID_NAMESPACE,
+            format!(
+                "{alert_id}/updated/{}",
+                at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+            )
+            .as_bytes(),
         )
     }
 }
@@ -340,21 +471,15 @@ pub struct Transition {
     pub state: AlertState,
     /// The alert this observation resolved, with `resolved_at` set.
     pub resolved: Option<Alert>,
-    /// Events to publish, in order (a resolve before the open that replaces it).
+    /// Events to publish: at most one (created, updated or resolved).
     pub events: Vec<AlertEvent>,
 }
 
 impl Transition {
-    /// The alerts this transition wrote: the one it resolved and the one it opened, as they
-    /// must now be stored.
+    /// The alert this transition wrote (opened, updated or resolved), as it must now be stored.
     pub fn changed_alerts(&self) -> impl Iterator<Item = &Alert> {
-        let opened = self
-            .events
-            .iter()
-            .any(|e| e.event_type == AlertEventType::Created)
-            .then_some(self.state.open.as_ref())
-            .flatten();
-        self.resolved.iter().chain(opened)
+        let open = self.state.open.as_ref().filter(|_| !self.events.is_empty());
+        self.resolved.iter().chain(open)
     }
 
     /// Whether it opened an alert.
@@ -376,7 +501,12 @@ pub fn evaluate(state: &AlertState, obs: Observation<'_>, thresholds: &Threshold
         };
     }
     let current = state.open.as_ref().map(|a| a.severity);
-    let target = level(current, obs.enrichment, thresholds);
+    let target = level(
+        current,
+        obs.enrichment,
+        obs.snapshot.sample.bucket.capacity,
+        thresholds,
+    );
     let mut next = AlertState {
         open: state.open.clone(),
         last_evaluated: Some(at),
@@ -390,37 +520,55 @@ pub fn evaluate(state: &AlertState, obs: Observation<'_>, thresholds: &Threshold
             events,
         };
     }
-    if let Some(mut alert) = next.open.take() {
-        let note = match target {
-            None => format!(
+    match (next.open.take(), target) {
+        (Some(mut alert), None) => {
+            let note = format!(
                 "recovered to {}% remaining",
                 super::tenths(obs.enrichment.remaining_percent)
-            ),
-            Some((s, _)) if s > alert.severity => format!("escalated to {s}"),
-            Some((s, _)) => format!("de-escalated to {s}"),
-        };
-        alert.resolved_at = Some(at);
-        alert.resolution = Some(note.clone());
-        events.push(event(
-            &alert,
-            AlertEventType::Resolved,
-            obs,
-            format!(
-                "{}: {} alert resolved, {note}",
-                alert.policy, alert.severity
-            ),
-        ));
-        resolved = Some(alert);
-    }
-    if let Some((severity, cause)) = target {
-        let alert = open(obs, severity, cause, thresholds);
-        events.push(event(
-            &alert,
-            AlertEventType::Created,
-            obs,
-            alert.message.clone(),
-        ));
-        next.open = Some(alert);
+            );
+            alert.resolved_at = Some(at);
+            alert.resolution = Some(note.clone());
+            events.push(event(
+                &alert,
+                AlertEventType::Resolved,
+                obs,
+                format!(
+                    "{}: {} alert resolved, {note}",
+                    alert.policy, alert.severity
+                ),
+            ));
+            resolved = Some(alert);
+        }
+        (Some(mut alert), Some((severity, _))) => {
+            let verb = if severity > alert.severity {
+                "escalated"
+            } else {
+                "de-escalated"
+            };
+            let message = format!(
+                "{}: {verb} from {} to {severity}: {}",
+                alert.policy,
+                alert.severity,
+                state_words(obs)
+            );
+            alert.peak_severity = Some(alert.peak().max(severity));
+            alert.severity = severity;
+            let mut e = event(&alert, AlertEventType::Updated, obs, message);
+            e.event_id = AlertEvent::update_id_for(alert.id, at);
+            events.push(e);
+            next.open = Some(alert);
+        }
+        (None, Some((severity, cause))) => {
+            let alert = open(obs, severity, cause, thresholds);
+            events.push(event(
+                &alert,
+                AlertEventType::Created,
+                obs,
+                alert.message.clone(),
+            ));
+            next.open = Some(alert);
+        }
+        (None, None) => {}
     }
     Transition {
         state: next,
@@ -429,17 +577,24 @@ pub fn evaluate(state: &AlertState, obs: Observation<'_>, thresholds: &Threshold
     }
 }
 
-/// The level an observation calls for, given the level currently open (for hysteresis).
+/// The level an observation calls for, given the level currently open (for hysteresis) and the
+/// bucket's capacity (the hysteresis is at least one token).
 fn level(
     current: Option<Severity>,
     e: &Enrichment,
+    capacity: i64,
     th: &Thresholds,
 ) -> Option<(Severity, AlertCause)> {
-    let h = th.hysteresis_points;
+    let one_token = if capacity > 0 {
+        100.0 / capacity as f64
+    } else {
+        0.0
+    };
+    let h = th.hysteresis_points.max(one_token);
     let (critical, warning) = match current {
         Some(Severity::Critical) => (th.critical_percent + h, th.warning_percent + h),
         Some(Severity::Warning) => (th.critical_percent, th.warning_percent + h),
-        None => (th.critical_percent, th.warning_percent),
+        Some(Severity::Info) | None => (th.critical_percent, th.warning_percent),
     };
     let remaining = e.remaining_percent;
     if remaining <= critical {
@@ -469,14 +624,9 @@ fn open(obs: Observation<'_>, severity: Severity, cause: AlertCause, th: &Thresh
     } = obs;
     let s = &snapshot.sample;
     let id = Alert::id_for(&snapshot.policy, s.at, severity);
-    let state = format!(
-        "{}% remaining ({}/{} tokens)",
-        super::tenths(e.remaining_percent),
-        s.available_tokens,
-        s.bucket.capacity
-    );
+    let state = state_words(obs);
     let message = match (cause, severity) {
-        (AlertCause::Projection, _) => format!(
+        (AlertCause::Projection | AlertCause::Category, _) => format!(
             "{}: {state}, projected to run dry in {} at the current rate",
             snapshot.policy,
             human_seconds(e.exhaustion_projection_seconds.unwrap_or(0.0))
@@ -485,7 +635,7 @@ fn open(obs: Observation<'_>, severity: Severity, cause: AlertCause, th: &Thresh
             "{}: {state}, at or below the CRITICAL threshold of {}%",
             snapshot.policy, th.critical_percent
         ),
-        (AlertCause::Threshold, Severity::Warning) => format!(
+        (AlertCause::Threshold, Severity::Warning | Severity::Info) => format!(
             "{}: {state}, at or below the WARNING threshold of {}%",
             snapshot.policy, th.warning_percent
         ),
@@ -494,6 +644,7 @@ fn open(obs: Observation<'_>, severity: Severity, cause: AlertCause, th: &Thresh
         id,
         policy: snapshot.policy.clone(),
         severity,
+        peak_severity: None,
         cause,
         opened_at: s.at,
         available_tokens: s.available_tokens,
@@ -526,7 +677,19 @@ fn event(
         exhaustion_projection_seconds: obs.enrichment.exhaustion_projection_seconds,
         psp_category: s.category,
         message,
+        category_change: None,
     }
+}
+
+/// `12.5% remaining (25/200 tokens)`.
+fn state_words(obs: Observation<'_>) -> String {
+    let s = &obs.snapshot.sample;
+    format!(
+        "{}% remaining ({}/{} tokens)",
+        super::tenths(obs.enrichment.remaining_percent),
+        s.available_tokens,
+        s.bucket.capacity
+    )
 }
 
 /// `95 s` → `1 min 35 s`; for messages only.

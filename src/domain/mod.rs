@@ -53,8 +53,9 @@ mod policy;
 mod snapshot;
 
 pub use alert::{
-    Alert, AlertCause, AlertEvent, AlertEventType, AlertJson, AlertState, Observation,
-    PREDICTIVE_MAX_REMAINING, Severity, ThresholdError, Thresholds, Transition, evaluate,
+    Alert, AlertCause, AlertEvent, AlertEventType, AlertJson, AlertState, BucketChange,
+    CategoryChange, Observation, PREDICTIVE_MAX_REMAINING, Severity, ThresholdError, Thresholds,
+    Transition, evaluate,
 };
 pub use bucket::{
     Enrichment, PrefixScratch, RateWindow, TextScales, enrich, enrich_prefixes, human, tenths,

@@ -284,7 +284,7 @@ CREATE INDEX IF NOT EXISTS dict_rate_limit_states_latest
 CREATE TABLE IF NOT EXISTS dict_rate_limit_alerts (
     id                  uuid        PRIMARY KEY,
     endpoint_id         text        NOT NULL,
-    severity            text        NOT NULL CHECK (severity IN ('WARNING', 'CRITICAL')),
+    severity            text        NOT NULL CHECK (severity IN ('INFO', 'WARNING', 'CRITICAL')),
     available_tokens    bigint      NOT NULL,
     capacity            bigint      NOT NULL,
     utilization_percent numeric     NOT NULL,

@@ -952,7 +952,12 @@ fn alert_row(get: &dyn Fn(&str) -> Option<String>) -> Result<Alert, String> {
     let severity = match field("severity")?.trim().to_ascii_uppercase().as_str() {
         "WARNING" => Severity::Warning,
         "CRITICAL" => Severity::Critical,
-        other => return Err(format!("severity: {other:?} is not WARNING or CRITICAL")),
+        "INFO" => Severity::Info,
+        other => {
+            return Err(format!(
+                "severity: {other:?} is not INFO, WARNING or CRITICAL"
+            ));
+        }
     };
     let psp_category =
         PspCategory::parse(&field("psp_category")?).map_err(|e| format!("psp_category: {e}"))?;
@@ -960,11 +965,14 @@ fn alert_row(get: &dyn Fn(&str) -> Option<String>) -> Result<Alert, String> {
         parse_timestamp(&field("created_at")?).map_err(|e| format!("created_at: {e}"))?;
     let available_tokens = int("available_tokens")?;
     let capacity = int("capacity")?;
-    if capacity <= 0 {
+    // A category notice (INFO, or a WARNING on `PSP_CATEGORY`) is about no bucket.
+    let notice = severity == Severity::Info || policy.as_str() == "PSP_CATEGORY";
+    if capacity <= 0 && !notice {
         return Err("capacity is zero or negative".into());
     }
     let utilization_percent = match present("utilization_percent") {
         Some(v) => parse_numeric(&v).map_err(|e| format!("utilization_percent: {e}"))?,
+        None if capacity <= 0 => 0.0,
         None => 100.0 * (capacity - available_tokens) as f64 / capacity as f64,
     };
     let resolved_at = match present("resolved_at") {
@@ -987,7 +995,12 @@ fn alert_row(get: &dyn Fn(&str) -> Option<String>) -> Result<Alert, String> {
     let cause = match present("cause").as_deref().map(str::trim) {
         None | Some("threshold") => AlertCause::Threshold,
         Some("projection") => AlertCause::Projection,
-        Some(other) => return Err(format!("cause: {other:?} is not threshold or projection")),
+        Some("category") => AlertCause::Category,
+        Some(other) => {
+            return Err(format!(
+                "cause: {other:?} is not threshold, projection or category"
+            ));
+        }
     };
     let id = match present("id") {
         Some(v) => Uuid::parse_str(v.trim()).map_err(|e| format!("id: {e}"))?,
@@ -997,6 +1010,7 @@ fn alert_row(get: &dyn Fn(&str) -> Option<String>) -> Result<Alert, String> {
         id,
         policy,
         severity,
+        peak_severity: None,
         cause,
         opened_at,
         available_tokens,

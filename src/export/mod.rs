@@ -267,7 +267,8 @@ pub fn push_alert_pg(out: &mut String, a: &Alert) {
         "{},{},{},{},{},",
         a.id,
         a.policy.as_str(),
-        a.severity,
+        // The legacy table's one severity: the worst the incident reached.
+        a.peak(),
         a.available_tokens,
         a.capacity
     );
@@ -291,10 +292,7 @@ pub fn push_alert_pg(out: &mut String, a: &Alert) {
         pg::push_text(out, n);
     }
     out.push(',');
-    out.push_str(match a.cause {
-        crate::domain::AlertCause::Threshold => "threshold",
-        crate::domain::AlertCause::Projection => "projection",
-    });
+    out.push_str(a.cause.as_str());
     out.push('\n');
 }
 
@@ -460,16 +458,19 @@ pub fn write_alerts<W: Write>(
                     "{:<24} {:<38} {:<8} {:>15} {:>7.1} {:<24} {:<10} ",
                     a.opened_at.format("%Y-%m-%d %H:%M:%S%.3f"),
                     a.policy.as_str(),
-                    a.severity.as_str(),
+                    // Open: its level now; resolved: the worst it reached.
+                    if a.resolved_at.is_some() {
+                        a.peak()
+                    } else {
+                        a.severity
+                    }
+                    .as_str(),
                     format!("{}/{}", a.available_tokens, a.capacity),
                     a.utilization_percent,
                     a.resolved_at.map_or("open".into(), |t| t
                         .format("%Y-%m-%d %H:%M:%S%.3f")
                         .to_string()),
-                    match a.cause {
-                        crate::domain::AlertCause::Threshold => "threshold",
-                        crate::domain::AlertCause::Projection => "projection",
-                    },
+                    a.cause.as_str(),
                 );
                 if let Some(d) = delivery_text.get(i) {
                     let _ = write!(line, "{d:<width$} ");

@@ -374,7 +374,8 @@ pub fn overview(state: &HttpState, now: DateTime<Utc>) -> String {
             std::cmp::Reverse(a.opened_at),
         )
     });
-    pages::overview(&state.health(now), &open, &mut cards, now)
+    let notices = state.published.notices.load();
+    pages::overview(&state.health(now), &open, &notices, &mut cards, now)
 }
 
 async fn policy_route(name: PolicyName, range: Range, csv: bool, state: Arc<HttpState>) -> Reply {

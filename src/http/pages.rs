@@ -12,7 +12,7 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::chart::{self, Frame, GAP_STEPS};
 use super::history::{History, Range};
-use crate::domain::{Alert, AlertCause, PolicyName, Sample, Severity, Thresholds, human};
+use crate::domain::{Alert, PolicyName, Sample, Severity, Thresholds, human};
 use crate::telemetry::PolicyView;
 
 /// The stylesheet, served at [`CSS_PATH`].
@@ -67,6 +67,7 @@ fn severity_key(s: Option<Severity>) -> &'static str {
     match s {
         Some(Severity::Critical) => "critical",
         Some(Severity::Warning) => "warning",
+        Some(Severity::Info) => "info",
         None => "ok",
     }
 }
@@ -153,6 +154,25 @@ fn health_header(h: &Health<'_>, now: DateTime<Utc>) -> Markup {
 
 /// The open alerts, each with the bucket's remaining % now (`current`, none for a policy no
 /// longer polled) beside the one at opening.
+/// DICT's category changes of the last day: news an operator must not miss between polls.
+fn notice_list(notices: &[Alert]) -> Markup {
+    html! {
+        @if !notices.is_empty() {
+            section #notices aria-labelledby="notices-title" {
+                h2 #notices-title { "Category changes (last 24 h)" }
+                ul.alerts {
+                    @for a in notices {
+                        li data-severity=(severity_key(Some(a.severity))) {
+                            span.badge { (a.severity.as_str()) }
+                            " " (when(a.opened_at)) ": " (a.message)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn alert_list(alerts: &[Alert], current: &dyn Fn(&PolicyName) -> Option<f64>) -> Markup {
     html! {
         section #alerts aria-labelledby="alerts-title" {
@@ -355,6 +375,7 @@ pub fn refresh_seconds(interval: std::time::Duration) -> u64 {
 pub fn overview(
     health: &Health<'_>,
     open_alerts: &[Alert],
+    notices: &[Alert],
     cards: &mut [Card<'_>],
     now: DateTime<Utc>,
 ) -> String {
@@ -362,7 +383,7 @@ pub fn overview(
         let rank = |c: &Card<'_>| match c.view.severity {
             Some(Severity::Critical) => 0,
             Some(Severity::Warning) => 1,
-            None => 2,
+            Some(Severity::Info) | None => 2,
         };
         (rank(a), a.view.record.policy.as_str()).cmp(&(rank(b), b.view.record.policy.as_str()))
     });
@@ -385,6 +406,7 @@ pub fn overview(
         div #live {
             (health_header(health, now))
             main {
+                (notice_list(notices))
                 (alert_list(open_alerts, &current))
                 section #policies aria-labelledby="policies-title" {
                     h2 #policies-title { "Policies (" (cards.len()) ")" }
@@ -607,7 +629,7 @@ pub fn policy(
                                             td { span.badge { (a.severity.as_str()) } }
                                             td { (when(a.opened_at)) }
                                             td { @match a.resolved_at { Some(t) => (when(t)), None => "open" } }
-                                            td { @match a.cause { AlertCause::Threshold => "threshold", AlertCause::Projection => "projection" } }
+                                            td { (a.cause.as_str()) }
                                             td { (a.message) }
                                         }
                                     }

@@ -25,21 +25,25 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::domain::{
-    Alert, AlertCause, AlertEvent, AlertEventType, AlertState, Observation, Policy, PolicyName,
-    PspCategory, RateWindow, RejectReason, Sample, Severity, Snapshot, StateRecord, Thresholds,
-    ValidationLimits, enrich, evaluate, validate,
+    Alert, AlertCause, AlertEvent, AlertEventType, AlertState, BucketChange, CategoryChange,
+    Observation, Policy, PolicyName, PspCategory, RateWindow, RejectReason, Sample, Severity,
+    Snapshot, StateRecord, Thresholds, ValidationLimits, enrich, evaluate, validate,
 };
 use crate::notify::Wakeup;
 use crate::ring::{DEFAULT_CAPACITY, RingSet, RingSetWriter};
 use crate::source::{PolicyList, Source, SourceError};
 use crate::store::catalog::{Catalog, CatalogUpdate};
 use crate::store::{Filter, Store, StoreReader};
-use crate::telemetry::{Metrics, PolicyView, Published};
+use crate::telemetry::{Metrics, NOTICE_WINDOW, PolicyView, Published};
 
 /// The longest `Retry-After` honoured before the next poll.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// The policy name of dictmon's own staleness alert.
 pub const SELF_POLICY: &str = "DICTMON_SOURCE";
+/// The policy name of category-change notices ([`crate::domain::CategoryChange`]).
+pub const CATEGORY_POLICY: &str = "PSP_CATEGORY";
+/// The `dictmon_poll_errors_total` kind of a listing with no policy in it.
+pub const EMPTY_LISTING: &str = "empty_listing";
 /// Records kept in memory while the store refuses writes.
 const MAX_PENDING: usize = 100_000;
 /// Most alert events kept in memory while the catalog refuses writes (the oldest go first).
@@ -125,6 +129,10 @@ pub struct Cycle {
     pending_catalog: CatalogUpdate,
     logged: HashSet<RejectReason>,
     warned_category: bool,
+    /// The participant's category in the last listing, to notice DICT moving it.
+    category: Option<PspCategory>,
+    /// Category changes of the last [`NOTICE_WINDOW`], newest first.
+    notices: Vec<Alert>,
     self_alert: Option<Alert>,
     last_maintenance: Option<Instant>,
     started: Instant,
@@ -275,47 +283,21 @@ impl Cycle {
         reload_before: Option<DateTime<Utc>>,
     ) -> Result<(Self, Readers), crate::store::StoreError> {
         let (mut rings, ring_set) = RingSetWriter::new(DEFAULT_CAPACITY);
-        let mut last_accepted: HashMap<PolicyName, DateTime<Utc>> = HashMap::new();
-        let mut latest: BTreeMap<PolicyName, PolicyView> = BTreeMap::new();
-        if let Some(now) = reload_before {
-            // The last day (the dashboard's sparklines; the rings keep their capacity's worth):
-            // rows reach the rings as they are read, never all at once. Blocks are in time
-            // order, so each policy's rows are too; a row not newer than the last one pushed
-            // (overlapping blocks) is skipped.
-            let since = now - TimeDelta::days(1);
-            let filter = Filter {
-                since_ns: since.timestamp_nanos_opt(),
-                ..Filter::default()
-            };
-            let problems = StoreReader::open(store.dir())?.scan(&filter, &mut |r| {
-                if last_accepted
-                    .get(&r.policy)
-                    .is_some_and(|&last| last >= r.sample.at)
-                {
-                    return;
-                }
-                rings.push(&r.policy, &r.sample);
-                last_accepted.insert(r.policy.clone(), r.sample.at);
-                latest.insert(
-                    r.policy.clone(),
-                    PolicyView {
-                        record: r,
-                        severity: None,
-                    },
-                );
-            })?;
-            for p in problems {
-                warn!("while reloading recent history: {p}");
-            }
-        }
+        let (last_accepted, mut latest) = match reload_before {
+            Some(now) => reload_recent(&store, now, &mut rings)?,
+            None => Default::default(),
+        };
         let catalog = store.catalog_handle();
         let mut states: HashMap<PolicyName, AlertState> = HashMap::new();
         let mut self_alert = None;
-        for alert in catalog
-            .alerts()?
-            .into_iter()
-            .filter(|a| a.resolved_at.is_none())
-        {
+        let alerts = catalog.alerts()?;
+        let notices = recent_notices(&alerts, reload_before);
+        // The category of the newest sample reloaded.
+        let category = latest
+            .values()
+            .max_by_key(|v| v.record.sample.at)
+            .map(|v| v.record.sample.category);
+        for alert in alerts.into_iter().filter(|a| a.resolved_at.is_none()) {
             if alert.policy.as_str() == SELF_POLICY {
                 self_alert = Some(alert);
                 continue;
@@ -334,12 +316,14 @@ impl Cycle {
         }
         let metrics = Arc::new(Metrics::new());
         metrics.register_poll_error_kinds(&SourceError::KINDS);
+        metrics.register_poll_error_kinds(&[EMPTY_LISTING]);
         for view in latest.values() {
             metrics.observe(&view.record);
         }
         let shared = Arc::new(Published {
             latest: ArcSwap::from_pointee(latest.values().cloned().collect()),
             open_alerts: ArcSwap::from_pointee(Vec::new()),
+            notices: ArcSwap::from_pointee(notices.clone()),
             metrics,
             last_success_ms: AtomicI64::new(0),
             store_ok: AtomicBool::new(true),
@@ -367,6 +351,8 @@ impl Cycle {
             pending_catalog: CatalogUpdate::default(),
             logged: HashSet::new(),
             warned_category: false,
+            category,
+            notices,
             self_alert,
             last_maintenance: None,
             started: Instant::now(),
@@ -391,6 +377,17 @@ impl Cycle {
     pub fn ingest(&mut self, list: &PolicyList, now: DateTime<Utc>) {
         let started = Instant::now();
         self.shared.metrics.source_retry_after.set(0);
+        if list.policies.is_empty() {
+            // DICT always lists its policies (POLICIES_LIST among them): an empty listing says
+            // nothing about any bucket, so it is not a successful poll either.
+            self.shared.metrics.poll_error(EMPTY_LISTING);
+            warn!(
+                correlation_id = %list.correlation_id,
+                response_time = %list.response_time,
+                "the source answered with no policy at all; nothing stored, and the source is not counted as fresh (dictmon_poll_errors_total{{kind=\"{EMPTY_LISTING}\"}})"
+            );
+            return;
+        }
         let category = PspCategory::parse(&list.category);
         if let Ok(PspCategory::Unknown(c)) = category
             && !self.warned_category
@@ -399,6 +396,9 @@ impl Cycle {
             self.warned_category = true;
         }
         let mut update = CatalogUpdate::default();
+        if let Ok(to) = category {
+            self.notice_category(to, list, &mut update);
+        }
         let mut refused_for_clock = 0;
         for raw in &list.policies {
             match self.check(raw, category, list.response_time, now) {
@@ -441,6 +441,82 @@ impl Cycle {
             .store(Arc::new(self.latest.values().cloned().collect()));
         self.publish_open_alerts();
         self.pending_catalog.absorb(update);
+    }
+
+    /// Notices a move of the participant to another category: one resolved alert (a notice)
+    /// and one `rate_limit.category.changed` event with every policy whose bucket changed.
+    fn notice_category(&mut self, to: PspCategory, list: &PolicyList, update: &mut CatalogUpdate) {
+        let Some(from) = self.category.replace(to) else {
+            return;
+        };
+        if from == to {
+            return;
+        }
+        let at = list.response_time;
+        let policies =
+            list.policies
+                .iter()
+                .filter_map(|raw| {
+                    let name = PolicyName::new(&raw.name).ok()?;
+                    let old = self.latest.get(&name)?.record.sample.bucket;
+                    (old.capacity != raw.capacity || old.refill_tokens != raw.refill_tokens)
+                        .then_some(BucketChange {
+                            endpoint_id: name,
+                            old_capacity: old.capacity,
+                            new_capacity: raw.capacity,
+                            old_refill_tokens: old.refill_tokens,
+                            new_refill_tokens: raw.refill_tokens,
+                            refill_period_sec: raw.refill_period_secs,
+                        })
+                })
+                .collect();
+        let change = CategoryChange { from, to, policies };
+        let severity = change.severity();
+        let message = change.message();
+        let policy =
+            PolicyName::new(CATEGORY_POLICY).unwrap_or_else(|_| unreachable!("valid name"));
+        let id = Alert::id_for(&policy, at, severity);
+        let alert = Alert {
+            id,
+            policy,
+            severity,
+            peak_severity: None,
+            cause: AlertCause::Category,
+            opened_at: at,
+            available_tokens: 0,
+            capacity: 0,
+            utilization_percent: 0.0,
+            psp_category: to,
+            message: message.clone(),
+            resolved_at: Some(at),
+            resolution: Some("a notice: nothing to resolve".into()),
+        };
+        let event = AlertEvent {
+            event_id: AlertEvent::id_for(id, AlertEventType::CategoryChanged),
+            event_type: AlertEventType::CategoryChanged,
+            timestamp: at,
+            endpoint_id: alert.policy.clone(),
+            severity,
+            available_tokens: 0,
+            capacity: 0,
+            utilization_percent: 0.0,
+            recovery_eta_seconds: None,
+            exhaustion_projection_seconds: None,
+            psp_category: to,
+            message: message.clone(),
+            category_change: Some(change),
+        };
+        if self.history {
+            debug!(%severity, "{message}");
+        } else {
+            self.shared.metrics.alert_event(&event);
+            warn!(%severity, correlation_id = %list.correlation_id, "{message}");
+        }
+        self.notices.insert(0, alert.clone());
+        self.notices.retain(|a| a.opened_at >= at - NOTICE_WINDOW);
+        self.shared.notices.store(Arc::new(self.notices.clone()));
+        update.alerts.push(alert);
+        update.events.push(event);
     }
 
     /// Alerts opened since this cycle was built.
@@ -768,6 +844,67 @@ impl Cycle {
     }
 }
 
+/// Loads the last day of samples (the dashboard's sparklines; the rings keep their capacity's
+/// worth) into `rings`: each policy's last accepted time and latest view.
+fn reload_recent(
+    store: &Store,
+    now: DateTime<Utc>,
+    rings: &mut RingSetWriter,
+) -> Result<Reloaded, crate::store::StoreError> {
+    let mut last_accepted: HashMap<PolicyName, DateTime<Utc>> = HashMap::new();
+    let mut latest: BTreeMap<PolicyName, PolicyView> = BTreeMap::new();
+    // The last day (the dashboard's sparklines; the rings keep their capacity's worth):
+    // rows reach the rings as they are read, never all at once. Blocks are in time
+    // order, so each policy's rows are too; a row not newer than the last one pushed
+    // (overlapping blocks) is skipped.
+    let since = now - TimeDelta::days(1);
+    let filter = Filter {
+        since_ns: since.timestamp_nanos_opt(),
+        ..Filter::default()
+    };
+    let problems = StoreReader::open(store.dir())?.scan(&filter, &mut |r| {
+        if last_accepted
+            .get(&r.policy)
+            .is_some_and(|&last| last >= r.sample.at)
+        {
+            return;
+        }
+        rings.push(&r.policy, &r.sample);
+        last_accepted.insert(r.policy.clone(), r.sample.at);
+        latest.insert(
+            r.policy.clone(),
+            PolicyView {
+                record: r,
+                severity: None,
+            },
+        );
+    })?;
+    for p in problems {
+        warn!("while reloading recent history: {p}");
+    }
+    Ok((last_accepted, latest))
+}
+
+/// Each policy's last accepted sample time, and its latest view.
+type Reloaded = (
+    HashMap<PolicyName, DateTime<Utc>>,
+    BTreeMap<PolicyName, PolicyView>,
+);
+
+/// The category notices of the [`NOTICE_WINDOW`] before `now`, newest first.
+fn recent_notices(alerts: &[Alert], now: Option<DateTime<Utc>>) -> Vec<Alert> {
+    let Some(now) = now else {
+        return Vec::new();
+    };
+    let mut notices: Vec<Alert> = alerts
+        .iter()
+        .filter(|a| a.policy.as_str() == CATEGORY_POLICY && a.opened_at >= now - NOTICE_WINDOW)
+        .cloned()
+        .collect();
+    notices.sort_by_key(|a| std::cmp::Reverse(a.opened_at));
+    notices
+}
+
 fn self_alert(now: DateTime<Utc>, source: &str, clock: Option<String>) -> Alert {
     let policy = PolicyName::new(SELF_POLICY).unwrap_or_else(|_| unreachable!("valid name"));
     Alert {
@@ -777,6 +914,7 @@ fn self_alert(now: DateTime<Utc>, source: &str, clock: Option<String>) -> Alert 
         ),
         policy,
         severity: Severity::Critical,
+        peak_severity: None,
         cause: AlertCause::Threshold,
         opened_at: now,
         available_tokens: 0,
@@ -813,5 +951,6 @@ fn self_event(alert: &Alert, event_type: AlertEventType, at: DateTime<Utc>) -> A
             .resolution
             .clone()
             .map_or_else(|| alert.message.clone(), |r| format!("{SELF_POLICY}: {r}")),
+        category_change: None,
     }
 }

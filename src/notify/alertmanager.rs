@@ -1,6 +1,10 @@
 //! The Prometheus Alertmanager sink (API v2, `POST /api/v2/alerts`). An alert is identified by
 //! its labels `alertname="DictRateLimit"`, `endpoint_id`, `severity`, `psp_category`; a
-//! `created` event posts it firing, a `resolved` event posts it with `endsAt`. Open alerts are
+//! `created` event posts it firing, a `resolved` event posts it with `endsAt`. An `updated`
+//! event (dictmon's alert changed severity) ends the alert under the old `severity` label and
+//! fires it under the new one, since Alertmanager's identity of an alert is its labels. A
+//! `category.changed` event fires a notice (`endpoint_id="PSP_CATEGORY"`) for
+//! [`NOTICE_LIFETIME`], not re-sent. Open alerts are
 //! re-sent every `resend_interval` with `endsAt` four intervals ahead (as Prometheus does), so
 //! Alertmanager keeps them active while dictmon runs and lets them expire if it stops.
 
@@ -18,6 +22,8 @@ use crate::store::catalog::Catalog;
 
 /// The `alertname` label of every alert dictmon sends.
 pub const ALERTNAME: &str = "DictRateLimit";
+/// How long Alertmanager shows a category change: news, not a condition that ends.
+pub const NOTICE_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// An alert Alertmanager should show as firing.
 struct Firing {
@@ -29,7 +35,8 @@ struct Firing {
 pub struct Alertmanager {
     http: HttpClient,
     resend: Duration,
-    firing: BTreeMap<(String, Severity), Firing>,
+    /// By policy: one open alert each.
+    firing: BTreeMap<String, Firing>,
     last_resend: Instant,
 }
 
@@ -116,7 +123,7 @@ impl Alertmanager {
                     figures,
                     a.opened_at,
                 );
-                ((a.policy.as_str().to_owned(), a.severity), f)
+                (a.policy.as_str().to_owned(), f)
             })
             .collect();
         Ok(Self {
@@ -153,18 +160,28 @@ impl Sink for Alertmanager {
         let now = Utc::now();
         let mut postings = Vec::with_capacity(events.len());
         for (_, e) in events {
-            let key = (e.endpoint_id.as_str().to_owned(), e.severity);
+            let key = e.endpoint_id.as_str().to_owned();
             let mut f = Firing::of_event(e);
+            // DICT's clock may lead ours: an end in the future would keep it firing.
+            let ends = e.timestamp.min(now);
             match e.event_type {
                 AlertEventType::Created => {
                     postings.push(self.firing_posting(&f, now));
                     self.firing.insert(key, f);
                 }
+                AlertEventType::Updated => {
+                    if let Some(old) = self.firing.remove(&key) {
+                        postings.push(old.posting(ends, ends));
+                    }
+                    postings.push(self.firing_posting(&f, now));
+                    self.firing.insert(key, f);
+                }
                 AlertEventType::Resolved => {
-                    // DICT's clock may lead ours: an end in the future would keep it firing.
-                    let ends = e.timestamp.min(now);
                     f.starts_at = self.firing.remove(&key).map_or(ends, |open| open.starts_at);
                     postings.push(f.posting(ends, ends));
+                }
+                AlertEventType::CategoryChanged => {
+                    postings.push(f.posting(ends, ends + NOTICE_LIFETIME));
                 }
             }
         }

@@ -59,10 +59,18 @@ pub fn delivery_of<H: BuildHasher>(
     sequences: &HashMap<Uuid, u64, H>,
     sinks: &[(String, SinkProgress)],
 ) -> Vec<(String, String)> {
+    // A category notice has one event, which stands for both.
+    let notice = sequences
+        .get(&AlertEvent::id_for(
+            alert.id,
+            AlertEventType::CategoryChanged,
+        ))
+        .copied();
     let created = sequences
         .get(&AlertEvent::id_for(alert.id, AlertEventType::Created))
-        .copied();
-    let resolved = alert.resolved_at.map(|_| {
+        .copied()
+        .or(notice);
+    let resolved = alert.resolved_at.filter(|_| notice.is_none()).map(|_| {
         sequences
             .get(&AlertEvent::id_for(alert.id, AlertEventType::Resolved))
             .copied()

@@ -55,11 +55,7 @@ impl AlertStream {
 pub fn to_proto(seq: u64, e: &AlertEvent) -> proto::AlertEvent {
     proto::AlertEvent {
         event_id: e.event_id.to_string(),
-        event_type: match e.event_type {
-            crate::domain::AlertEventType::Created => "rate_limit.alert.created",
-            crate::domain::AlertEventType::Resolved => "rate_limit.alert.resolved",
-        }
-        .to_owned(),
+        event_type: e.event_type.as_str().to_owned(),
         timestamp: Some(prost_types::Timestamp {
             seconds: e.timestamp.timestamp(),
             nanos: i32::try_from(e.timestamp.timestamp_subsec_nanos()).unwrap_or(0),
@@ -73,6 +69,22 @@ pub fn to_proto(seq: u64, e: &AlertEvent) -> proto::AlertEvent {
         exhaustion_projection_seconds: e.exhaustion_projection_seconds,
         psp_category: e.psp_category.to_string(),
         message: e.message.clone(),
+        category_change: e.category_change.as_ref().map(|c| proto::CategoryChange {
+            from: c.from.to_string(),
+            to: c.to.to_string(),
+            policies: c
+                .policies
+                .iter()
+                .map(|b| proto::BucketChange {
+                    endpoint_id: b.endpoint_id.as_str().to_owned(),
+                    old_capacity: b.old_capacity,
+                    new_capacity: b.new_capacity,
+                    old_refill_tokens: b.old_refill_tokens,
+                    new_refill_tokens: b.new_refill_tokens,
+                    refill_period_sec: b.refill_period_sec,
+                })
+                .collect(),
+        }),
         sequence: seq,
     }
 }

@@ -237,7 +237,7 @@ impl DictSource {
 
     /// `GET {base}/policies/`: every policy (costs a `POLICIES_LIST` token).
     pub async fn list_policies(&self) -> Result<PolicyList, SourceError> {
-        let body = self.get("policies/").await?;
+        let body = self.get("policies/", Call::List).await?;
         parse_list(&body).map_err(|e| self.malformed(&e.to_string()))
     }
 
@@ -249,8 +249,19 @@ impl DictSource {
                 detail: format!("{name:?} is not a policy name (letters, digits and _)"),
             });
         }
-        let body = self.get(&format!("policies/{name}")).await?;
-        parse_get(&body).map_err(|e| self.malformed(&e.to_string()))
+        let body = self.get(&format!("policies/{name}"), Call::Read).await?;
+        let list = parse_get(&body).map_err(|e| self.malformed(&e.to_string()))?;
+        // An answer about another policy is not an answer to our question.
+        match list.policies.first() {
+            Some(p) if p.name == name => Ok(list),
+            Some(p) => Err(self.malformed(&format!(
+                "asked for policy {name:?}, DICT answered about {:?} (correlationId {})",
+                p.name, list.correlation_id
+            ))),
+            None => {
+                Err(self.malformed(&format!("asked for policy {name:?}, the answer holds none")))
+            }
+        }
     }
 
     fn malformed(&self, detail: &str) -> SourceError {
@@ -261,7 +272,7 @@ impl DictSource {
     }
 
     /// One GET, within the deadline: the (decompressed) body of a 200, or what the error means.
-    async fn get(&self, path: &str) -> Result<Vec<u8>, SourceError> {
+    async fn get(&self, path: &str, call: Call) -> Result<Vec<u8>, SourceError> {
         let url = format!("{}{path}", self.base);
         let request = hyper::Request::get(&url)
             .header(ACCEPT, "application/xml, application/problem+xml")
@@ -269,7 +280,7 @@ impl DictSource {
             .header("PI-RequestingParticipant", self.ispb.clone())
             .body(Empty::new())
             .map_err(|e| self.malformed(&format!("cannot build the request {url}: {e}")))?;
-        let call = async {
+        let exchange = async {
             let response = self
                 .client
                 .request(request)
@@ -287,7 +298,7 @@ impl DictSource {
                 .to_bytes();
             Ok::<_, SourceError>((parts, bytes))
         };
-        let (parts, bytes) = tokio::time::timeout(self.timeout, call)
+        let (parts, bytes) = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| SourceError::Timeout {
                 endpoint: self.base.clone(),
@@ -308,6 +319,7 @@ impl DictSource {
         let retry_after = parts.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok());
         Err(classify(
             &self.base,
+            call,
             parts.status.as_u16(),
             retry_after,
             &body,
@@ -389,10 +401,34 @@ pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     (at - now).to_std().ok().or(Some(Duration::ZERO))
 }
 
-/// What a non-200 answer means. `retry_after_header` is the raw `Retry-After` value, `body`
-/// the (decompressed) body, problem+xml or anything else.
+/// Which of DICT's policy calls was made: each is metered by its own bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// `GET /policies/`, metered by `POLICIES_LIST` (6 a minute, 20 in a burst).
+    List,
+    /// `GET /policies/{name}`, metered by `POLICIES_READ` (60 a minute, 200 in a burst).
+    Read,
+}
+
+impl Call {
+    /// What a 429 to this call means.
+    fn budget(self) -> &'static str {
+        match self {
+            Self::List => {
+                "POLICIES_LIST allows 6 listings a minute (20 in a burst): is the poll interval too short?"
+            }
+            Self::Read => {
+                "POLICIES_READ allows 60 single-policy reads a minute (200 in a burst): are `status --live` calls looping?"
+            }
+        }
+    }
+}
+
+/// What a non-200 answer to `call` means. `retry_after_header` is the raw `Retry-After` value,
+/// `body` the (decompressed) body, problem+xml or anything else.
 pub fn classify(
     endpoint: &str,
+    call: Call,
     status: u16,
     retry_after_header: Option<&str>,
     body: &[u8],
@@ -427,8 +463,13 @@ pub fn classify(
         429 => SourceError::RateLimited {
             endpoint,
             retry_after: wait,
+            detail: format!("{detail}; {}", call.budget()),
+        },
+        // Our request's fault, not DICT's answer's: the same request would fail the same way.
+        400 => SourceError::Refused {
+            endpoint,
             detail: format!(
-                "{detail}; POLICIES_LIST allows 6 listings a minute (20 in a burst): is the poll interval too short?"
+                "{detail}; DICT found dictmon's request malformed (not its own answer): not retried — check for a proxy rewriting requests, and report it to dictmon with the correlationId"
             ),
         },
         403 | 401 => SourceError::Refused {
@@ -494,6 +535,7 @@ mod tests {
         };
         let e = classify(
             "dict",
+            Call::List,
             429,
             Some("7"),
             problem("RateLimited", 429).as_bytes(),
@@ -505,6 +547,7 @@ mod tests {
         assert!(e.to_string().contains("c0ffee"), "{e}");
         let e = classify(
             "dict",
+            Call::List,
             503,
             Some("20"),
             problem("ServiceUnavailable", 503).as_bytes(),
@@ -516,6 +559,7 @@ mod tests {
         );
         let e = classify(
             "dict",
+            Call::List,
             403,
             None,
             problem("Forbidden", 403).as_bytes(),
@@ -523,12 +567,27 @@ mod tests {
         );
         assert_eq!((e.kind(), e.retryable()), ("refused", false));
         assert!(e.to_string().contains("ISPB"), "{e}");
-        let e = classify("dict", 410, None, b"", now());
+        let e = classify("dict", Call::List, 410, None, b"", now());
         assert_eq!((e.kind(), e.retryable()), ("refused", false));
         assert!(e.to_string().contains("dict_url"), "{e}");
-        let e = classify("dict", 500, None, b"<html>oops</html>", now());
+        let e = classify("dict", Call::List, 500, None, b"<html>oops</html>", now());
         assert_eq!((e.kind(), e.retryable()), ("unavailable", true));
-        let e = classify("dict", 302, None, b"", now());
+        let e = classify("dict", Call::List, 302, None, b"", now());
         assert_eq!(e.kind(), "malformed");
+        // A 400 is our request's fault: not a malformed answer, not retried.
+        let e = classify(
+            "dict",
+            Call::List,
+            400,
+            None,
+            problem("BadRequest", 400).as_bytes(),
+            now(),
+        );
+        assert_eq!((e.kind(), e.retryable()), ("refused", false));
+        assert!(e.to_string().contains("dictmon's request"), "{e}");
+        // A 429 names the bucket of the call that was refused.
+        let e = classify("dict", Call::Read, 429, None, b"", now());
+        assert!(e.to_string().contains("POLICIES_READ"), "{e}");
+        assert!(!e.to_string().contains("POLICIES_LIST"), "{e}");
     }
 }

@@ -144,25 +144,28 @@ impl Simulator {
     /// empty.
     pub fn list_policies_at(&mut self, now: DateTime<Utc>) -> Result<PolicyList, Duration> {
         self.advance_to(now);
-        let listing = self
-            .traffic
-            .buckets()
-            .iter()
-            .find(|b| b.name.as_str() == "POLICIES_LIST");
-        if let Some(b) = listing.filter(|b| b.available() < 1) {
-            let step = b.config.refill_period_secs / b.config.refill_tokens.max(1);
-            return Err(Duration::from_secs(step.max(1).unsigned_abs()));
+        if let Some(wait) = self.traffic.empty_for("POLICIES_LIST") {
+            return Err(wait);
         }
         Ok(self.list_at(now))
     }
 
-    /// DICT's answer to `GET /policies/{name}` at `now` (no `POLICIES_LIST` token): the policy
-    /// alone, or `None` when there is no such policy.
-    pub fn policy_at(&mut self, now: DateTime<Utc>, name: &str) -> Option<PolicyList> {
+    /// DICT's answer to `GET /policies/{name}` at `now`, which costs a `POLICIES_READ` token
+    /// (60 a minute, 200 in a burst): the policy alone, `None` when there is no such policy,
+    /// or the wait until `POLICIES_READ` refills when it is empty.
+    pub fn policy_at(
+        &mut self,
+        now: DateTime<Utc>,
+        name: &str,
+    ) -> Result<Option<PolicyList>, Duration> {
         self.advance_to(now);
+        if let Some(wait) = self.traffic.empty_for("POLICIES_READ") {
+            return Err(wait);
+        }
+        self.traffic.charge("POLICIES_READ");
         let mut list = self.listing(now, false);
         list.policies.retain(|p| p.name == name);
-        (!list.policies.is_empty()).then_some(list)
+        Ok((!list.policies.is_empty()).then_some(list))
     }
 
     /// The listing DICT would give at `now` (a poll: it costs a `POLICIES_LIST` token, and
@@ -212,7 +215,7 @@ impl Simulator {
         PolicyList {
             response_time,
             category: self.traffic.category().to_string(),
-            correlation_id: format!("SIM{:029}", self.polls),
+            correlation_id: correlation_id(0x51, self.polls),
             policies,
         }
     }
@@ -259,6 +262,12 @@ impl Simulator {
 
 /// Fraction of capacity during a near-exhaustion episode at phase `p` (seconds into the cycle):
 /// untouched before `start`, then drain to `floor` over `down`, hold `hold`, recover over `up`.
+/// A correlation id as DICT writes them: 32 hexadecimal digits (the 1.8.0 schema's pattern);
+/// the simulator's start with `kind` (0x51: an answer, 0xE4: a problem) then count.
+pub fn correlation_id(kind: u8, n: u64) -> String {
+    format!("{:032X}", (u128::from(kind) << 120) | u128::from(n))
+}
+
 fn episode(p: f64, start: f64, down: f64, hold: f64, up: f64, floor: f64) -> Option<f64> {
     let p = p - start;
     if p < 0.0 {

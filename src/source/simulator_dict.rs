@@ -3,9 +3,11 @@
 //! requires a client certificate signed by the simulator's CA.
 //!
 //! It answers as DICT does: 403 without a valid `PI-RequestingParticipant`, 429 when its own
-//! `POLICIES_LIST` bucket is empty (6 listings a minute, 20 in a burst), 404 for an unknown
-//! policy or path, problems as RFC 7807 `application/problem+xml`, gzip when asked, and
-//! keep-alive. Injected faults ([`Fault`]) answer chosen requests with a chosen status (with
+//! `POLICIES_LIST` bucket is empty (6 listings a minute, 20 in a burst) or, for a single
+//! policy, `POLICIES_READ` (60 a minute, 200 in a burst) — with no `Retry-After`, which DICT
+//! does not declare on 429 — 404 for an unknown policy or path, problems as RFC 7807
+//! `application/problem+xml` with 32-hex correlation ids, gzip when asked, and keep-alive.
+//! Injected faults ([`Fault`]) answer chosen requests with a chosen status (503 with
 //! `Retry-After`), so that outages can be tried on purpose.
 
 use std::convert::Infallible;
@@ -27,33 +29,55 @@ use tracing::{debug, warn};
 
 use super::dict::valid_ispb;
 use super::dict_xml::{write_get, write_list, write_problem};
-use super::simulator::Simulator;
+use super::simulator::{Simulator, correlation_id};
 use super::tls::{PkiFiles, TlsError, read_pem};
 
 /// The path prefix of DICT's API v2.
 pub const API_PREFIX: &str = "/api/v2/";
 
-/// A fault to inject: every `every`-th request is answered with `status`.
+/// A fault to inject: every `every`-th request is answered with `kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
-    /// The HTTP status (429, 500, 503 …).
-    pub status: u16,
+    /// What the chosen requests get.
+    pub kind: FaultKind,
     /// Which requests: the `every`-th, `2·every`-th …
     pub every: u64,
 }
 
+/// What a fault answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// An error status (400, 429, 500, 503 …), as a problem.
+    Status(u16),
+    /// A listing with no policy in it (`<Policies/>`); single reads are not affected.
+    EmptyListing,
+    /// A single-policy read answered about another policy; listings are not affected.
+    WrongName,
+}
+
 impl FromStr for Fault {
     type Err = String;
-    /// `STATUS@N`, e.g. `503@4`: every 4th request gets a 503.
+    /// `STATUS@N` (`503@4`: every 4th request gets a 503), `empty@N`, `wrong-name@N`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?}: write STATUS@N, e.g. 503@4 (every 4th request answers 503)");
-        let (status, every) = s.split_once('@').ok_or_else(bad)?;
-        let status: u16 = status.parse().map_err(|_| bad())?;
+        let bad = || {
+            format!(
+                "{s:?}: write STATUS@N (503@4: every 4th request answers 503), empty@N or wrong-name@N"
+            )
+        };
+        let (kind, every) = s.split_once('@').ok_or_else(bad)?;
+        let kind = match kind {
+            "empty" => FaultKind::EmptyListing,
+            "wrong-name" => FaultKind::WrongName,
+            status => match status.parse::<u16>() {
+                Ok(code) if (400..=599).contains(&code) => FaultKind::Status(code),
+                _ => return Err(bad()),
+            },
+        };
         let every: u64 = every.parse().map_err(|_| bad())?;
-        if !(400..=599).contains(&status) || every == 0 {
+        if every == 0 {
             return Err(bad());
         }
-        Ok(Self { status, every })
+        Ok(Self { kind, every })
     }
 }
 
@@ -76,7 +100,7 @@ impl Answer {
             status,
             retry_after: None,
             content_type: "application/problem+xml",
-            body: write_problem(short_type, title, status, detail, &format!("SIMERR{n:026}")),
+            body: write_problem(short_type, title, status, detail, &correlation_id(0xE4, n)),
         }
     }
 }
@@ -107,6 +131,28 @@ impl SimulatedDict {
         self.answer_at(Utc::now(), method, path, ispb)
     }
 
+    /// The injected error status answering request `n`, if a fault chose it.
+    fn injected(&self, n: u64) -> Option<Answer> {
+        let status = self.faults.iter().find_map(|f| match f.kind {
+            FaultKind::Status(s) if n.is_multiple_of(f.every) => Some(s),
+            _ => None,
+        })?;
+        let (kind, title) = match status {
+            429 => ("RateLimited", "Rate limited"),
+            503 => ("ServiceUnavailable", "Service Unavailable"),
+            500 => ("InternalServerError", "Internal Server Error"),
+            403 => ("Forbidden", "Forbidden"),
+            400 => ("BadRequest", "Bad request"),
+            _ => ("InternalServerError", "Injected fault"),
+        };
+        let mut a = Answer::problem(status, kind, title, "injected by the simulator", n);
+        // DICT declares `Retry-After` on 503 only.
+        if status == 503 {
+            a.retry_after = Some(self.retry_after);
+        }
+        Some(a)
+    }
+
     /// The answer at DICT's time `now`.
     pub fn answer_at(
         &self,
@@ -116,18 +162,12 @@ impl SimulatedDict {
         ispb: Option<&str>,
     ) -> Answer {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(f) = self.faults.iter().find(|f| n.is_multiple_of(f.every)) {
-            let (kind, title) = match f.status {
-                429 => ("RateLimited", "Rate limited"),
-                503 => ("ServiceUnavailable", "Service Unavailable"),
-                500 => ("InternalServerError", "Internal Server Error"),
-                403 => ("Forbidden", "Forbidden"),
-                _ => ("InternalServerError", "Injected fault"),
-            };
-            let mut a = Answer::problem(f.status, kind, title, "injected by the simulator", n);
-            if matches!(f.status, 429 | 503) {
-                a.retry_after = Some(self.retry_after);
-            }
+        let fault = |kind: FaultKind| {
+            self.faults
+                .iter()
+                .any(|f| f.kind == kind && n.is_multiple_of(f.every))
+        };
+        if let Some(a) = self.injected(n) {
             return a;
         }
         if method != "GET" {
@@ -156,33 +196,59 @@ impl SimulatedDict {
         };
         match rest {
             "policies/" | "policies" => match sim.list_policies_at(now) {
-                Ok(list) => Answer {
+                Ok(mut list) => Answer {
+                    body: {
+                        if fault(FaultKind::EmptyListing) {
+                            list.policies.clear();
+                        }
+                        write_list(&list)
+                    },
                     status: 200,
                     retry_after: None,
                     content_type: "application/xml",
-                    body: write_list(&list),
                 },
-                Err(wait) => {
-                    let mut a = Answer::problem(
-                        429,
-                        "RateLimited",
-                        "Rate limited",
-                        "POLICIES_LIST is empty: 6 listings a minute, 20 in a burst",
-                        n,
-                    );
-                    a.retry_after = Some(wait.as_secs());
-                    a
-                }
+                // DICT declares no `Retry-After` on 429: the wait is only said in words.
+                Err(wait) => Answer::problem(
+                    429,
+                    "RateLimited",
+                    "Rate limited",
+                    &format!(
+                        "POLICIES_LIST is empty: 6 listings a minute, 20 in a burst; a token in {} s",
+                        wait.as_secs()
+                    ),
+                    n,
+                ),
             },
             other => match other.strip_prefix("policies/") {
                 Some(name) => match sim.policy_at(now, name) {
-                    Some(list) => Answer {
+                    Ok(Some(mut list)) => Answer {
+                        body: {
+                            if fault(FaultKind::WrongName)
+                                && let Some(p) = list.policies.first_mut()
+                            {
+                                p.name = if name == "ENTRIES_WRITE" {
+                                    "ENTRIES_UPDATE".into()
+                                } else {
+                                    "ENTRIES_WRITE".into()
+                                };
+                            }
+                            write_get(&list)
+                        },
                         status: 200,
                         retry_after: None,
                         content_type: "application/xml",
-                        body: write_get(&list),
                     },
-                    None => Answer::problem(
+                    Err(wait) => Answer::problem(
+                        429,
+                        "RateLimited",
+                        "Rate limited",
+                        &format!(
+                            "POLICIES_READ is empty: 60 reads a minute, 200 in a burst; a token in {} s",
+                            wait.as_secs()
+                        ),
+                        n,
+                    ),
+                    Ok(None) => Answer::problem(
                         404,
                         "NotFound",
                         "Not found",
@@ -344,12 +410,45 @@ mod tests {
             .expect("listed");
         assert_eq!(budget.available_tokens, 0, "the listing shows its own cost");
         assert_eq!(answers[20].status, 429);
-        assert_eq!(answers[20].retry_after, Some(10));
+        assert_eq!(
+            answers[20].retry_after, None,
+            "DICT declares no Retry-After on 429"
+        );
         let p = parse_problem(answers[20].body.as_bytes()).expect("problem");
         assert_eq!(p.short_type(), "RateLimited");
         // Reading one policy does not cost a listing.
         let one = get(&d, "/api/v2/policies/KEYS_CHECK", Some("12345678"));
         assert_eq!(one.status, 200);
+        let id = parse_problem(answers[20].body.as_bytes())
+            .expect("problem")
+            .correlation_id;
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
+
+    #[test]
+    fn single_reads_are_metered_by_policies_read() {
+        let d = dict(vec![]);
+        let read = || get(&d, "/api/v2/policies/POLICIES_READ", Some("12345678"));
+        let answers: Vec<Answer> = (0..201).map(|_| read()).collect();
+        assert!(answers[..200].iter().all(|a| a.status == 200));
+        let last = crate::source::dict_xml::parse_get(answers[199].body.as_bytes()).expect("get");
+        assert_eq!(
+            last.policies[0].available_tokens, 0,
+            "the read shows its own cost"
+        );
+        assert!(
+            last.correlation_id.len() == 32
+                && last.correlation_id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{}",
+            last.correlation_id
+        );
+        assert_eq!(answers[200].status, 429);
+        assert_eq!(answers[200].retry_after, None);
+        let p = parse_problem(answers[200].body.as_bytes()).expect("problem");
+        assert!(p.detail.contains("POLICIES_READ"), "{}", p.detail);
     }
 
     #[test]

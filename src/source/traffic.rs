@@ -12,7 +12,8 @@
 //!   business peak, with bursts of 1.3–2× that can drain it (and a penalty can take it to −2).
 //! - `ENTRIES_STATISTICS_READ` follows at about half that.
 //! - Write and claim buckets see light traffic (1–10 % of refill); the rest are nearly idle.
-//! - `POLICIES_LIST` is charged one token per poll: dictmon's own listing.
+//! - `POLICIES_LIST` is charged one token per poll (dictmon's own listing), `POLICIES_READ`
+//!   one per single-policy read; nothing else drains them.
 //! - Daily cycle on Brasília time (UTC−3): night 10 %, ramping to 100 % over 12:00–18:00.
 
 use chrono::{DateTime, Timelike, Utc};
@@ -26,7 +27,7 @@ use crate::domain::{BucketConfig, PolicyName, PspCategory};
 enum Load {
     /// Fraction of the refill rate consumed at the daily peak.
     Daily { peak: f64, bursty: bool },
-    /// One token per poll.
+    /// One token per call (`POLICIES_LIST`, `POLICIES_READ`): drained only by [`Traffic::charge`].
     Poller,
 }
 
@@ -85,7 +86,7 @@ impl Traffic {
                         peak: 0.45,
                         bursty: true,
                     },
-                    "POLICIES_LIST" => Load::Poller,
+                    "POLICIES_LIST" | "POLICIES_READ" => Load::Poller,
                     n if n.ends_with("_WRITE") || n.starts_with("CLAIMS") => Load::Daily {
                         peak: rng.random_range(0.01..0.10),
                         bursty: false,
@@ -190,12 +191,27 @@ impl Traffic {
 
     /// One poll: `POLICIES_LIST` pays its token, then every bucket is observed.
     pub fn poll(&mut self) -> Vec<(PolicyName, i64, BucketConfig)> {
-        for b in &mut self.buckets {
-            if matches!(b.load, Load::Poller) {
-                b.level -= 1.0;
-            }
-        }
+        self.charge("POLICIES_LIST");
         self.observe()
+    }
+
+    /// One call metered by the bucket `name` pays its token (the balance may go negative, as
+    /// a caller that does not ask first can drive it).
+    pub fn charge(&mut self, name: &str) {
+        for b in self.buckets.iter_mut().filter(|b| b.name.as_str() == name) {
+            b.level -= 1.0;
+        }
+    }
+
+    /// How long until the bucket `name` holds a whole token again, when it holds none now.
+    pub fn empty_for(&self, name: &str) -> Option<std::time::Duration> {
+        let b = self
+            .buckets
+            .iter()
+            .find(|b| b.name.as_str() == name)
+            .filter(|b| b.available() < 1)?;
+        let step = b.config.refill_period_secs / b.config.refill_tokens.max(1);
+        Some(std::time::Duration::from_secs(step.max(1).unsigned_abs()))
     }
 
     /// Every bucket as DICT would report it now, charging nothing.

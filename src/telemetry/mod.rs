@@ -9,10 +9,15 @@
 //! Conventions: a recovery ETA or exhaustion projection that is "never" is exported as `+Inf`;
 //! an unknown consumption rate (first sample of a policy) is not exported. When a policy's
 //! category changes, its series under the old category are removed.
+//!
+//! Every metric is a reading. The legacy's `dict_rate_limit_error_404_rate` is not exported:
+//! DICT's policy API does not report look-ups or their 404s, so dictmon has nothing to measure
+//! it from, and a constant 0 would read as "healthy" forever. The 404 penalties still show up
+//! where they act, as tokens leaving the anti-scan buckets.
 
 mod published;
 
-pub use published::{PolicyView, Published};
+pub use published::{NOTICE_WINDOW, PolicyView, Published};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,9 +41,10 @@ pub struct Metrics {
     consumption: GaugeVec,
     recovery_eta: GaugeVec,
     exhaustion: GaugeVec,
-    error_404_rate: GaugeVec,
     alerts_created: IntCounterVec,
     alerts_resolved: IntCounterVec,
+    alerts_updated: IntCounterVec,
+    category_changes: IntCounterVec,
     /// `dict_rate_limit_monitoring_duration_seconds{operation}`: `fetch`, `process`, `persist`,
     /// `cycle`.
     pub duration: HistogramVec,
@@ -193,12 +199,6 @@ impl Metrics {
                 "Seconds until the bucket is empty at the current net rate; +Inf when not draining.",
                 p,
             ),
-            error_404_rate: gauge(
-                &r,
-                "dict_rate_limit_error_404_rate",
-                "Share of key look-ups answered 404 (not reported by DICT's policy API; kept for the legacy dashboards).",
-                p,
-            ),
             alerts_created: counter(
                 &r,
                 "dict_rate_limit_alerts_created_total",
@@ -210,6 +210,18 @@ impl Metrics {
                 "dict_rate_limit_alerts_resolved_total",
                 "Alerts resolved.",
                 &ALERT_LABELS,
+            ),
+            alerts_updated: counter(
+                &r,
+                "dict_rate_limit_alerts_updated_total",
+                "Open alerts whose severity changed (escalated or de-escalated), by the new severity.",
+                &ALERT_LABELS,
+            ),
+            category_changes: counter(
+                &r,
+                "dict_rate_limit_category_changes_total",
+                "Moves of the participant to another category seen in DICT's answers, by the new category (severity WARNING: down, INFO: up).",
+                &["severity", "psp_category"],
             ),
             duration,
             last_success,
@@ -358,10 +370,9 @@ impl Metrics {
         self.exhaustion
             .with_label_values(&labels)
             .set(e.exhaustion_projection_seconds.unwrap_or(f64::INFINITY));
-        self.error_404_rate.with_label_values(&labels).set(0.0);
     }
 
-    fn policy_gauges(&self) -> [&GaugeVec; 7] {
+    fn policy_gauges(&self) -> [&GaugeVec; 6] {
         [
             &self.available,
             &self.capacity,
@@ -369,7 +380,6 @@ impl Metrics {
             &self.consumption,
             &self.recovery_eta,
             &self.exhaustion,
-            &self.error_404_rate,
         ]
     }
 
@@ -382,7 +392,12 @@ impl Metrics {
         ];
         match e.event_type {
             AlertEventType::Created => self.alerts_created.with_label_values(&labels).inc(),
+            AlertEventType::Updated => self.alerts_updated.with_label_values(&labels).inc(),
             AlertEventType::Resolved => self.alerts_resolved.with_label_values(&labels).inc(),
+            AlertEventType::CategoryChanged => self
+                .category_changes
+                .with_label_values(&[labels[1], labels[2]])
+                .inc(),
         }
     }
 

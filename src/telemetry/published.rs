@@ -21,6 +21,9 @@ pub struct PolicyView {
     pub severity: Option<Severity>,
 }
 
+/// How long a category change stays on the dashboard's overview.
+pub const NOTICE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
 /// The published state.
 pub struct Published {
     /// Latest view of every policy, by name.
@@ -28,6 +31,9 @@ pub struct Published {
     /// The alerts open now (dictmon's own staleness alert among them), as the monitor holds
     /// them: readers need not scan the catalog's whole history for them.
     pub open_alerts: ArcSwap<Vec<Alert>>,
+    /// Category changes of the last [`NOTICE_WINDOW`], newest first: news for the dashboard
+    /// (in the catalog they are resolved as they open).
+    pub notices: ArcSwap<Vec<Alert>>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// Unix milliseconds of the last successful poll; 0 before the first.

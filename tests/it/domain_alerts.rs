@@ -74,7 +74,7 @@ fn tokens(levels: &[i64]) -> Vec<(i64, Option<f64>)> {
     levels.iter().map(|&t| (t, None)).collect()
 }
 
-use AlertEventType::{Created, Resolved};
+use AlertEventType::{Created, Resolved, Updated};
 use Severity::{Critical, Warning};
 
 #[test]
@@ -132,7 +132,7 @@ fn a_negative_balance_is_critical() {
 }
 
 #[test]
-fn escalation_resolves_the_warning_then_opens_a_critical() {
+fn escalation_updates_the_open_alert() {
     let (state, events) = run(
         &AlertState::default(),
         0,
@@ -141,16 +141,54 @@ fn escalation_resolves_the_warning_then_opens_a_critical() {
     );
     assert_eq!(
         kinds(&events),
-        vec![(Created, Warning), (Resolved, Warning), (Created, Critical)]
+        vec![(Created, Warning), (Updated, Critical)]
     );
-    assert_eq!(state.open.as_ref().map(|a| a.severity), Some(Critical));
-    // The resolve and the new alert carry the escalating sample's time.
+    let alert = state.open.expect("open");
+    // One incident: the alert opened as a WARNING is the one now CRITICAL.
+    assert_eq!(alert.opened_at, at(0));
+    assert_eq!((alert.severity, alert.peak()), (Critical, Critical));
     assert_eq!(events[1].timestamp, at(1));
-    assert_eq!(events[2].timestamp, at(1));
+    assert_ne!(events[1].event_id, events[0].event_id);
     assert!(
-        events[1].message.contains("escalated to CRITICAL"),
+        events[1]
+            .message
+            .contains("escalated from WARNING to CRITICAL: 9.0% remaining"),
         "{}",
         events[1].message
+    );
+}
+
+#[test]
+fn an_incident_that_escalates_and_recovers_is_one_alert_with_its_peak() {
+    // WARNING → CRITICAL → WARNING → resolved: four events of one alert.
+    let (state, events) = run(
+        &AlertState::default(),
+        0,
+        &tokens(&[150, 90, 130, 300]),
+        &Thresholds::default(),
+    );
+    assert_eq!(
+        kinds(&events),
+        vec![
+            (Created, Warning),
+            (Updated, Critical),
+            (Updated, Warning),
+            (Resolved, Warning)
+        ]
+    );
+    assert_eq!(state.open, None);
+    let (mid, _) = run(
+        &AlertState::default(),
+        0,
+        &tokens(&[150, 90, 130]),
+        &Thresholds::default(),
+    );
+    let alert = mid.open.expect("open");
+    assert_eq!((alert.severity, alert.peak()), (Warning, Critical));
+    assert!(
+        events[2]
+            .message
+            .contains("de-escalated from CRITICAL to WARNING")
     );
 }
 
@@ -197,14 +235,40 @@ fn de_escalation_needs_the_hysteresis_margin() {
     );
     assert_eq!(
         kinds(&events),
-        vec![
-            (Created, Critical),
-            (Resolved, Critical),
-            (Created, Warning)
-        ]
+        vec![(Created, Critical), (Updated, Warning)]
     );
     assert_eq!(events[1].timestamp, at(3));
     assert_eq!(state.open.map(|a| a.severity), Some(Warning));
+}
+
+#[test]
+fn the_hysteresis_is_at_least_one_token() {
+    // POLICIES_LIST at a 5 s poll: 20 tokens, one token is 5 points, ticking between 1 and 3
+    // tokens. With 2 points of hysteresis alone, 3 tokens (15 %) would leave CRITICAL each
+    // time; at least one token (10 + 5 = 15 %) keeps it CRITICAL until 4 tokens (20 %).
+    let small = |step: i64, tokens: i64| {
+        let (mut snapshot, mut enrichment) = obs(step, tokens, None);
+        snapshot.sample.bucket.capacity = 20;
+        enrichment.remaining_percent = 100.0 * tokens as f64 / 20.0;
+        enrichment.utilization_percent = 100.0 - enrichment.remaining_percent;
+        (snapshot, enrichment)
+    };
+    let mut state = AlertState::default();
+    let mut events = Vec::new();
+    for (step, tokens) in (0..).zip([2, 3, 1, 3, 2, 3, 1, 3]) {
+        let (snapshot, enrichment) = small(step, tokens);
+        let t = evaluate(
+            &state,
+            Observation {
+                snapshot: &snapshot,
+                enrichment: &enrichment,
+            },
+            &Thresholds::default(),
+        );
+        state = t.state;
+        events.extend(t.events);
+    }
+    assert_eq!(kinds(&events), vec![(Created, Critical)]);
 }
 
 #[test]
@@ -336,7 +400,7 @@ fn replaying_samples_yields_no_event() {
     let th = Thresholds::default();
     let levels = tokens(&[900, 150, 90, 300, 950]);
     let (state, events) = run(&AlertState::default(), 0, &levels, &th);
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 3);
     // The same cycles again (a retry, or a replay after restart with the persisted state).
     let (again, replayed) = run(&state, 0, &levels, &th);
     assert!(replayed.is_empty(), "{replayed:?}");

@@ -34,6 +34,8 @@ mod packaging_files;
 mod readme;
 /// The lock-free ring under a million pushes and concurrent readers.
 mod ring_concurrency;
+/// Alert quality over mutual TLS: one alert per incident, category changes.
+mod serve_alert_quality;
 /// The catalog's commit fails (ENOSPC) under serve and heals without a restart.
 mod serve_catalog_faults;
 /// Damaged segments (header, emptied file, block): serve starts and stores, damage reported.

@@ -1,6 +1,6 @@
 //! Alert events to a real Prometheus Alertmanager (Debian's `prometheus-alertmanager`, started
 //! here on a loopback port in a temporary directory): an exhaustion alert appears with its
-//! labels, and ends when dictmon resolves it.
+//! labels, and ends when dictmon de-escalates or resolves it.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -118,7 +118,8 @@ fn an_exhaustion_alert_appears_in_alertmanager_and_ends_after_resolution() {
     );
     let starts_at = firing["startsAt"].as_str().expect("startsAt").to_owned();
 
-    // dictmon resolves it; Alertmanager ends it (the same labels and start are no longer active).
+    // dictmon de-escalates or resolves it; Alertmanager ends it (the same labels and start are
+    // no longer active).
     wait_until(
         "the alert to end in Alertmanager",
         Duration::from_secs(60),
@@ -131,7 +132,7 @@ fn an_exhaustion_alert_appears_in_alertmanager_and_ends_after_resolution() {
     let (status, _) = serve.terminate();
     assert!(status.success());
 
-    // …because dictmon resolved it: the catalog's alert opened then is resolved.
+    // …because dictmon's alert of that incident left CRITICAL.
     let opened: chrono::DateTime<chrono::Utc> = starts_at.parse().expect("RFC 3339");
     let alerts = StoreReader::open(&data)
         .expect("reader")
@@ -142,10 +143,18 @@ fn an_exhaustion_alert_appears_in_alertmanager_and_ends_after_resolution() {
     let ours = alerts
         .iter()
         .find(|a| {
+            // One alert per incident: it may have opened as a WARNING before it escalated.
             a.policy.as_str() == POLICY
-                && a.severity == dictmon::domain::Severity::Critical
-                && (a.opened_at - opened).num_milliseconds().abs() <= 1
+                && a.peak() == dictmon::domain::Severity::Critical
+                && (a.opened_at - opened).num_milliseconds() <= 1
+                && a.resolved_at
+                    .is_none_or(|r| (opened - r).num_milliseconds() <= 1)
         })
         .expect("the alert Alertmanager showed is in the catalog");
-    assert!(ours.resolved_at.is_some(), "{ours:?}");
+    // Alertmanager's CRITICAL ended because dictmon's alert left CRITICAL: resolved, or
+    // de-escalated to WARNING (which Alertmanager shows as the same endpoint's WARNING).
+    assert!(
+        ours.resolved_at.is_some() || ours.severity == dictmon::domain::Severity::Warning,
+        "{ours:?}"
+    );
 }

@@ -331,7 +331,7 @@ fn history(readme: &Readme) {
         &["ENTRIES_WRITE"],
     );
     let alerts = readme.run_ok(
-        &readme.next("cargo run --release -- query alerts --data-dir /tmp/demo --severity CRITICAL --since 7d --format json"),
+        &readme.next("cargo run --release -- query alerts --data-dir /tmp/demo --severity CRITICAL --since 30d --format json"),
         &["\"CRITICAL\""],
     );
     for line in alerts.lines().filter(|l| l.starts_with('{')) {

@@ -42,6 +42,7 @@ fn events_raised(serve: &Serve) -> f64 {
     text.lines()
         .filter(|l| {
             l.starts_with("dict_rate_limit_alerts_created_total{")
+                || l.starts_with("dict_rate_limit_alerts_updated_total{")
                 || l.starts_with("dict_rate_limit_alerts_resolved_total{")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -55,7 +56,8 @@ fn a_catalog_that_fails_to_commit_heals_without_a_restart() {
     let trigger = tmp.path().join("fail-catalog");
     let serve = Serve::start_env(
         &data,
-        &["--scenario", "flapping", "--interval", "1s"],
+        // A drain to below zero every 35 s: alert events all along.
+        &["--scenario", "exhaustion", "--interval", "1s"],
         &[
             ("LD_PRELOAD", shim(tmp.path()).display().to_string()),
             ("DICTMON_TEST_FAIL_CATALOG", trigger.display().to_string()),

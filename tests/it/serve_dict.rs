@@ -152,15 +152,15 @@ fn a_client_certificate_dict_does_not_trust_fails_saying_so() {
 #[test]
 fn rate_limited_and_unavailable_answers_wait_as_asked_and_are_counted() {
     let pki = tempfile::tempdir().expect("temp");
-    // The 2nd request gets a 429, the 3rd a 503, each with Retry-After: 12 (past the 10 s
-    // interval, so honouring it shows as a held poll).
+    // The 2nd request gets a 503 with Retry-After: 12 (past the 10 s interval, so honouring it
+    // shows as a held poll), the 3rd a 429, without one (DICT declares none on 429).
     let sim = simulate(
         pki.path(),
         &[
             "--fault",
-            "429@2",
+            "503@2",
             "--fault",
-            "503@3",
+            "429@3",
             "--retry-after",
             "12",
         ],
@@ -169,28 +169,36 @@ fn rate_limited_and_unavailable_answers_wait_as_asked_and_are_counted() {
     let dir = tempfile::tempdir().expect("temp");
     let serve = start(dir.path(), &dict_args(&sim.url, &files.ca, &files));
     let mut held = false;
-    wait_until("a 429 and a 503 counted", Duration::from_secs(60), || {
+    wait_until("a 503 and a 429 counted", Duration::from_secs(60), || {
         let (_, text) = serve.get("/metrics");
         held |= metric(&text, "dictmon_source_retry_after_seconds") == Some(12.0);
         metric(&text, "dictmon_poll_errors_total{kind=\"rate_limited\"}") >= Some(1.0)
             && metric(&text, "dictmon_poll_errors_total{kind=\"unavailable\"}") >= Some(1.0)
     });
     let log = serve.log();
+    // DICT's 32-hex correlation id is in the log line, for BACEN's support.
     assert!(
-        log.contains("RateLimited") && log.contains("SIMERR"),
+        log.contains("RateLimited") && log.contains("DICT correlationId E4000000"),
         "{log}"
     );
+    assert!(log.contains("POLICIES_LIST allows 6 listings"), "{log}");
     assert!(log.contains("ServiceUnavailable"), "{log}");
     assert!(held, "dictmon_source_retry_after_seconds never showed 12");
-    // Honoured: the poll after the 429 came no sooner than 12 s later (the interval is 10 s).
+    // Honoured: the poll after the 503 came no sooner than 12 s later (the interval is 10 s).
     let failed_at = |kind: &str| {
         log.lines()
-            .find(|l| l.contains("asked to wait 12s: no poll before then") && l.contains(kind))
+            .find(|l| l.contains("poll failed;") && l.contains(kind))
             .and_then(|l| l.split_whitespace().next())
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .unwrap_or_else(|| panic!("no timed {kind} line in:\n{log}"))
     };
-    let gap = failed_at("ServiceUnavailable") - failed_at("RateLimited");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("asked to wait 12s: no poll before then")
+                && l.contains("ServiceUnavailable")),
+        "{log}"
+    );
+    let gap = failed_at("RateLimited") - failed_at("ServiceUnavailable");
     assert!(
         gap >= chrono::TimeDelta::milliseconds(11_900),
         "polled again after {gap} despite Retry-After: 12"
@@ -205,4 +213,84 @@ fn rate_limited_and_unavailable_answers_wait_as_asked_and_are_counted() {
                 && serve.get("/readyz").0 == 200
         },
     );
+}
+
+/// `status --live NAME` through DICT's `GET /policies/{name}`: its stderr, and whether it
+/// succeeded.
+fn live(sim: &Simulator, files: &PkiFiles, name: &str) -> (bool, String) {
+    let out = dictmon()
+        .args(["status", "--live", name, "--format", "json"])
+        .args(&dict_args(&sim.url, &files.ca, files)[..12])
+        .output()
+        .expect("status --live");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn single_reads_check_the_name_and_name_their_own_budget() {
+    let pki = tempfile::tempdir().expect("temp");
+    let files = PkiFiles::in_dir(pki.path());
+    // An answer about another policy is refused, not shown as the one asked for.
+    let sim = simulate(pki.path(), &["--fault", "wrong-name@1"]);
+    let (ok, err) = live(&sim, &files, "KEYS_CHECK");
+    assert!(!ok, "an answer about another policy was accepted");
+    assert!(
+        err.contains("asked for policy \"KEYS_CHECK\", DICT answered about \"ENTRIES_WRITE\""),
+        "{err}"
+    );
+    drop(sim);
+    // A 429 on a single read is POLICIES_READ's doing, not POLICIES_LIST's.
+    let sim = simulate(pki.path(), &["--fault", "429@1"]);
+    let (ok, err) = live(&sim, &files, "KEYS_CHECK");
+    assert!(!ok);
+    assert!(err.contains("POLICIES_READ allows 60"), "{err}");
+    assert!(!err.contains("POLICIES_LIST"), "{err}");
+}
+
+#[test]
+fn an_empty_listing_is_counted_and_never_makes_the_source_fresh() {
+    let pki = tempfile::tempdir().expect("temp");
+    let sim = simulate(pki.path(), &["--fault", "empty@1"]);
+    let files = PkiFiles::in_dir(pki.path());
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = start(dir.path(), &dict_args(&sim.url, &files.ca, &files));
+    wait_until(
+        "empty listings counted, the source stale, the self-alert open",
+        Duration::from_secs(60),
+        || {
+            let (_, text) = serve.get("/metrics");
+            metric(&text, "dictmon_poll_errors_total{kind=\"empty_listing\"}") >= Some(2.0)
+                && metric(&text, "dictmon_source_fresh") == Some(0.0)
+                && alerts(&serve, "?open=true")
+                    .iter()
+                    .any(|a| a.policy.as_str() == "DICTMON_SOURCE")
+        },
+    );
+    assert!(serve.log().contains("no policy at all"), "{}", serve.log());
+    assert_ne!(serve.get("/readyz").0, 200);
+    assert_eq!(serve.get("/api/v1/policies").1.trim(), "[]");
+}
+
+#[test]
+fn a_400_is_our_request_s_fault_and_is_not_retried() {
+    let pki = tempfile::tempdir().expect("temp");
+    let sim = simulate(pki.path(), &["--fault", "400@1"]);
+    let files = PkiFiles::in_dir(pki.path());
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = start(dir.path(), &dict_args(&sim.url, &files.ca, &files));
+    wait_until("a 400 counted as refused", Duration::from_secs(30), || {
+        let (_, text) = serve.get("/metrics");
+        metric(&text, "dictmon_poll_errors_total{kind=\"refused\"}") >= Some(1.0)
+    });
+    let log = serve.log();
+    assert!(
+        log.contains("DICT found dictmon's request malformed"),
+        "{log}"
+    );
+    assert!(!log.contains("malformed answer"), "{log}");
+    // Not retried within the cycle: no "retrying" with a retry_in.
+    assert!(!log.contains("retry_in"), "{log}");
 }

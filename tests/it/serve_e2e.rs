@@ -12,14 +12,13 @@ use dictmon::store::{Filter, StoreReader};
 
 use crate::util::{Serve, Simulator, metric, wait_until};
 
-const GAUGES: [&str; 7] = [
+const GAUGES: [&str; 6] = [
     "dict_rate_limit_available_tokens",
     "dict_rate_limit_capacity",
     "dict_rate_limit_utilization_percent",
     "dict_rate_limit_consumption_rate_per_minute",
     "dict_rate_limit_recovery_eta_seconds",
     "dict_rate_limit_exhaustion_projection_seconds",
-    "dict_rate_limit_error_404_rate",
 ];
 
 fn alerts(serve: &Serve, query: &str) -> Vec<Alert> {

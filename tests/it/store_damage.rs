@@ -49,6 +49,7 @@ fn store_with_two_months(dir: &Path) {
         id: uuid::Uuid::from_u128(7),
         policy: PolicyName::new("ENTRIES_WRITE").expect("valid"),
         severity: Severity::Critical,
+        peak_severity: None,
         cause: AlertCause::Threshold,
         opened_at: start(),
         available_tokens: 10,

@@ -15,6 +15,7 @@ fn alert(opened: DateTime<Utc>, resolved: Option<DateTime<Utc>>) -> Alert {
         id: uuid::Uuid::from_u128(u128::try_from(opened.timestamp()).expect("positive")),
         policy: PolicyName::new("ENTRIES_WRITE").expect("valid"),
         severity: Severity::Warning,
+        peak_severity: None,
         cause: AlertCause::Threshold,
         opened_at: opened,
         available_tokens: 150,
@@ -113,6 +114,7 @@ fn event(at: DateTime<Utc>) -> AlertEvent {
         exhaustion_projection_seconds: None,
         psp_category: PspCategory::C,
         message: "test".into(),
+        category_change: None,
     }
 }
 
