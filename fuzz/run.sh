@@ -18,7 +18,7 @@ seed() {
     mkdir -p "corpus/$t" logs
     case $t in
         segment_decode) cp ../tests/fixtures/*.seg "corpus/$t/" ;;
-        dict_xml) cp ../tests/fixtures/dict/*.xml "corpus/$t/" ;;
+        dict_xml | dict_signature) cp ../tests/fixtures/dict/*.xml "corpus/$t/" ;;
         config_toml) cp ../packaging/dictmon.toml "corpus/$t/" ;;
     esac
     if compgen -G "seeds/$t/*" >/dev/null; then

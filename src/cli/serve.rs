@@ -204,10 +204,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
         keep_months: config.keep_months,
     };
-    if let SourceConfig::Dict(_) = &config.source {
-        warn!(
-            "DICT's response signatures are NOT verified: this build has no XML-DSig verifier (see README, \"DICT source\"); the answers are trusted on the strength of mutual TLS alone"
-        );
+    if let SourceConfig::Dict(d) = &config.source {
+        if let Some(cert) = &d.signing_cert {
+            info!(
+                signing_cert = %cert.display(),
+                "DICT's response signatures are verified: an answer that fails is not used"
+            );
+        } else {
+            warn!(
+                "DICT's response signatures are NOT verified: no signing_cert (--dict-signing-cert) is configured (see README, \"DICT source\"); the answers are trusted on the strength of mutual TLS alone"
+            );
+        }
     }
     for sink in &config.notify.sinks {
         info!(

@@ -10,6 +10,7 @@ use anyhow::Context;
 use chrono::Utc;
 use dictmon::domain::PspCategory;
 use dictmon::monitor::backfill::{BackfillPlan, backfill, serve_defaults};
+use dictmon::source::dict_signature::{ResponseSigner, SIGNING_CERT_FILE};
 use dictmon::source::simulator::{Scenario, Simulator, SimulatorService};
 use dictmon::source::simulator_dict::{self, Fault, SimulatedDict};
 use dictmon::source::tls::{ensure_pki, read_pem};
@@ -42,12 +43,16 @@ pub struct Args {
     #[arg(long, default_value = "bridge", value_parser = ["bridge", "dict"], requires = "listen")]
     protocol: String,
     /// Folder with ca.pem, server.pem, server-key.pem, client.pem, client-key.pem (made if
-    /// absent): serve with mutual TLS. With --protocol dict it defaults to ./dictmon-sim-pki.
+    /// absent): serve with mutual TLS. With --protocol dict it defaults to ./dictmon-sim-pki,
+    /// and also holds DICT's signing certificate and key (dict-signing.pem,
+    /// dict-signing-key.pem), with which every answer is signed.
     #[arg(long, value_name = "DIR", requires = "listen")]
     tls_dir: Option<PathBuf>,
     /// Inject a fault (--protocol dict): STATUS@N answers every N-th request with STATUS, e.g.
     /// 503@4; empty@N answers every N-th listing with no policy (`<Policies/>`);
-    /// wrong-name@N answers every N-th single-policy read about another policy. Repeatable.
+    /// wrong-name@N answers every N-th single-policy read about another policy; unsigned@N
+    /// sends every N-th answer without its signature, tampered@N alters it after signing.
+    /// Repeatable.
     #[arg(long, value_name = "FAULT@N", requires = "listen")]
     fault: Vec<Fault>,
     /// Retry-After, in seconds, of injected 503 answers (DICT declares none on 429).
@@ -163,13 +168,22 @@ fn listen_dict(args: &Args, listen: &str, category: PspCategory) -> anyhow::Resu
         eprintln!("made a throw-away CA and certificates in {}", dir.display());
     }
     let tls = simulator_dict::server_tls(&files)?;
+    // Every answer is signed, as DICT signs them.
+    let (signer, made) = ResponseSigner::ensure(&dir)?;
+    if made {
+        eprintln!(
+            "made a throw-away DICT signing key and certificate in {}",
+            dir.display()
+        );
+    }
     serve_on(listen, |listener, addr| async move {
         eprintln!(
-            "connect with: dictmon serve --source dict --dict-url https://{addr}{} --ispb 12345678 --ca-cert {} --client-cert {} --client-key {} --interval 10s",
+            "connect with: dictmon serve --source dict --dict-url https://{addr}{} --ispb 12345678 --ca-cert {} --client-cert {} --client-key {} --dict-signing-cert {} --interval 10s",
             simulator_dict::API_PREFIX,
             files.ca.display(),
             files.client_cert.display(),
-            files.client_key.display()
+            files.client_key.display(),
+            dir.join(SIGNING_CERT_FILE).display()
         );
         // The address line goes to stdout, for scripts and tests.
         println!(
@@ -178,11 +192,14 @@ fn listen_dict(args: &Args, listen: &str, category: PspCategory) -> anyhow::Resu
             args.scenario
         );
         std::io::stdout().flush().ok();
-        let dict = Arc::new(SimulatedDict::new(
-            Simulator::new(args.seed, args.scenario, category),
-            args.fault.clone(),
-            args.retry_after,
-        ));
+        let dict = Arc::new(
+            SimulatedDict::new(
+                Simulator::new(args.seed, args.scenario, category),
+                args.fault.clone(),
+                args.retry_after,
+            )
+            .signed_by(signer),
+        );
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(simulator_dict::serve(listener, tls, dict, stopped));
         let _ = tokio::signal::ctrl_c().await;

@@ -36,6 +36,10 @@ pub struct SourceArgs {
     /// Its private key (PEM).
     #[arg(long, value_name = "PEM")]
     client_key: Option<PathBuf>,
+    /// DICT's response-signing certificate(s), PEM (with --source dict): every answer's
+    /// XML signature is verified against it, and an answer that fails is not used.
+    #[arg(long, value_name = "PEM")]
+    dict_signing_cert: Option<PathBuf>,
     /// Simulator scenario (steady, burst, exhaustion, capacity-change, flapping, malformed).
     #[arg(long)]
     scenario: Option<Scenario>,
@@ -52,12 +56,16 @@ impl SourceArgs {
                 ("--dict-url", self.dict_url.is_some()),
                 ("--ispb", self.ispb.is_some()),
                 ("--ca-cert", self.ca_cert.is_some()),
+                ("--dict-signing-cert", self.dict_signing_cert.is_some()),
             ]
             .into_iter()
             .find(|(_, given)| *given),
-            SourceConfig::Bridge(_) => [("--dict-url", self.dict_url.is_some())]
-                .into_iter()
-                .find(|(_, given)| *given),
+            SourceConfig::Bridge(_) => [
+                ("--dict-url", self.dict_url.is_some()),
+                ("--dict-signing-cert", self.dict_signing_cert.is_some()),
+            ]
+            .into_iter()
+            .find(|(_, given)| *given),
             SourceConfig::Dict(_) => [("--bridge-url", self.bridge_url.is_some())]
                 .into_iter()
                 .find(|(_, given)| *given),
@@ -106,7 +114,7 @@ impl SourceArgs {
                     ca_cert: need(&self.ca_cert, "--ca-cert")?,
                     client_cert: need(&self.client_cert, "--client-cert")?,
                     client_key: need(&self.client_key, "--client-key")?,
-                    signing_cert: None,
+                    signing_cert: self.dict_signing_cert.clone(),
                     timeout: c.timeout,
                 });
             }
@@ -150,6 +158,9 @@ impl SourceArgs {
                 }
                 if let Some(i) = &self.ispb {
                     d.ispb.clone_from(i);
+                }
+                if self.dict_signing_cert.is_some() {
+                    d.signing_cert.clone_from(&self.dict_signing_cert);
                 }
                 let (mut ca, mut cert, mut key) = (
                     Some(d.ca_cert.clone()),

@@ -143,11 +143,15 @@ pub enum RejectReason {
     /// nothing is stored or alerted twice; not a fault of the source.
     #[error("sample already seen (same response time)")]
     Replayed,
+    /// DICT's answer failed signature verification (`signing_cert`): none of its samples is
+    /// used. Counted once per answer.
+    #[error("DICT's signature on the answer is missing or does not verify")]
+    BadSignature,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::MalformedPolicyName,
         Self::MalformedCategory,
         Self::NonPositiveCapacity,
@@ -159,6 +163,7 @@ impl RejectReason {
         Self::TimeInFuture,
         Self::TimeWentBackwards,
         Self::Replayed,
+        Self::BadSignature,
     ];
 
     /// The metric label value (`reason="tokens_above_capacity"`).
@@ -175,6 +180,7 @@ impl RejectReason {
             Self::TimeInFuture => "time_in_future",
             Self::TimeWentBackwards => "time_went_backwards",
             Self::Replayed => "replayed",
+            Self::BadSignature => "bad_signature",
         }
     }
 }

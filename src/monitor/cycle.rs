@@ -134,6 +134,8 @@ pub struct Cycle {
     /// Category changes of the last [`NOTICE_WINDOW`], newest first.
     notices: Vec<Alert>,
     self_alert: Option<Alert>,
+    /// Why the last answer was refused whole, until one is accepted.
+    refused: Option<String>,
     last_maintenance: Option<Instant>,
     started: Instant,
     wakeup: Wakeup,
@@ -177,6 +179,9 @@ impl<S: Source> Monitor<S> {
                 result = self.fetch(deadline) => match result {
                     Ok(list) => self.cycle.process(&list, Utc::now()),
                     Err(e) => {
+                        if let SourceError::BadSignature { .. } = &e {
+                            self.cycle.refuse_answer(&e, Utc::now());
+                        }
                         // Honoured, but never for longer than MAX_RETRY_AFTER: a nonsense
                         // value must not silence polling for days.
                         hold = e.retry_after().map(|w| w.min(MAX_RETRY_AFTER));
@@ -354,6 +359,7 @@ impl Cycle {
             category,
             notices,
             self_alert,
+            refused: None,
             last_maintenance: None,
             started: Instant::now(),
             wakeup,
@@ -422,6 +428,7 @@ impl Cycle {
         };
         self.shared.clock_behind_ms.store(behind, Ordering::Release);
         if !clock_wrong {
+            self.refused = None;
             self.shared
                 .last_success_ms
                 .store(now.timestamp_millis(), Ordering::Release);
@@ -517,6 +524,31 @@ impl Cycle {
         self.shared.notices.store(Arc::new(self.notices.clone()));
         update.alerts.push(alert);
         update.events.push(event);
+    }
+
+    /// An answer refused whole (DICT's signature failed): counted, and dictmon's own CRITICAL
+    /// source alert opens at once naming why (it resolves once an answer is accepted and the
+    /// source is fresh again).
+    fn refuse_answer(&mut self, error: &SourceError, now: DateTime<Utc>) {
+        self.shared.metrics.rejected(RejectReason::BadSignature);
+        let reason =
+            format!("{SELF_POLICY}: DICT's answer was refused, nothing of it is used: {error}");
+        self.refused = Some(reason.clone());
+        if self.self_alert.is_none() {
+            let mut alert = self_alert(now, &self.shared.source, None);
+            alert.message = reason;
+            let event = self_event(&alert, AlertEventType::Created, now);
+            error!(policy = SELF_POLICY, "{}", alert.message);
+            self.self_alert = Some(alert.clone());
+            self.publish_open_alerts();
+            self.shared.metrics.alert_event(&event);
+            self.pending_catalog.absorb(CatalogUpdate {
+                alerts: vec![alert],
+                events: vec![event],
+                ..CatalogUpdate::default()
+            });
+            self.flush();
+        }
     }
 
     /// Alerts opened since this cycle was built.
@@ -745,7 +777,8 @@ impl Cycle {
 
     /// Opens or resolves dictmon's own alert on the source's freshness.
     fn check_staleness(&mut self, now: DateTime<Utc>) {
-        let fresh = self.shared.source_fresh(now);
+        // A refused answer keeps the source stale whatever the last success was.
+        let fresh = self.shared.source_fresh(now) && self.refused.is_none();
         self.shared.metrics.source_fresh.set(i64::from(fresh));
         // Before the first successful poll, the source is stale once two intervals have passed.
         let never_polled = self.shared.last_success_ms.load(Ordering::Acquire) == 0;

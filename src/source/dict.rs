@@ -15,12 +15,12 @@
 //! The listing is itself metered (`POLICIES_LIST`: 6 a minute, 20 in a burst), so calls are
 //! never closer than [`POLICIES_LIST_SPACING`], retries included.
 //!
-//! Signatures: DICT signs every response (enveloped XML-DSig). No well-kept Rust library
-//! verifies XML-DSig today (the `xmlsec` bindings need the C libxmlsec1; the pure-Rust
-//! `xml-sec` calls itself pre-release, not for production), and canonicalisation is not to be
-//! hand-rolled, so responses are **not verified**: `serve` says so at start-up, and a
-//! configured `signing_cert` is refused rather than silently ignored. [`SignatureCheck`] is
-//! the hook where a verifier goes.
+//! Signatures: DICT signs every response (enveloped XML-DSig). With `signing_cert`, every
+//! answer — listing, single policy, and problem (a signed 429 or 503 is the only kind whose
+//! `Retry-After` is believed) — is verified before it is read ([`super::dict_signature`]); one
+//! that fails is [`SourceError::BadSignature`] and nothing of it is used. Error bodies that are
+//! not XML at all (a proxy's page) are not DICT's and carry no data. Without `signing_cert`,
+//! answers are trusted on the strength of mutual TLS alone, and `serve` says so at start-up.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -36,6 +36,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::dict_signature::{SignatureVerifier, SigningSetupError};
 use super::dict_xml::{parse_get, parse_list, parse_problem};
 use super::tls::{TlsError, TlsFailure, error_chain, read_pem, tls_failure};
 use super::{PolicyList, Source, SourceError};
@@ -94,19 +95,9 @@ pub enum DictSetupError {
         /// What is wrong.
         detail: String,
     },
-    /// A signing certificate was configured, and this build cannot verify signatures.
-    #[error(
-        "signing_cert {0}: verifying DICT's XML signatures is not available in this build (no well-kept Rust XML-DSig library yet); remove signing_cert to poll without verification"
-    )]
-    SignatureUnsupported(PathBuf),
-}
-
-/// What is checked of DICT's response signatures: the hook for an XML-DSig verifier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SignatureCheck {
-    /// Signatures are not verified (said at start-up).
-    NotVerified,
+    /// The signing certificate cannot be used.
+    #[error("signing_cert: {0}")]
+    SigningCert(#[from] SigningSetupError),
 }
 
 /// Checks an ISPB: 8 ASCII letters or digits (spec v2.12.1: `^(?i)[a-z0-9]{8}`).
@@ -177,7 +168,8 @@ pub struct DictSource {
     base: String,
     ispb: HeaderValue,
     timeout: Duration,
-    signatures: SignatureCheck,
+    /// Verifies every answer, when `signing_cert` is configured.
+    signatures: Option<SignatureVerifier>,
 }
 
 impl DictSource {
@@ -199,9 +191,11 @@ impl DictSource {
         if !valid_ispb(&config.ispb) {
             return Err(DictSetupError::Ispb(config.ispb.clone()));
         }
-        if let Some(path) = &config.signing_cert {
-            return Err(DictSetupError::SignatureUnsupported(path.clone()));
-        }
+        let signatures = config
+            .signing_cert
+            .as_deref()
+            .map(SignatureVerifier::from_pem_file)
+            .transpose()?;
         let ispb = HeaderValue::from_str(&config.ispb)
             .map_err(|_| DictSetupError::Ispb(config.ispb.clone()))?;
         let mut http = HttpConnector::new();
@@ -226,13 +220,15 @@ impl DictSource {
             base,
             ispb,
             timeout: config.timeout,
-            signatures: SignatureCheck::NotVerified,
+            signatures,
         })
     }
 
-    /// What is checked of DICT's signatures.
-    pub fn signatures(&self) -> SignatureCheck {
+    /// Whether DICT's signatures are verified, and against how many certificates.
+    pub fn signature_certificates(&self) -> Option<usize> {
         self.signatures
+            .as_ref()
+            .map(SignatureVerifier::certificates)
     }
 
     /// `GET {base}/policies/`: every policy (costs a `POLICIES_LIST` token).
@@ -313,6 +309,21 @@ impl DictSource {
         } else {
             bytes.to_vec()
         };
+        let xml = parts
+            .headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("xml"));
+        if let Some(verifier) = &self.signatures
+            && (parts.status.is_success() || xml)
+        {
+            verifier
+                .verify(&body)
+                .map_err(|e| SourceError::BadSignature {
+                    endpoint: self.base.clone(),
+                    detail: format!("HTTP {}: {e}", parts.status.as_u16()),
+                })?;
+        }
         if parts.status.is_success() {
             return Ok(body);
         }

@@ -11,6 +11,7 @@
 
 pub mod bridge;
 pub mod dict;
+pub mod dict_signature;
 pub mod dict_xml;
 pub mod simulator;
 pub mod simulator_dict;
@@ -112,6 +113,16 @@ pub enum SourceError {
         /// What it said.
         detail: String,
     },
+    /// DICT's answer failed signature verification (`signing_cert`): nothing of it is used.
+    /// Not retried within the cycle (the same signer would sign the same way); the next cycle
+    /// asks again.
+    #[error("{endpoint} sent an answer whose signature is refused: {detail}")]
+    BadSignature {
+        /// Where.
+        endpoint: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// An answer that is not a listing at all (missing time, bad encoding). Retryable: the
     /// next answer may be fine.
     #[error("{endpoint} sent a malformed answer: {detail}")]
@@ -125,18 +136,22 @@ pub enum SourceError {
 
 impl SourceError {
     /// Every metric label, for pre-registering.
-    pub const KINDS: [&'static str; 6] = [
+    pub const KINDS: [&'static str; 7] = [
         "unavailable",
         "timeout",
         "rate_limited",
         "tls",
         "refused",
         "malformed",
+        "bad_signature",
     ];
 
     /// Whether trying again (within the cycle, or at the next one) can help.
     pub fn retryable(&self) -> bool {
-        !matches!(self, Self::Tls { .. } | Self::Refused { .. })
+        !matches!(
+            self,
+            Self::Tls { .. } | Self::Refused { .. } | Self::BadSignature { .. }
+        )
     }
 
     /// The bounded metric label (`kind="timeout"`).
@@ -148,6 +163,7 @@ impl SourceError {
             Self::Tls { .. } => "tls",
             Self::Refused { .. } => "refused",
             Self::Malformed { .. } => "malformed",
+            Self::BadSignature { .. } => "bad_signature",
         }
     }
 

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::dict::valid_ispb;
+use super::dict_signature::ResponseSigner;
 use super::dict_xml::{write_get, write_list, write_problem};
 use super::simulator::{Simulator, correlation_id};
 use super::tls::{PkiFiles, TlsError, read_pem};
@@ -53,6 +54,10 @@ pub enum FaultKind {
     EmptyListing,
     /// A single-policy read answered about another policy; listings are not affected.
     WrongName,
+    /// An answer sent without its signature.
+    Unsigned,
+    /// An answer altered after it was signed (a token count, or a problem's title).
+    Tampered,
 }
 
 impl FromStr for Fault {
@@ -61,13 +66,15 @@ impl FromStr for Fault {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "{s:?}: write STATUS@N (503@4: every 4th request answers 503), empty@N or wrong-name@N"
+                "{s:?}: write STATUS@N (503@4: every 4th request answers 503), empty@N, wrong-name@N, unsigned@N or tampered@N"
             )
         };
         let (kind, every) = s.split_once('@').ok_or_else(bad)?;
         let kind = match kind {
             "empty" => FaultKind::EmptyListing,
             "wrong-name" => FaultKind::WrongName,
+            "unsigned" => FaultKind::Unsigned,
+            "tampered" => FaultKind::Tampered,
             status => match status.parse::<u16>() {
                 Ok(code) if (400..=599).contains(&code) => FaultKind::Status(code),
                 _ => return Err(bad()),
@@ -105,12 +112,14 @@ impl Answer {
     }
 }
 
-/// The simulated DICT behind the socket: the simulator, the faults, a request counter.
+/// The simulated DICT behind the socket: the simulator, the faults, a request counter, and
+/// the key that signs every answer (when it has one).
 pub struct SimulatedDict {
     sim: Mutex<Simulator>,
     faults: Vec<Fault>,
     retry_after: u64,
     requests: AtomicU64,
+    signer: Option<ResponseSigner>,
 }
 
 impl SimulatedDict {
@@ -122,7 +131,15 @@ impl SimulatedDict {
             faults,
             retry_after,
             requests: AtomicU64::new(0),
+            signer: None,
         }
+    }
+
+    /// Signs every answer with `signer`, as DICT does.
+    #[must_use]
+    pub fn signed_by(mut self, signer: ResponseSigner) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// The answer to `method path` from participant `ispb` (the `PI-RequestingParticipant`
@@ -153,7 +170,8 @@ impl SimulatedDict {
         Some(a)
     }
 
-    /// The answer at DICT's time `now`.
+    /// The answer at DICT's time `now`, signed when the simulator has a signing key (but for
+    /// the `unsigned` and `tampered` faults).
     pub fn answer_at(
         &self,
         now: DateTime<Utc>,
@@ -162,6 +180,45 @@ impl SimulatedDict {
         ispb: Option<&str>,
     ) -> Answer {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut answer = self.unsigned_answer(now, n, method, path, ispb);
+        let Some(signer) = &self.signer else {
+            return answer;
+        };
+        let fault = |kind: FaultKind| {
+            self.faults
+                .iter()
+                .any(|f| f.kind == kind && n.is_multiple_of(f.every))
+        };
+        if fault(FaultKind::Unsigned) {
+            return answer;
+        }
+        match signer.sign(&answer.body) {
+            Ok(body) => answer.body = body,
+            Err(e) => {
+                warn!("cannot sign answer {n}: {e}");
+                return answer;
+            }
+        }
+        if fault(FaultKind::Tampered) {
+            answer.body = if answer.body.contains("<AvailableTokens>") {
+                answer
+                    .body
+                    .replacen("<AvailableTokens>", "<AvailableTokens>1", 1)
+            } else {
+                answer.body.replacen("<title>", "<title>Tampered: ", 1)
+            };
+        }
+        answer
+    }
+
+    fn unsigned_answer(
+        &self,
+        now: DateTime<Utc>,
+        n: u64,
+        method: &str,
+        path: &str,
+        ispb: Option<&str>,
+    ) -> Answer {
         let fault = |kind: FaultKind| {
             self.faults
                 .iter()

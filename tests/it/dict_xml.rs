@@ -293,3 +293,35 @@ mod round_trip {
         );
     }
 }
+
+#[test]
+fn signed_answers_verify_with_the_published_certificate_and_nothing_else() {
+    use dictmon::source::dict_signature::{SignatureError, SignatureVerifier};
+    let cert = fixture("dict-signing.pem");
+    let verifier = SignatureVerifier::from_pem(&cert, Path::new("dict-signing.pem")).expect("cert");
+    for name in ["signed-GetPolicyResponse.xml", "signed-problem.xml"] {
+        let body = fixture(name);
+        verifier
+            .verify(&body)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // One byte changed anywhere in the signed content fails.
+        let text = String::from_utf8(body).expect("UTF-8");
+        let altered = text
+            .replacen("<Name>POLICIES_READ", "<Name>POLICIES_LIST", 1)
+            .replacen("<status>403", "<status>429", 1);
+        assert!(
+            matches!(
+                verifier.verify(altered.as_bytes()),
+                Err(SignatureError::Invalid(_))
+            ),
+            "{name}"
+        );
+    }
+    let get = parse_get(&fixture("signed-GetPolicyResponse.xml")).expect("parses");
+    assert_eq!(get.policies[0].name, "POLICIES_READ");
+    // The spec's examples carry an empty Signature: unsigned.
+    assert_eq!(
+        verifier.verify(&fixture("GetPolicyResponse.xml")),
+        Err(SignatureError::Unsigned)
+    );
+}

@@ -280,7 +280,7 @@ fn from_dict(readme: &Readme) {
     simulator.wait_for("connect with:", MINUTE);
     let serve_args = readme.next_printed_by(
         &simulator,
-        "cargo run --release -- serve --source dict --dict-url https://127.0.0.1:16422/api/v2/ --ispb 12345678 --ca-cert /tmp/dict-pki/ca.pem --client-cert /tmp/dict-pki/client.pem --client-key /tmp/dict-pki/client-key.pem --interval 10s",
+        "cargo run --release -- serve --source dict --dict-url https://127.0.0.1:16422/api/v2/ --ispb 12345678 --ca-cert /tmp/dict-pki/ca.pem --client-cert /tmp/dict-pki/client.pem --client-key /tmp/dict-pki/client-key.pem --dict-signing-cert /tmp/dict-pki/dict-signing.pem --interval 10s",
     );
     let serve = readme.spawn(&serve_args);
     wait_for_page(

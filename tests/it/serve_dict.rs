@@ -294,3 +294,119 @@ fn a_400_is_our_request_s_fault_and_is_not_retried() {
     // Not retried within the cycle: no "retrying" with a retry_in.
     assert!(!log.contains("retry_in"), "{log}");
 }
+
+/// The serve flags with DICT's signing certificate from `signing_dir`.
+fn signed_args(url: &str, files: &PkiFiles, signing_dir: &Path) -> Vec<String> {
+    let mut args = dict_args(url, &files.ca, files);
+    args.extend([
+        "--dict-signing-cert".to_owned(),
+        signing_dir
+            .join(dictmon::source::dict_signature::SIGNING_CERT_FILE)
+            .display()
+            .to_string(),
+    ]);
+    args
+}
+
+fn rejected_for_signature(serve: &Serve) -> f64 {
+    let (_, text) = serve.get("/metrics");
+    metric(
+        &text,
+        "dictmon_rejected_samples_total{reason=\"bad_signature\"}",
+    )
+    .unwrap_or(0.0)
+}
+
+fn source_alert(serve: &Serve) -> Option<Alert> {
+    alerts(serve, "?open=true")
+        .into_iter()
+        .find(|a| a.policy.as_str() == "DICTMON_SOURCE")
+}
+
+#[test]
+fn signed_answers_are_verified_and_a_wrong_key_is_refused() {
+    let pki = tempfile::tempdir().expect("temp");
+    let sim = simulate(pki.path(), &[]);
+    let files = PkiFiles::in_dir(pki.path());
+    // DICT's certificate: answers are verified and used.
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = start(dir.path(), &signed_args(&sim.url, &files, pki.path()));
+    wait_until("ready on verified answers", Duration::from_secs(30), || {
+        serve.get("/readyz").0 == 200
+    });
+    assert!(
+        serve.log().contains("signatures are verified"),
+        "{}",
+        serve.log()
+    );
+    assert!(!serve.log().contains("NOT verified"), "{}", serve.log());
+    assert!(serve.get("/api/v1/policies").1.contains("ENTRIES_WRITE"));
+    assert!(rejected_for_signature(&serve) < 0.5, "no answer refused");
+    drop(serve);
+
+    // Another key's certificate: every answer refused, counted, the source alert opens at once
+    // naming why, and nothing is stored.
+    let other = tempfile::tempdir().expect("temp");
+    dictmon::source::dict_signature::ResponseSigner::ensure(other.path()).expect("a stranger");
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = start(dir.path(), &signed_args(&sim.url, &files, other.path()));
+    wait_until(
+        "the answer refused and the source alert open",
+        Duration::from_secs(30),
+        || rejected_for_signature(&serve) >= 1.0 && source_alert(&serve).is_some(),
+    );
+    let alert = source_alert(&serve).expect("open");
+    assert_eq!(alert.severity, Severity::Critical);
+    assert!(
+        alert.message.contains("signature does not verify"),
+        "{}",
+        alert.message
+    );
+    assert_eq!(serve.get("/api/v1/policies").1.trim(), "[]");
+    assert_ne!(serve.get("/readyz").0, 200);
+    let (_, text) = serve.get("/metrics");
+    assert!(
+        metric(&text, "dictmon_poll_errors_total{kind=\"bad_signature\"}") >= Some(1.0),
+        "{text}"
+    );
+}
+
+#[test]
+fn unsigned_and_tampered_answers_are_refused_and_the_source_recovers() {
+    let pki = tempfile::tempdir().expect("temp");
+    // Every answer unsigned.
+    let sim = simulate(pki.path(), &["--fault", "unsigned@1"]);
+    let files = PkiFiles::in_dir(pki.path());
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = start(dir.path(), &signed_args(&sim.url, &files, pki.path()));
+    wait_until(
+        "an unsigned answer refused",
+        Duration::from_secs(30),
+        || rejected_for_signature(&serve) >= 1.0,
+    );
+    let alert = source_alert(&serve).expect("the source alert");
+    assert!(alert.message.contains("not signed"), "{}", alert.message);
+    drop(serve);
+    drop(sim);
+
+    // Every 2nd answer altered after signing: refused, then the next good one is used and
+    // the source alert resolves.
+    let sim = simulate(pki.path(), &["--fault", "tampered@2"]);
+    let dir = tempfile::tempdir().expect("temp");
+    let serve = start(dir.path(), &signed_args(&sim.url, &files, pki.path()));
+    wait_until(
+        "a tampered answer refused, then the alert resolved by a good one",
+        Duration::from_secs(60),
+        || {
+            rejected_for_signature(&serve) >= 1.0
+                && source_alert(&serve).is_none()
+                && alerts(&serve, "")
+                    .iter()
+                    .any(|a| a.policy.as_str() == "DICTMON_SOURCE" && a.resolved_at.is_some())
+        },
+    );
+    assert!(serve.log().contains("does not verify"), "{}", serve.log());
+    // What was stored came from verified answers only: the tampered listing's tokens (a 1
+    // written before each AvailableTokens) never reach the store.
+    assert!(serve.get("/api/v1/policies").1.contains("ENTRIES_WRITE"));
+}
