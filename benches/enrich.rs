@@ -51,6 +51,7 @@ fn cycle_benches(c: &mut Criterion) {
                         Observation {
                             snapshot: &snapshot,
                             enrichment: &e,
+                            forecast: None,
                         },
                         &thresholds,
                     );

@@ -1,13 +1,14 @@
 //! Arbitrary bytes as a Bridge's `ListPoliciesResponse`, through what the monitor does with
 //! a decoded answer: the listing (`bridge::policy_list`), each policy's sample
 //! (`monitor::cycle::sample_of`), validation against the policy's previous sample, the bucket
-//! math over the accepted window and the alert state machine. Nonsense must be refused with a
+//! math over the accepted window, the exhaustion forecast and the alert state machine. Nonsense must be refused with a
 //! reason; what is accepted must give finite derived values; nothing may panic.
 #![no_main]
 
 use std::collections::HashMap;
 
 use chrono::DateTime;
+use dictmon::domain::forecast::{BucketNow, forecast};
 use dictmon::domain::{
     AlertState, Observation, PspCategory, RateWindow, Snapshot, Thresholds, ValidationLimits,
     enrich, evaluate, validate,
@@ -60,6 +61,26 @@ fuzz_target!(|data: &[u8]| {
         {
             assert!(x.is_finite(), "{e:?}");
         }
+        let forecast = forecast(
+            None,
+            BucketNow {
+                at: sample.at,
+                available: sample.available_tokens as f64,
+                capacity: sample.bucket.capacity as f64,
+                refill_per_minute: sample.bucket.refill_per_second() * 60.0,
+                recent_rate: e.consumption_rate_per_minute,
+            },
+            60.0,
+        );
+        if let Some(f) = &forecast {
+            for x in [f.central_minutes, f.pessimistic_minutes, Some(f.rate_now)]
+                .into_iter()
+                .flatten()
+            {
+                assert!(x.is_finite(), "{f:?}");
+            }
+            let _ = f.explain();
+        }
         let state = states.entry(name.clone()).or_default();
         let snapshot = Snapshot {
             policy: name,
@@ -70,6 +91,7 @@ fuzz_target!(|data: &[u8]| {
             Observation {
                 snapshot: &snapshot,
                 enrichment: &e,
+                forecast: forecast.as_ref(),
             },
             &Thresholds::default(),
         );

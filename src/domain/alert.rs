@@ -10,12 +10,12 @@
 //!   it: a bucket of 20 tokens moves 5 points a token, so 2 points would be no hysteresis at
 //!   all. Escalation has no hysteresis. So a bucket hovering at 19–21 % raises one WARNING, and
 //!   one that ticks between 1 and 3 tokens stays CRITICAL, not a storm of changes.
-//! - **Predictive warning** (beyond the legacy design; on by default): when the exhaustion
-//!   projection is at most the horizon (default 15 min) and at most half the bucket remains
-//!   ([`PREDICTIVE_MAX_REMAINING`]), a WARNING opens even above the warning threshold. Once open it
-//!   holds while the projection stays within twice the horizon. (Above half full, a projection
-//!   rests on too little drain to be trusted: a one-token drop read in whole tokens would raise
-//!   warnings on idle buckets.)
+//! - **Predictive warning** (beyond the legacy design; on by default): when the bucket's
+//!   [`Forecast`] (its recent trend shaped by its seasonal profile, [`super::forecast`]) says it
+//!   runs dry within the horizon (default 60 min) at the pessimistic edge of its 90 % band, a
+//!   WARNING opens even above the warning threshold, its message explaining the forecast. Once
+//!   open it holds while that stays within twice the horizon. A forecast exists only on
+//!   evidence of a drain (an idle bucket's one-token wobble is none).
 //! - **One incident, one alert.** At most one open alert per policy. A change of level while it
 //!   is open (escalation WARNING→CRITICAL, de-escalation back) updates that alert's severity
 //!   (a `rate_limit.alert.updated` event with the new severity; `peak_severity` keeps the worst
@@ -34,11 +34,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::bucket::Enrichment;
+use super::forecast::Forecast;
 use super::policy::{PolicyName, PspCategory};
 use super::snapshot::Snapshot;
-
-/// A predictive warning opens only at or below this remaining %.
-pub const PREDICTIVE_MAX_REMAINING: f64 = 50.0;
 
 /// Namespace of dictmon's name-based (v5) alert and event ids. Never change it: ids already
 /// delivered would no longer match.
@@ -105,7 +103,7 @@ pub struct Thresholds {
     pub critical_percent: f64,
     /// Points above a threshold the bucket must reach to leave its level. Default 2.
     pub hysteresis_points: f64,
-    /// Open a predictive WARNING when the bucket would run dry within this time. Default 15 min;
+    /// Open a predictive WARNING when the bucket would run dry within this time. Default 60 min;
     /// none turns it off.
     pub predictive_horizon: Option<TimeDelta>,
 }
@@ -116,7 +114,7 @@ impl Default for Thresholds {
             warning_percent: 20.0,
             critical_percent: 10.0,
             hysteresis_points: 2.0,
-            predictive_horizon: Some(TimeDelta::minutes(15)),
+            predictive_horizon: Some(TimeDelta::minutes(60)),
         }
     }
 }
@@ -455,13 +453,15 @@ pub struct AlertState {
     pub last_evaluated: Option<DateTime<Utc>>,
 }
 
-/// One observation: a snapshot and its derived metrics.
+/// One observation: a snapshot, its derived metrics and its exhaustion forecast.
 #[derive(Clone, Copy, Debug)]
 pub struct Observation<'a> {
     /// The raw snapshot.
     pub snapshot: &'a Snapshot,
     /// Its derived metrics.
     pub enrichment: &'a Enrichment,
+    /// When it would run dry, if it is draining ([`super::forecast::forecast`]).
+    pub forecast: Option<&'a Forecast>,
 }
 
 /// What one evaluation decided.
@@ -504,6 +504,7 @@ pub fn evaluate(state: &AlertState, obs: Observation<'_>, thresholds: &Threshold
     let target = level(
         current,
         obs.enrichment,
+        obs.forecast,
         obs.snapshot.sample.bucket.capacity,
         thresholds,
     );
@@ -582,6 +583,7 @@ pub fn evaluate(state: &AlertState, obs: Observation<'_>, thresholds: &Threshold
 fn level(
     current: Option<Severity>,
     e: &Enrichment,
+    forecast: Option<&Forecast>,
     capacity: i64,
     th: &Thresholds,
 ) -> Option<(Severity, AlertCause)> {
@@ -603,33 +605,30 @@ fn level(
     if remaining <= warning {
         return Some((Severity::Warning, AlertCause::Threshold));
     }
-    if remaining > PREDICTIVE_MAX_REMAINING {
-        return None;
-    }
-    let horizon = th.predictive_horizon?.as_seconds_f64();
+    let horizon = th.predictive_horizon?.as_seconds_f64() / 60.0;
     let horizon = if current.is_some() {
         2.0 * horizon
     } else {
         horizon
     };
-    e.exhaustion_projection_seconds
-        .filter(|p| *p <= horizon)
+    forecast
+        .and_then(|f| f.pessimistic_minutes)
+        .filter(|m| *m <= horizon)
         .map(|_| (Severity::Warning, AlertCause::Projection))
 }
 
 fn open(obs: Observation<'_>, severity: Severity, cause: AlertCause, th: &Thresholds) -> Alert {
     let Observation {
-        snapshot,
-        enrichment: e,
+        snapshot, forecast, ..
     } = obs;
     let s = &snapshot.sample;
     let id = Alert::id_for(&snapshot.policy, s.at, severity);
     let state = state_words(obs);
     let message = match (cause, severity) {
         (AlertCause::Projection | AlertCause::Category, _) => format!(
-            "{}: {state}, projected to run dry in {} at the current rate",
+            "{}: {state}, {}",
             snapshot.policy,
-            human_seconds(e.exhaustion_projection_seconds.unwrap_or(0.0))
+            forecast.map_or_else(|| "projected to run dry".to_owned(), Forecast::explain)
         ),
         (AlertCause::Threshold, Severity::Critical) => format!(
             "{}: {state}, at or below the CRITICAL threshold of {}%",
@@ -649,7 +648,7 @@ fn open(obs: Observation<'_>, severity: Severity, cause: AlertCause, th: &Thresh
         opened_at: s.at,
         available_tokens: s.available_tokens,
         capacity: s.bucket.capacity,
-        utilization_percent: e.utilization_percent,
+        utilization_percent: obs.enrichment.utilization_percent,
         psp_category: s.category,
         message,
         resolved_at: None,
@@ -690,15 +689,4 @@ fn state_words(obs: Observation<'_>) -> String {
         s.available_tokens,
         s.bucket.capacity
     )
-}
-
-/// `95 s` → `1 min 35 s`; for messages only.
-#[expect(clippy::cast_sign_loss, reason = "clamped at zero first")]
-fn human_seconds(secs: f64) -> String {
-    let secs = secs.max(0.0).round() as u64;
-    match secs {
-        0..60 => format!("{secs} s"),
-        60..3600 => format!("{} min {} s", secs / 60, secs % 60),
-        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
-    }
 }

@@ -37,7 +37,7 @@
 //! let snapshot = Snapshot { policy: PolicyName::new("POLICIES_LIST")?, sample: latest };
 //! let t = evaluate(
 //!     &AlertState::default(),
-//!     Observation { snapshot: &snapshot, enrichment: &e },
+//!     Observation { snapshot: &snapshot, enrichment: &e, forecast: None },
 //!     &Thresholds::default(),
 //! );
 //! assert_eq!(t.state.open.map(|a| a.severity), Some(Severity::Critical));
@@ -49,13 +49,13 @@ pub mod dict_table;
 
 mod alert;
 mod bucket;
+pub mod forecast;
 mod policy;
 mod snapshot;
 
 pub use alert::{
     Alert, AlertCause, AlertEvent, AlertEventType, AlertJson, AlertState, BucketChange,
-    CategoryChange, Observation, PREDICTIVE_MAX_REMAINING, Severity, ThresholdError, Thresholds,
-    Transition, evaluate,
+    CategoryChange, Observation, Severity, ThresholdError, Thresholds, Transition, evaluate,
 };
 pub use bucket::{
     Enrichment, PrefixScratch, RateWindow, TextScales, enrich, enrich_prefixes, human, tenths,

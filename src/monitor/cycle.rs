@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+use crate::domain::forecast::{BucketNow, SeasonalProfile, forecast};
 use crate::domain::{
     Alert, AlertCause, AlertEvent, AlertEventType, AlertState, BucketChange, CategoryChange,
     Observation, Policy, PolicyName, PspCategory, RateWindow, RejectReason, Sample, Severity,
@@ -44,6 +45,9 @@ pub const SELF_POLICY: &str = "DICTMON_SOURCE";
 pub const CATEGORY_POLICY: &str = "PSP_CATEGORY";
 /// The `dictmon_poll_errors_total` kind of a listing with no policy in it.
 pub const EMPTY_LISTING: &str = "empty_listing";
+/// Days of history a restart reads back for the seasonal profiles (four of each hour of the
+/// week).
+const PROFILE_RELOAD_DAYS: i64 = 28;
 /// Records kept in memory while the store refuses writes.
 const MAX_PENDING: usize = 100_000;
 /// Most alert events kept in memory while the catalog refuses writes (the oldest go first).
@@ -124,6 +128,8 @@ pub struct Cycle {
     states: HashMap<PolicyName, AlertState>,
     last_accepted: HashMap<PolicyName, DateTime<Utc>>,
     latest: BTreeMap<PolicyName, PolicyView>,
+    /// What each policy usually consumes at each hour of the week (the forecast's season).
+    profiles: HashMap<PolicyName, SeasonalProfile>,
     pending: Vec<StateRecord>,
     /// Catalog changes not written yet, merged ([`CatalogUpdate::absorb`]).
     pending_catalog: CatalogUpdate,
@@ -288,7 +294,7 @@ impl Cycle {
         reload_before: Option<DateTime<Utc>>,
     ) -> Result<(Self, Readers), crate::store::StoreError> {
         let (mut rings, ring_set) = RingSetWriter::new(DEFAULT_CAPACITY);
-        let (last_accepted, mut latest) = match reload_before {
+        let (last_accepted, mut latest, profiles) = match reload_before {
             Some(now) => reload_recent(&store, now, &mut rings)?,
             None => Default::default(),
         };
@@ -352,6 +358,7 @@ impl Cycle {
             states,
             last_accepted,
             latest,
+            profiles,
             pending: Vec::new(),
             pending_catalog: CatalogUpdate::default(),
             logged: HashSet::new(),
@@ -618,12 +625,37 @@ impl Cycle {
             .per_policy
             .get(&policy)
             .unwrap_or(&self.config.thresholds);
+        let forecast = thresholds.predictive_horizon.and_then(|horizon| {
+            forecast(
+                self.profiles.get(&policy),
+                BucketNow {
+                    at: sample.at,
+                    available: sample.available_tokens as f64,
+                    capacity: sample.bucket.capacity as f64,
+                    refill_per_minute: sample.bucket.refill_per_second() * 60.0,
+                    recent_rate: enrichment.consumption_rate_per_minute,
+                },
+                horizon.as_seconds_f64() / 60.0,
+            )
+        });
+        // Learnt after the forecast: a sample is not its own season.
+        if let (Some(previous), Some(rate)) = (
+            self.latest.get(&policy),
+            enrichment.consumption_rate_per_minute,
+        ) {
+            self.profiles.entry(policy.clone()).or_default().learn_pair(
+                &previous.record.sample,
+                &sample,
+                rate,
+            );
+        }
         let state = self.states.entry(policy.clone()).or_default();
         let t = evaluate(
             state,
             Observation {
                 snapshot: &snapshot,
                 enrichment: &enrichment,
+                forecast: forecast.as_ref(),
             },
             thresholds,
         );
@@ -877,8 +909,9 @@ impl Cycle {
     }
 }
 
-/// Loads the last day of samples (the dashboard's sparklines; the rings keep their capacity's
-/// worth) into `rings`: each policy's last accepted time and latest view.
+/// Loads the last [`PROFILE_RELOAD_DAYS`] of samples: each policy's seasonal profile learns
+/// them all, and the last day (the dashboard's sparklines; the rings keep their capacity's
+/// worth) goes into `rings`. Returns each policy's last accepted time, latest view and profile.
 fn reload_recent(
     store: &Store,
     now: DateTime<Utc>,
@@ -886,24 +919,33 @@ fn reload_recent(
 ) -> Result<Reloaded, crate::store::StoreError> {
     let mut last_accepted: HashMap<PolicyName, DateTime<Utc>> = HashMap::new();
     let mut latest: BTreeMap<PolicyName, PolicyView> = BTreeMap::new();
-    // The last day (the dashboard's sparklines; the rings keep their capacity's worth):
-    // rows reach the rings as they are read, never all at once. Blocks are in time
-    // order, so each policy's rows are too; a row not newer than the last one pushed
+    let mut profiles: HashMap<PolicyName, SeasonalProfile> = HashMap::new();
+    // Rows reach the rings and profiles as they are read, never all at once. Blocks are in
+    // time order, so each policy's rows are too; a row not newer than the last one taken
     // (overlapping blocks) is skipped.
-    let since = now - TimeDelta::days(1);
+    let day_ago = now - TimeDelta::days(1);
     let filter = Filter {
-        since_ns: since.timestamp_nanos_opt(),
+        since_ns: (now - TimeDelta::days(PROFILE_RELOAD_DAYS)).timestamp_nanos_opt(),
         ..Filter::default()
     };
+    let mut previous: HashMap<PolicyName, Sample> = HashMap::new();
     let problems = StoreReader::open(store.dir())?.scan(&filter, &mut |r| {
-        if last_accepted
-            .get(&r.policy)
-            .is_some_and(|&last| last >= r.sample.at)
-        {
+        let before = previous.get(&r.policy);
+        if before.is_some_and(|b| b.at >= r.sample.at) {
+            return;
+        }
+        if let (Some(before), Some(rate)) = (before, r.enrichment.consumption_rate_per_minute) {
+            profiles
+                .entry(r.policy.clone())
+                .or_default()
+                .learn_pair(before, &r.sample, rate);
+        }
+        previous.insert(r.policy.clone(), r.sample);
+        last_accepted.insert(r.policy.clone(), r.sample.at);
+        if r.sample.at < day_ago {
             return;
         }
         rings.push(&r.policy, &r.sample);
-        last_accepted.insert(r.policy.clone(), r.sample.at);
         latest.insert(
             r.policy.clone(),
             PolicyView {
@@ -915,13 +957,14 @@ fn reload_recent(
     for p in problems {
         warn!("while reloading recent history: {p}");
     }
-    Ok((last_accepted, latest))
+    Ok((last_accepted, latest, profiles))
 }
 
-/// Each policy's last accepted sample time, and its latest view.
+/// Each policy's last accepted sample time, its latest view, its seasonal profile.
 type Reloaded = (
     HashMap<PolicyName, DateTime<Utc>>,
     BTreeMap<PolicyName, PolicyView>,
+    HashMap<PolicyName, SeasonalProfile>,
 );
 
 /// The category notices of the [`NOTICE_WINDOW`] before `now`, newest first.

@@ -2,6 +2,7 @@
 //! warning, replay idempotency, stable ids, and the event's JSON schema.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use dictmon::domain::forecast::Forecast;
 use dictmon::domain::{
     AlertCause, AlertEvent, AlertEventType, AlertState, BucketConfig, Enrichment, Observation,
     PolicyName, PspCategory, Sample, Severity, ThresholdError, Thresholds, Transition, evaluate,
@@ -52,11 +53,13 @@ fn run(
     let mut events = Vec::new();
     for (step, &(tokens, projection)) in (first_step..).zip(readings) {
         let (snapshot, enrichment) = obs(step, tokens, projection);
+        let forecast = projection.map(forecast_in);
         let t = evaluate(
             &state,
             Observation {
                 snapshot: &snapshot,
                 enrichment: &enrichment,
+                forecast: forecast.as_ref(),
             },
             th,
         );
@@ -64,6 +67,16 @@ fn run(
         events.extend(t.events);
     }
     (state, events)
+}
+
+/// A forecast of running dry in `seconds` (central and pessimistic alike).
+fn forecast_in(seconds: f64) -> Forecast {
+    Forecast {
+        central_minutes: Some(seconds / 60.0),
+        pessimistic_minutes: Some(seconds / 60.0),
+        rate_now: 20.0,
+        usual_now: Some(16.0),
+    }
 }
 
 fn kinds(events: &[AlertEvent]) -> Vec<(AlertEventType, Severity)> {
@@ -210,6 +223,7 @@ fn the_resolved_alert_is_returned_with_its_resolution() {
         Observation {
             snapshot: &snapshot,
             enrichment: &enrichment,
+            forecast: None,
         },
         &Thresholds::default(),
     );
@@ -262,6 +276,7 @@ fn the_hysteresis_is_at_least_one_token() {
             Observation {
                 snapshot: &snapshot,
                 enrichment: &enrichment,
+                forecast: None,
             },
             &Thresholds::default(),
         );
@@ -331,7 +346,10 @@ fn flapping_around_a_threshold_raises_one_alert() {
 
 #[test]
 fn predictive_warning_opens_above_the_threshold_and_holds_within_twice_the_horizon() {
-    let th = Thresholds::default(); // 15 min horizon
+    let th = Thresholds {
+        predictive_horizon: Some(TimeDelta::minutes(15)),
+        ..Thresholds::default()
+    };
     let readings = [
         (480, Some(1_000.0)), // 16.7 min: nothing
         (450, Some(600.0)),   // 10 min: predictive WARNING (45 % remaining)
@@ -345,10 +363,11 @@ fn predictive_warning_opens_above_the_threshold_and_holds_within_twice_the_horiz
     );
     assert_eq!(events[0].timestamp, at(1));
     assert_eq!(events[1].timestamp, at(3));
+    // The message explains the forecast.
     assert!(
-        events[0]
-            .message
-            .contains("projected to run dry in 10 min 0 s"),
+        events[0].message.contains(
+            "at the current 20 tokens/min, 25 % above this hour's usual, empty in ~10 min"
+        ),
         "{}",
         events[0].message
     );
@@ -358,18 +377,17 @@ fn predictive_warning_opens_above_the_threshold_and_holds_within_twice_the_horiz
 }
 
 #[test]
-fn no_predictive_warning_above_half_full() {
-    // A near-full bucket with a short projection (a one-token drop read over a few seconds).
+fn the_default_horizon_is_an_hour_and_no_forecast_is_no_warning() {
+    // 50 min to empty: within the default 60 min horizon, even near full (the forecast's own
+    // evidence rule, not a fill level, decides whether a drain is real).
     let th = Thresholds::default();
-    let (_, events) = run(
-        &AlertState::default(),
-        0,
-        &[(998, Some(120.0)), (510, Some(60.0))],
-        &th,
-    );
-    assert!(events.is_empty(), "{events:?}");
-    let (_, events) = run(&AlertState::default(), 0, &[(500, Some(60.0))], &th);
+    let (_, events) = run(&AlertState::default(), 0, &[(900, Some(3_000.0))], &th);
     assert_eq!(kinds(&events), vec![(Created, Warning)]);
+    let (_, events) = run(&AlertState::default(), 0, &[(900, Some(3_700.0))], &th);
+    assert!(events.is_empty(), "{events:?}");
+    // No forecast (an idle bucket): nothing, however low the projection of the current rate.
+    let (_, events) = run(&AlertState::default(), 0, &[(450, None)], &th);
+    assert!(events.is_empty(), "{events:?}");
 }
 
 #[test]
