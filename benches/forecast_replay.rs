@@ -215,13 +215,7 @@ fn replay(run: &Run, model: Model) -> Vec<(DateTime<Utc>, AlertCause)> {
                 }),
             Model::Seasonal => forecast(
                 Some(&profile),
-                BucketNow {
-                    at: sample.at,
-                    available: sample.available_tokens as f64,
-                    capacity: sample.bucket.capacity as f64,
-                    refill_per_minute: sample.bucket.refill_per_second() * 60.0,
-                    recent_rate: e.consumption_rate_per_minute,
-                },
+                BucketNow::of(sample, e.consumption_rate_per_minute),
                 horizon,
             ),
         };

@@ -63,13 +63,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let forecast = forecast(
             None,
-            BucketNow {
-                at: sample.at,
-                available: sample.available_tokens as f64,
-                capacity: sample.bucket.capacity as f64,
-                refill_per_minute: sample.bucket.refill_per_second() * 60.0,
-                recent_rate: e.consumption_rate_per_minute,
-            },
+            BucketNow::of(&sample, e.consumption_rate_per_minute),
             60.0,
         );
         if let Some(f) = &forecast {

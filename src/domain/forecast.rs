@@ -142,6 +142,19 @@ pub struct BucketNow {
     pub recent_rate: Option<f64>,
 }
 
+impl BucketNow {
+    /// The bucket of `sample`, with the recent rate `recent_rate` (tokens/min).
+    pub fn of(sample: &Sample, recent_rate: Option<f64>) -> Self {
+        Self {
+            at: sample.at,
+            available: sample.available_tokens as f64,
+            capacity: sample.bucket.capacity as f64,
+            refill_per_minute: sample.bucket.refill_per_second() * 60.0,
+            recent_rate,
+        }
+    }
+}
+
 /// When the bucket would run dry.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Forecast {

@@ -547,15 +547,20 @@ impl Cycle {
             let event = self_event(&alert, AlertEventType::Created, now);
             error!(policy = SELF_POLICY, "{}", alert.message);
             self.self_alert = Some(alert.clone());
-            self.publish_open_alerts();
-            self.shared.metrics.alert_event(&event);
-            self.pending_catalog.absorb(CatalogUpdate {
-                alerts: vec![alert],
-                events: vec![event],
-                ..CatalogUpdate::default()
-            });
-            self.flush();
+            self.record_self_alert(alert, event);
         }
+    }
+
+    /// Publishes, counts and writes a change of dictmon's own source alert.
+    fn record_self_alert(&mut self, alert: Alert, event: AlertEvent) {
+        self.publish_open_alerts();
+        self.shared.metrics.alert_event(&event);
+        self.pending_catalog.absorb(CatalogUpdate {
+            alerts: vec![alert],
+            events: vec![event],
+            ..CatalogUpdate::default()
+        });
+        self.flush();
     }
 
     /// Alerts opened since this cycle was built.
@@ -628,13 +633,7 @@ impl Cycle {
         let forecast = thresholds.predictive_horizon.and_then(|horizon| {
             forecast(
                 self.profiles.get(&policy),
-                BucketNow {
-                    at: sample.at,
-                    available: sample.available_tokens as f64,
-                    capacity: sample.bucket.capacity as f64,
-                    refill_per_minute: sample.bucket.refill_per_second() * 60.0,
-                    recent_rate: enrichment.consumption_rate_per_minute,
-                },
+                BucketNow::of(&sample, enrichment.consumption_rate_per_minute),
                 horizon.as_seconds_f64() / 60.0,
             )
         });
@@ -838,14 +837,7 @@ impl Cycle {
             _ => None,
         };
         if let Some((alert, event)) = event {
-            self.publish_open_alerts();
-            self.shared.metrics.alert_event(&event);
-            self.pending_catalog.absorb(CatalogUpdate {
-                alerts: vec![alert],
-                events: vec![event],
-                ..CatalogUpdate::default()
-            });
-            self.flush();
+            self.record_self_alert(alert, event);
         }
     }
 
