@@ -28,7 +28,9 @@
 //!   band"), and the message gives both.
 //! - **Evidence**: a forecast needs a drain seen, not guessed: the recent rate must exceed the
 //!   refill by at least [`MIN_DRAIN_FRACTION`] of capacity per hour, or (no recent rate) the
-//!   usual rate must exceed the refill. A full, idle bucket forecasts nothing.
+//!   usual rate must exceed the refill; and the level must show it: a bucket that has not spent
+//!   [`MIN_SPENT_FRACTION`] of its capacity forecasts nothing (at 98 % a short-window rate is
+//!   noise, and a warning there is one nobody acts on). A full, idle bucket forecasts nothing.
 //!
 //! Everything here is pure and deterministic; numbers are finite.
 
@@ -44,6 +46,8 @@ pub const PROFILE_MEMORY_HOURS: f64 = 6.0;
 pub const MIN_SPREAD: f64 = 0.15;
 /// Least net drain that counts as evidence: this fraction of capacity per hour.
 pub const MIN_DRAIN_FRACTION: f64 = 0.02;
+/// A bucket forecasts only once it has spent this fraction of its capacity.
+pub const MIN_SPENT_FRACTION: f64 = 0.10;
 /// The one-sided 90 % quantile of a normal distribution.
 const Z90: f64 = 1.28;
 
@@ -232,7 +236,11 @@ pub fn forecast(
         (None, None) => return None,
     };
     let least_drain = MIN_DRAIN_FRACTION * bucket.capacity / 60.0;
-    if !(rate_now.is_finite() && rate_now - r >= least_drain.max(f64::EPSILON)) {
+    let spent = bucket.capacity - bucket.available;
+    if !(rate_now.is_finite()
+        && rate_now - r >= least_drain.max(f64::EPSILON)
+        && spent >= MIN_SPENT_FRACTION * bucket.capacity)
+    {
         return None;
     }
     if bucket.available <= 0.0 {
@@ -343,6 +351,15 @@ mod tests {
             ..bucket
         };
         assert_eq!(forecast(None, idle, 60.0), None, "no evidence of a drain");
+        let nearly_full = BucketNow {
+            available: 950.0,
+            ..bucket
+        };
+        assert_eq!(
+            forecast(None, nearly_full, 60.0),
+            None,
+            "a bucket at 95 % has not shown a drain"
+        );
     }
 
     #[test]

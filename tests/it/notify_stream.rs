@@ -138,8 +138,10 @@ fn closed_within(mut socket: &std::net::TcpStream, limit: Duration) -> bool {
 fn idle_grpc_sockets_are_capped_and_timed_out_while_a_waiting_watcher_stays() {
     use dictmon::notify::grpc_conn::{GRPC_IDLE, MAX_GRPC_CONNECTIONS};
     let dir = tempfile::tempdir().expect("temp");
-    // Steady: no alert for the watcher to receive, so its stream stays silent.
-    let serve = Serve::start(dir.path(), &["--scenario", "steady", "--interval", "5s"]);
+    // Steady: no alert for the watcher to receive, so its stream stays silent. At 15 s
+    // dictmon's own listing costs 4 tokens/min of POLICIES_LIST's refill of 6 (at 5 s it would
+    // drain that bucket, and the forecast would rightly warn).
+    let serve = Serve::start(dir.path(), &["--scenario", "steady", "--interval", "15s"]);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut client = runtime.block_on(connect(&serve.grpc));
     let mut watching = runtime
