@@ -10,6 +10,7 @@ use dictmon::export::dump::dump;
 use dictmon::export::import::{ImportError, ImportReport, import};
 use dictmon::store::{Store, StoreOptions, StoreReader};
 
+use super::data_args::DataArgs;
 use super::duration::parse_window;
 use super::{DEFAULT_DATA_DIR, Outcome};
 
@@ -22,9 +23,8 @@ use super::{DEFAULT_DATA_DIR, Outcome};
 /// while `serve` runs and on a copy.
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
-    /// The data directory (or a copy of it).
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
     /// Folder to write (created if missing; files in it are replaced).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -38,7 +38,7 @@ pub struct ExportArgs {
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<Outcome> {
     let (since, until) = parse_window(args.since.as_deref(), args.until.as_deref())?;
-    let reader = StoreReader::open(&args.data_dir)?;
+    let reader = StoreReader::open(&args.data.locate()?.data_dir)?;
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     let report = dump(

@@ -3,6 +3,7 @@
 //! Errors carry their context (file, offset, what to do) and are printed once, here.
 
 mod config_check;
+mod data_args;
 mod debug;
 mod duration;
 mod export;

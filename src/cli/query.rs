@@ -1,28 +1,34 @@
-//! `dictmon query states|alerts`: history from the segments and the catalog, for people
-//! (`table`) or tools (`csv`, `pg-csv`, `json`). Read-only: works while `serve` writes the
-//! same directory, and on a read-only copy.
+//! `dictmon query states|alerts|summary|episodes`: history from the segments and the catalog,
+//! for people (`table`) or tools (`csv`, `pg-csv`, `json`). Read-only: works while `serve`
+//! writes the same directory, and on a read-only copy.
 
 use std::collections::BTreeSet;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use dictmon::domain::{AlertEvent, PolicyName, Severity};
+use dictmon::export::forensics::{
+    Forensics, ForensicsQuery, Period, write_episodes, write_summary,
+};
 use dictmon::export::{Format, StatesQuery, StatesWriter, alerts_in, scan_states, write_alerts};
 use dictmon::notify::status;
 use dictmon::store::StoreReader;
 use dictmon::store::catalog::SinkProgress;
 
+use super::Outcome;
+use super::data_args::DataArgs;
 use super::duration::{Window, parse_window};
-use super::{DEFAULT_DATA_DIR, Outcome};
 
 /// Forensic queries over the retained history.
 ///
 /// Times (`--since`, `--until`) are UTC dates (2026-11-23), dates and times ("2026-11-23
 /// 14:00"), RFC 3339 with offset, or spans ago (7d, 13mo). Examples:
 /// `dictmon query states --policy ENTRIES_WRITE --since 2026-11-01 --until 2026-11-02`;
-/// `dictmon query alerts --open --format json`.
+/// `dictmon query alerts --open --format json`;
+/// `dictmon query summary --by month --below 10`;
+/// `dictmon query episodes --policy ENTRIES_WRITE --since 30d`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(subcommand)]
@@ -35,13 +41,26 @@ enum What {
     States(StatesArgs),
     /// Alerts (`dict_rate_limit_alerts`), ordered by opening time.
     Alerts(AlertsArgs),
+    /// Per policy and period: samples, min/mean/max remaining %, time at or below WARNING and
+    /// CRITICAL, exhaustions, peak consumption rate, alerts opened (and, with --below, the
+    /// samples under a threshold).
+    ///
+    /// A sample stands for its policy's state until the next sample, at most --max-gap; longer
+    /// silences are gaps, counted nowhere. Thresholds are the configuration's (per policy).
+    Summary(SummaryArgs),
+    /// The stretches of time each policy stayed low: start, end, duration, lowest remaining %
+    /// and when, and the alerts open during it — where an incident review starts.
+    ///
+    /// Low means at or below the policy's WARNING threshold (the configuration's), or strictly
+    /// under --below. An episode ends at the first sample that is not low, or --max-gap after
+    /// its last sample when polling stopped; one the window's end cuts is "ongoing".
+    Episodes(EpisodesArgs),
 }
 
 #[derive(clap::Args, Debug)]
 struct Common {
-    /// The data directory (or a copy of it).
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
     /// From this time (inclusive).
     #[arg(long, value_name = "T")]
     since: Option<String>,
@@ -64,6 +83,40 @@ struct StatesArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct SummaryArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Only this policy (repeatable).
+    #[arg(long, value_name = "NAME")]
+    policy: Vec<String>,
+    /// One row per policy and hour, day, week or month (UTC; weeks start on Monday).
+    #[arg(long, default_value = "day", value_name = "PERIOD")]
+    by: Period,
+    /// Also count the samples strictly under this remaining % (e.g. 10).
+    #[arg(long, value_name = "PCT")]
+    below: Option<f64>,
+    /// The longest time one sample stands for (three 5-minute polls by default).
+    #[arg(long, default_value = "15m", value_name = "SPAN")]
+    max_gap: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct EpisodesArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Only this policy (repeatable).
+    #[arg(long, value_name = "NAME")]
+    policy: Vec<String>,
+    /// Low means strictly under this remaining % [default: at or below each policy's WARNING
+    /// threshold].
+    #[arg(long, value_name = "PCT")]
+    below: Option<f64>,
+    /// The longest time one sample stands for (three 5-minute polls by default).
+    #[arg(long, default_value = "15m", value_name = "SPAN")]
+    max_gap: String,
+}
+
+#[derive(clap::Args, Debug)]
 struct AlertsArgs {
     #[command(flatten)]
     common: Common,
@@ -79,6 +132,15 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     match &args.what {
         What::States(a) => states(a),
         What::Alerts(a) => alerts(a),
+        What::Summary(a) => forensics(&a.common, &a.policy, a.by, a.below, &a.max_gap, true),
+        What::Episodes(a) => forensics(
+            &a.common,
+            &a.policy,
+            Period::Day,
+            a.below,
+            &a.max_gap,
+            false,
+        ),
     }
 }
 
@@ -110,19 +172,57 @@ pub fn policy_pg_csv(
     writer.finish().map(drop).map_err(|e| e.to_string())
 }
 
+/// The policies `--policy` names, each checked against those the data directory knows: an
+/// unknown name is an error that suggests the closest known one.
+fn known_policies(
+    reader: &StoreReader,
+    dir: &Path,
+    asked: &[String],
+) -> anyhow::Result<Option<BTreeSet<PolicyName>>> {
+    if asked.is_empty() {
+        return Ok(None);
+    }
+    let known: Vec<String> = reader
+        .catalog()?
+        .policies()?
+        .into_iter()
+        .map(|p| p.policy.name.to_string())
+        .collect();
+    asked
+        .iter()
+        .map(|p| {
+            if known.iter().any(|k| k == p) {
+                return PolicyName::new(p).map_err(|e| anyhow::anyhow!("--policy {p:?}: {e}"));
+            }
+            let upper = p.to_ascii_uppercase();
+            let closest = known
+                .iter()
+                .map(|k| (strsim::jaro_winkler(&upper, k), k))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            match closest {
+                Some((score, k)) if score > 0.7 => anyhow::bail!(
+                    "--policy {p:?}: no such policy in {}; did you mean {k}?",
+                    dir.display()
+                ),
+                _ if known.is_empty() => {
+                    anyhow::bail!("--policy {p:?}: {} holds no policy yet", dir.display())
+                }
+                _ => anyhow::bail!(
+                    "--policy {p:?}: no such policy in {}; it knows {}",
+                    dir.display(),
+                    known.join(", ")
+                ),
+            }
+        })
+        .collect::<anyhow::Result<BTreeSet<_>>>()
+        .map(Some)
+}
+
 fn states(a: &StatesArgs) -> anyhow::Result<Outcome> {
     let (since, until) = window(&a.common)?;
-    let policies = if a.policy.is_empty() {
-        None
-    } else {
-        Some(
-            a.policy
-                .iter()
-                .map(|p| PolicyName::new(p).map_err(|e| anyhow::anyhow!("--policy {p:?}: {e}")))
-                .collect::<anyhow::Result<BTreeSet<_>>>()?,
-        )
-    };
-    let reader = StoreReader::open(&a.common.data_dir)?;
+    let located = a.common.data.locate()?;
+    let reader = StoreReader::open(&located.data_dir)?;
+    let policies = known_policies(&reader, &located.data_dir, &a.policy)?;
     let stdout = std::io::stdout().lock();
     let mut writer = StatesWriter::new(BufWriter::with_capacity(1 << 16, stdout), a.common.format)?;
     let query = StatesQuery {
@@ -166,7 +266,7 @@ fn alerts(a: &AlertsArgs) -> anyhow::Result<Outcome> {
         Some("INFO") => Some(Severity::Info),
         Some(other) => anyhow::bail!("--severity {other:?}: INFO, WARNING or CRITICAL"),
     };
-    let reader = StoreReader::open(&a.common.data_dir)?;
+    let reader = StoreReader::open(&a.common.data.locate()?.data_dir)?;
     let mut alerts = alerts_in(&reader, since, until)?;
     alerts.retain(|x| {
         // An incident is found by the worst severity it reached.
@@ -191,6 +291,71 @@ fn alerts(a: &AlertsArgs) -> anyhow::Result<Outcome> {
         }
         out.flush()
     });
+    match written {
+        Ok(()) => Ok(Outcome::Success),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Success),
+        Err(e) => Err(e).context("writing the output"),
+    }
+}
+
+/// `summary` (`summary` true) or `episodes`.
+fn forensics(
+    common: &Common,
+    policy: &[String],
+    by: Period,
+    below: Option<f64>,
+    max_gap: &str,
+    summary: bool,
+) -> anyhow::Result<Outcome> {
+    let (since, until) = window(common)?;
+    if let Some(b) = below
+        && !(0.0..=100.0).contains(&b)
+    {
+        anyhow::bail!("--below {b}: a remaining percentage from 0 to 100");
+    }
+    let max_gap = super::duration::parse_fixed(max_gap).context("--max-gap")?;
+    if max_gap <= TimeDelta::zero() {
+        anyhow::bail!("--max-gap must be longer than zero");
+    }
+    let located = common.data.locate()?;
+    let reader = StoreReader::open(&located.data_dir)?;
+    let policies = known_policies(&reader, &located.data_dir, policy)?;
+    let config = &located.config;
+    let thresholds = |p: &PolicyName| {
+        config
+            .per_policy
+            .get(p)
+            .copied()
+            .unwrap_or(config.thresholds)
+    };
+    let query = ForensicsQuery {
+        by,
+        below,
+        max_gap,
+        since,
+        until: until.unwrap_or_else(Utc::now),
+    };
+    let mut engine = Forensics::new(query, &thresholds);
+    let states = StatesQuery {
+        policies,
+        since,
+        until,
+    };
+    let problems = scan_states(&reader, &states, &mut |_, _, _| {}, &mut |r| {
+        engine.push(r);
+        Ok(())
+    })?;
+    for p in &problems {
+        eprintln!("warning: skipped damaged data: {p}");
+    }
+    let alerts = reader.catalog()?.alerts()?;
+    let (rows, episodes) = engine.finish(&alerts);
+    let out = BufWriter::new(std::io::stdout().lock());
+    let written = if summary {
+        write_summary(out, common.format, &rows, below)
+    } else {
+        write_episodes(out, common.format, &episodes)
+    };
     match written {
         Ok(()) => Ok(Outcome::Success),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Success),

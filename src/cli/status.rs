@@ -1,16 +1,15 @@
 //! `dictmon status`: the latest state of every policy, from the data directory.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::Context;
-use dictmon::config::{self, Config};
 use dictmon::domain::{Severity, StateRecord, human};
 use dictmon::source::{PolicyList, Source};
 use dictmon::store::{Filter, StoreReader};
 
+use super::Outcome;
+use super::data_args::DataArgs;
 use super::source_args::{SourceArgs, WithSource, with_source};
-use super::{DEFAULT_DATA_DIR, Outcome};
 
 /// The latest state of every policy: remaining %, open alert, consumption rate, recovery ETA,
 /// exhaustion projection. Reads the data directory only, so it works while `serve` runs and on
@@ -22,18 +21,14 @@ use super::{DEFAULT_DATA_DIR, Outcome};
 /// `dictmon status --live ENTRIES_READ_PARTICIPANT_ANTISCAN --config /etc/dictmon/dictmon.toml`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The data directory.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
     /// Output format.
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     format: String,
     /// Ask the source for this policy now, instead of reading the data directory.
     #[arg(long, value_name = "NAME")]
     live: Option<String>,
-    /// TOML configuration naming the source (with --live).
-    #[arg(long, value_name = "FILE", requires = "live")]
-    config: Option<PathBuf>,
     #[command(flatten)]
     source: SourceArgs,
 }
@@ -42,7 +37,8 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     if let Some(name) = &args.live {
         return live(args, name);
     }
-    let reader = StoreReader::open(&args.data_dir)?;
+    let data_dir = args.data.locate()?.data_dir;
+    let reader = StoreReader::open(&data_dir)?;
     let catalog = reader.catalog()?;
     let policies = catalog.policies()?;
     // Only the days that hold each policy's latest sample are read.
@@ -80,7 +76,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Success);
     }
     if latest.is_empty() {
-        println!("no snapshots in {} yet", args.data_dir.display());
+        println!("no snapshots in {} yet", data_dir.display());
         return Ok(Outcome::Success);
     }
     println!(
@@ -108,10 +104,8 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
 
 /// `--live NAME`: one policy, from the source, now.
 fn live(args: &Args, name: &str) -> anyhow::Result<Outcome> {
-    let mut config = match &args.config {
-        Some(path) => config::load(path)?,
-        None => Config::default(),
-    };
+    // The source of --config, or of the installed configuration when there is one.
+    let mut config = args.data.locate()?.config;
     args.source.apply(&mut config)?;
     super::init_logging("warn");
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,11 +1,11 @@
 //! `dictmon verify`: check every block of every segment and the catalog.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
 use dictmon::store::verify;
 
-use super::{DEFAULT_DATA_DIR, Outcome};
+use super::Outcome;
+use super::data_args::DataArgs;
 
 /// Check a data directory: every block of every segment (headers, checksums, full decode) and
 /// every table of the catalog. Safe while `serve` writes, and on a read-only copy.
@@ -14,14 +14,13 @@ use super::{DEFAULT_DATA_DIR, Outcome};
 /// offset and block), 2 usage or I/O error.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The data directory.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let tty = std::io::stderr().is_terminal();
-    let report = verify(&args.data_dir, &mut |i, n, path| {
+    let report = verify(&args.data.locate()?.data_dir, &mut |i, n, path| {
         if tty {
             eprint!("\rverifying {}/{n} {}\x1b[K", i + 1, path.display());
         }

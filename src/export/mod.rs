@@ -11,6 +11,7 @@
 
 mod csv_chunks;
 pub mod dump;
+pub mod forensics;
 pub mod import;
 pub mod pg;
 

@@ -338,6 +338,18 @@ fn history(readme: &Readme) {
         serde_json::from_str::<serde_json::Value>(line).expect("one JSON object per line");
     }
     readme.run_ok(
+        &readme.next(
+            "cargo run --release -- query summary --data-dir /tmp/demo --by month --below 10",
+        ),
+        &["ENTRIES_WRITE", "<10%"],
+    );
+    readme.run_ok(
+        &readme.next(
+            "cargo run --release -- query episodes --data-dir /tmp/demo --policy ENTRIES_WRITE",
+        ),
+        &["START (UTC)"],
+    );
+    readme.run_ok(
         &readme.next("cargo run --release -- export --data-dir /tmp/demo --out /tmp/pg"),
         &[],
     );

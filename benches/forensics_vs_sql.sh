@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Forensic queries side by side: dictmon against PostgreSQL 15 and SQLite on the same history,
+# in one run. The history is the legacy's (benches/legacy_history.py: 30 policies every
+# 5 minutes, 13 months, ~3.42 M snapshots), loaded into
+#   - dictmon (`dictmon import`),
+#   - PostgreSQL, into the schema `dictmon export` writes (the legacy's: partitioned by month,
+#     primary key, a "latest per policy" index), on a loopback port in a temporary directory,
+#   - SQLite (a plain table with the legacy's primary key), and SQLite tuned (WITHOUT ROWID
+#     clustered on (endpoint_id, response_time), a remaining-% column, ANALYZE).
+# Every query is a fresh client process (psql, sqlite3, dictmon), timed 7 times; the median is
+# printed, in milliseconds. Output goes to /dev/null. The four queries:
+#   one    one policy's 13 months → CSV
+#   latest the latest state of every policy
+#   below  per policy and month, the samples under 10 % remaining
+#   all    every snapshot → CSV (PostgreSQL: COPY … TO STDOUT; dictmon: query states --format pg-csv)
+#   benches/forensics_vs_sql.sh [MONTHS=13]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+months=${1:-13}
+runs=7
+cargo build --release --quiet
+bin=$PWD/target/release/dictmon
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+pg=
+cleanup() {
+    [[ -n $pg ]] && $pg_as "$pg/pg_ctl" -D "$tmp/pg" -m fast stop >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+python3 benches/legacy_history.py --months "$months" --out "$tmp/states.csv" >&2
+rows=$(($(wc -l <"$tmp/states.csv") - 1))
+policy=ENTRIES_WRITE
+"$bin" import --data-dir "$tmp/d" --states "$tmp/states.csv" >/dev/null 2>&1
+"$bin" export --data-dir "$tmp/d" --out "$tmp/e" >/dev/null 2>&1
+
+# PostgreSQL.
+pg=$(dirname "$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort | tail -1)")
+pg_as=""
+if [[ $(id -u) == 0 ]]; then
+    chown -R postgres:postgres "$tmp"
+    pg_as="runuser -u postgres --"
+fi
+$pg_as "$pg/initdb" --auth=trust --username=postgres --encoding=UTF8 --locale=C --no-sync -D "$tmp/pg" >/dev/null
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+$pg_as "$pg/pg_ctl" -w -D "$tmp/pg" -l "$tmp/pg/log" \
+    -o "-p $port -h 127.0.0.1 -k $tmp/pg -c fsync=off -c full_page_writes=off" start >/dev/null
+psql() { PGTZ=UTC "$pg/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"; }
+psql -f "$tmp/e/schema.sql"
+psql -c "COPY dict_rate_limit_states FROM '$tmp/states.csv' WITH (FORMAT csv, HEADER true)"
+psql -c "VACUUM ANALYZE dict_rate_limit_states"
+
+# SQLite, plain and tuned.
+sqlite3 "$tmp/plain.db" <<EOF
+CREATE TABLE dict_rate_limit_states (
+    endpoint_id text NOT NULL, available_tokens integer NOT NULL, capacity integer NOT NULL,
+    refill_tokens integer NOT NULL, refill_period_sec integer NOT NULL, psp_category text NOT NULL,
+    utilization_percent real NOT NULL, consumption_rate_per_minute real,
+    recovery_eta_seconds real, exhaustion_projection_seconds real,
+    response_time text NOT NULL, created_at text NOT NULL,
+    PRIMARY KEY (endpoint_id, response_time, created_at));
+.mode csv
+.import --skip 1 $tmp/states.csv dict_rate_limit_states
+EOF
+sqlite3 "$tmp/tuned.db" <<EOF
+PRAGMA page_size = 16384;
+CREATE TABLE dict_rate_limit_states (
+    endpoint_id text NOT NULL, available_tokens integer NOT NULL, capacity integer NOT NULL,
+    refill_tokens integer NOT NULL, refill_period_sec integer NOT NULL, psp_category text NOT NULL,
+    utilization_percent real NOT NULL, consumption_rate_per_minute real,
+    recovery_eta_seconds real, exhaustion_projection_seconds real,
+    response_time text NOT NULL, created_at text NOT NULL,
+    remaining_percent real GENERATED ALWAYS AS (100.0 * available_tokens / capacity) STORED,
+    PRIMARY KEY (endpoint_id, response_time, created_at)) WITHOUT ROWID;
+.mode csv
+.import --skip 1 $tmp/states.csv dict_rate_limit_states
+ANALYZE;
+EOF
+
+median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.1f", v[int((NR + 1) / 2)] }'; }
+# time_ms CMD…: the median wall time of $runs runs, in ms.
+time_ms() {
+    for _ in $(seq "$runs"); do
+        local s e
+        s=$(date +%s%N)
+        "$@" >/dev/null
+        e=$(date +%s%N)
+        echo $(((e - s) / 1000))
+    done | median | awk '{ printf "%.1f", $1 / 1000 }'
+}
+
+one_pg="COPY (SELECT * FROM dict_rate_limit_states WHERE endpoint_id = '$policy' ORDER BY response_time) TO STDOUT WITH (FORMAT csv, HEADER true)"
+one_sql="SELECT * FROM dict_rate_limit_states WHERE endpoint_id = '$policy' ORDER BY response_time;"
+latest_pg="SELECT DISTINCT ON (endpoint_id) * FROM dict_rate_limit_states ORDER BY endpoint_id, response_time DESC"
+latest_sql="SELECT s.* FROM dict_rate_limit_states s JOIN (SELECT endpoint_id, max(response_time) AS m FROM dict_rate_limit_states GROUP BY endpoint_id) l ON s.endpoint_id = l.endpoint_id AND s.response_time = l.m;"
+below_pg="SELECT endpoint_id, date_trunc('month', response_time) AS month, count(*) FILTER (WHERE 100.0 * available_tokens / capacity < 10) FROM dict_rate_limit_states GROUP BY 1, 2 ORDER BY 1, 2"
+below_sql="SELECT endpoint_id, substr(response_time, 1, 7) AS month, sum(100.0 * available_tokens / capacity < 10) FROM dict_rate_limit_states GROUP BY 1, 2 ORDER BY 1, 2;"
+below_tuned="SELECT endpoint_id, substr(response_time, 1, 7) AS month, sum(remaining_percent < 10) FROM dict_rate_limit_states GROUP BY 1, 2 ORDER BY 1, 2;"
+all_pg="COPY (SELECT * FROM dict_rate_limit_states) TO STDOUT WITH (FORMAT csv, HEADER true)"
+all_sql="SELECT * FROM dict_rate_limit_states;"
+
+# The answers agree (row counts).
+one_rows=$("$bin" query states --data-dir "$tmp/d" --policy "$policy" --format pg-csv | tail -n +2 | wc -l)
+[[ $one_rows == $(psql -c "$one_pg" | tail -n +2 | wc -l) ]] || { echo "FAIL: one-policy rows differ" >&2; exit 1; }
+below_dictmon=$("$bin" query summary --data-dir "$tmp/d" --by month --below 10 --format csv | tail -n +2 | awk -F, '{ s += $NF } END { print s }')
+below_postgres=$(psql -A -t -F, -c "$below_pg" | awk -F, '{ s += $NF } END { print s }')
+[[ $below_dictmon == "$below_postgres" ]] || { echo "FAIL: samples under 10 %: dictmon $below_dictmon, PostgreSQL $below_postgres" >&2; exit 1; }
+
+echo "$rows snapshots, $months months, 30 policies; one policy: $one_rows rows; samples under 10 %: $below_dictmon"
+printf '%-8s %12s %12s %14s %12s %10s\n' query PostgreSQL SQLite "SQLite tuned" dictmon "PG/dictmon"
+row() {
+    local name=$1 p=$2 s=$3 st=$4 d=$5
+    printf '%-8s %12s %12s %14s %12s %10s\n' "$name" "$p" "$s" "$st" "$d" "$(awk -v a="$p" -v b="$d" 'BEGIN { printf "%.1f×", a / b }')"
+}
+row one "$(time_ms psql -c "$one_pg")" "$(time_ms sqlite3 -csv -header "$tmp/plain.db" "$one_sql")" \
+    "$(time_ms sqlite3 -csv -header "$tmp/tuned.db" "$one_sql")" \
+    "$(time_ms "$bin" query states --data-dir "$tmp/d" --policy "$policy" --format pg-csv)"
+row latest "$(time_ms psql -c "$latest_pg")" "$(time_ms sqlite3 "$tmp/plain.db" "$latest_sql")" \
+    "$(time_ms sqlite3 "$tmp/tuned.db" "$latest_sql")" "$(time_ms "$bin" status --data-dir "$tmp/d")"
+row below "$(time_ms psql -c "$below_pg")" "$(time_ms sqlite3 "$tmp/plain.db" "$below_sql")" \
+    "$(time_ms sqlite3 "$tmp/tuned.db" "$below_tuned")" \
+    "$(time_ms "$bin" query summary --data-dir "$tmp/d" --by month --below 10)"
+all_d=$(time_ms "$bin" query states --data-dir "$tmp/d" --format pg-csv)
+row all "$(time_ms psql -c "$all_pg")" "$(time_ms sqlite3 -csv "$tmp/plain.db" "$all_sql")" \
+    "$(time_ms sqlite3 -csv "$tmp/tuned.db" "$all_sql")" "$all_d"
+echo "dictmon, every snapshot → pg-csv: $(awk -v r="$rows" -v ms="$all_d" 'BEGIN { printf "%.2f", r / ms / 1000 }') M rows/s"
+echo "process start alone (dictmon --version): $(time_ms "$bin" --version) ms"

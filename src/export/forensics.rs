@@ -1,0 +1,682 @@
+//! Incident forensics over the retained history: per-policy summaries by hour, day, week or
+//! month (`dictmon query summary`) and the episodes a bucket spent low (`dictmon query
+//! episodes`).
+//!
+//! # Time
+//!
+//! A sample stands for its policy's state from its response time until the policy's next
+//! sample, but for at most `max_gap` (default 15 minutes, three 5-minute polls): a longer
+//! silence is a gap in polling, counted in no state. The last sample of the window stands until
+//! the window's end (`--until`, or now), at most `max_gap`. Time is split at period boundaries
+//! (UTC; weeks start on Monday), so the periods' times add up to the whole.
+//!
+//! # Episodes
+//!
+//! An episode is a maximal stretch of that time during which the policy's state met the
+//! condition: remaining % at or below the policy's WARNING threshold, or, with `below`,
+//! strictly under that percentage. It starts at its first sample, ends when the next sample
+//! does not meet the condition (at that sample's time) or when its last sample's time runs out
+//! (a gap: `max_gap` after it); it is *ongoing* when the end of the window cut it. A summary's
+//! time at or below WARNING is the sum of the default episodes' time in its period.
+//!
+//! Invariants: the engine is fed each policy's samples in time order (the canonical order of
+//! [`super::scan_states`] gives that), keeps one small state per policy, and holds nothing per
+//! sample, so memory does not grow with the history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use chrono::{DateTime, Datelike, Months, NaiveDate, TimeDelta, TimeZone, Timelike, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Format, pg};
+use crate::domain::{Alert, PolicyName, StateRecord, Thresholds};
+
+/// A bucket of time of a summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Period {
+    /// UTC hours.
+    Hour,
+    /// UTC days.
+    Day,
+    /// ISO weeks (Monday 00:00 UTC).
+    Week,
+    /// UTC months.
+    Month,
+}
+
+impl std::str::FromStr for Period {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hour" => Ok(Self::Hour),
+            "day" => Ok(Self::Day),
+            "week" => Ok(Self::Week),
+            "month" => Ok(Self::Month),
+            _ => Err(format!(
+                "unknown period {s:?}; one of hour, day, week, month"
+            )),
+        }
+    }
+}
+
+impl Period {
+    /// The start of the period holding `t`.
+    pub fn start(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let day = t.date_naive();
+        let midnight = |d: NaiveDate| Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN));
+        match self {
+            Self::Hour => midnight(day) + TimeDelta::hours(i64::from(t.hour())),
+            Self::Day => midnight(day),
+            Self::Week => {
+                midnight(day - TimeDelta::days(i64::from(day.weekday().num_days_from_monday())))
+            }
+            Self::Month => midnight(day.with_day(1).unwrap_or(day)),
+        }
+    }
+
+    /// The start of the period after the one starting at `start`.
+    pub fn next(self, start: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Self::Hour => start + TimeDelta::hours(1),
+            Self::Day => start + TimeDelta::days(1),
+            Self::Week => start + TimeDelta::weeks(1),
+            Self::Month => start
+                .checked_add_months(Months::new(1))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
+    }
+}
+
+/// What to compute, and over which window.
+#[derive(Clone, Debug)]
+pub struct ForensicsQuery {
+    /// Summary periods.
+    pub by: Period,
+    /// Count samples strictly under this remaining % (summary); the episode condition instead
+    /// of the WARNING threshold (episodes).
+    pub below: Option<f64>,
+    /// The longest time one sample stands for.
+    pub max_gap: TimeDelta,
+    /// The window's start (inclusive), if any.
+    pub since: Option<DateTime<Utc>>,
+    /// The window's end (exclusive): the last sample stands until then at most.
+    pub until: DateTime<Utc>,
+}
+
+/// One policy in one period.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SummaryRow {
+    /// The policy (`endpoint_id`).
+    pub endpoint_id: String,
+    /// The period's start.
+    pub period_start: DateTime<Utc>,
+    /// Samples whose response time is in the period.
+    pub samples: u64,
+    /// Lowest remaining %.
+    pub min_remaining_percent: Option<f64>,
+    /// Mean remaining % over the samples.
+    pub mean_remaining_percent: Option<f64>,
+    /// Highest remaining %.
+    pub max_remaining_percent: Option<f64>,
+    /// Seconds of the period some sample stood for.
+    pub observed_seconds: f64,
+    /// Seconds at or below the WARNING threshold (the CRITICAL time included).
+    pub at_or_below_warning_seconds: f64,
+    /// Seconds at or below the CRITICAL threshold.
+    pub at_or_below_critical_seconds: f64,
+    /// Times the bucket reached zero tokens or fewer.
+    pub exhaustions: u64,
+    /// Highest consumption rate, tokens per minute.
+    pub peak_consumption_rate_per_minute: Option<f64>,
+    /// Alerts opened in the period.
+    pub alerts_opened: u64,
+    /// Samples strictly under `below` (with `--below` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples_below: Option<u64>,
+    #[serde(skip)]
+    sum_remaining: f64,
+}
+
+/// A stretch of time a policy spent low.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Episode {
+    /// The policy (`endpoint_id`).
+    pub endpoint_id: String,
+    /// The first sample that met the condition.
+    pub start: DateTime<Utc>,
+    /// When it stopped (see the module documentation).
+    pub end: DateTime<Utc>,
+    /// `end − start`, seconds.
+    pub duration_seconds: f64,
+    /// The window's end cut it: it may go on.
+    pub ongoing: bool,
+    /// The threshold: remaining % at or below it (the WARNING threshold), or strictly under
+    /// it (`--below`).
+    pub threshold_percent: f64,
+    /// Lowest remaining % during it.
+    pub lowest_remaining_percent: f64,
+    /// When it was lowest (the first such sample).
+    pub lowest_at: DateTime<Utc>,
+    /// Samples during it.
+    pub samples: u64,
+    /// Alerts of the policy open at some time during it.
+    pub alert_ids: Vec<Uuid>,
+}
+
+/// One sample, as forensics needs it.
+#[derive(Clone, Copy, Debug)]
+struct Point {
+    at: DateTime<Utc>,
+    remaining: f64,
+    available: i64,
+}
+
+/// One policy's state between samples.
+#[derive(Debug)]
+struct Track {
+    thresholds: Thresholds,
+    last: Option<Point>,
+    episode: Option<Episode>,
+}
+
+/// The engine: fed samples, it yields summaries and episodes.
+pub struct Forensics<'a> {
+    query: ForensicsQuery,
+    thresholds: &'a dyn Fn(&PolicyName) -> Thresholds,
+    tracks: HashMap<PolicyName, Track>,
+    rows: BTreeMap<(String, DateTime<Utc>), SummaryRow>,
+    episodes: Vec<Episode>,
+}
+
+impl<'a> Forensics<'a> {
+    /// An engine for `query`; `thresholds` gives each policy's thresholds.
+    pub fn new(query: ForensicsQuery, thresholds: &'a dyn Fn(&PolicyName) -> Thresholds) -> Self {
+        Self {
+            query,
+            thresholds,
+            tracks: HashMap::new(),
+            rows: BTreeMap::new(),
+            episodes: Vec::new(),
+        }
+    }
+
+    /// Takes the next sample of its policy (each policy's samples in time order).
+    pub fn push(&mut self, r: &StateRecord) {
+        let point = Point {
+            at: r.sample.at,
+            remaining: r.enrichment.remaining_percent,
+            available: r.sample.available_tokens,
+        };
+        let track = self
+            .tracks
+            .entry(r.policy.clone())
+            .or_insert_with(|| Track {
+                thresholds: (self.thresholds)(&r.policy),
+                last: None,
+                episode: None,
+            });
+        let policy = r.policy.as_str();
+        let gap = track
+            .last
+            .is_none_or(|last| point.at - last.at > self.query.max_gap);
+        if let Some(last) = track.last {
+            let end = point.at.min(last.at + self.query.max_gap);
+            let th = track.thresholds;
+            hold(&mut self.rows, self.query.by, policy, last, end, &th);
+            if gap && let Some(e) = track.episode.take() {
+                self.episodes.push(close(e, end, false));
+            }
+        }
+        // The sample itself.
+        let row = row_of(&mut self.rows, self.query.by, policy, point.at);
+        row.samples += 1;
+        row.sum_remaining += point.remaining;
+        row.min_remaining_percent = Some(
+            row.min_remaining_percent
+                .map_or(point.remaining, |m| m.min(point.remaining)),
+        );
+        row.max_remaining_percent = Some(
+            row.max_remaining_percent
+                .map_or(point.remaining, |m| m.max(point.remaining)),
+        );
+        if let Some(rate) = r
+            .enrichment
+            .consumption_rate_per_minute
+            .filter(|x| x.is_finite())
+        {
+            row.peak_consumption_rate_per_minute = Some(
+                row.peak_consumption_rate_per_minute
+                    .map_or(rate, |m| m.max(rate)),
+            );
+        }
+        if let Some(below) = self.query.below {
+            *row.samples_below.get_or_insert(0) += u64::from(point.remaining < below);
+        }
+        let was_empty = !gap && track.last.is_some_and(|l| l.available <= 0);
+        if point.available <= 0 && !was_empty {
+            row.exhaustions += 1;
+        }
+        // Episodes.
+        let threshold = self.query.below.unwrap_or(track.thresholds.warning_percent);
+        let low = match self.query.below {
+            Some(b) => point.remaining < b,
+            None => point.remaining <= threshold,
+        };
+        match (&mut track.episode, low) {
+            (Some(e), true) => {
+                e.samples += 1;
+                if point.remaining < e.lowest_remaining_percent {
+                    e.lowest_remaining_percent = point.remaining;
+                    e.lowest_at = point.at;
+                }
+            }
+            (None, true) => {
+                track.episode = Some(Episode {
+                    endpoint_id: policy.to_owned(),
+                    start: point.at,
+                    end: point.at,
+                    duration_seconds: 0.0,
+                    ongoing: false,
+                    threshold_percent: threshold,
+                    lowest_remaining_percent: point.remaining,
+                    lowest_at: point.at,
+                    samples: 1,
+                    alert_ids: Vec::new(),
+                });
+            }
+            (Some(_), false) => {
+                if let Some(e) = track.episode.take() {
+                    self.episodes.push(close(e, point.at, false));
+                }
+            }
+            (None, false) => {}
+        }
+        track.last = Some(point);
+    }
+
+    /// Counts the alerts opened in each period (those of policies and times the query covers)
+    /// and names the alerts open during each episode; then the summary rows (by policy, then
+    /// period) and the episodes (by start, then policy).
+    pub fn finish(mut self, alerts: &[Alert]) -> (Vec<SummaryRow>, Vec<Episode>) {
+        let until = self.query.until;
+        for (policy, track) in &mut self.tracks {
+            let Some(last) = track.last else { continue };
+            let hold_end = last.at + self.query.max_gap;
+            let end = hold_end.min(until).max(last.at);
+            let th = track.thresholds;
+            hold(
+                &mut self.rows,
+                self.query.by,
+                policy.as_str(),
+                last,
+                end,
+                &th,
+            );
+            if let Some(e) = track.episode.take() {
+                self.episodes.push(close(e, end, until < hold_end));
+            }
+        }
+        let mut by_policy: HashMap<&str, Vec<&Alert>> = HashMap::new();
+        for a in alerts {
+            by_policy.entry(a.policy.as_str()).or_default().push(a);
+        }
+        for e in &mut self.episodes {
+            e.alert_ids = by_policy
+                .get(e.endpoint_id.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|a| a.opened_at <= e.end && a.resolved_at.is_none_or(|r| r >= e.start))
+                .map(|a| a.id)
+                .collect();
+        }
+        let since = self.query.since;
+        for a in alerts {
+            if self.tracks.contains_key(&a.policy)
+                && since.is_none_or(|s| a.opened_at >= s)
+                && a.opened_at < until
+            {
+                row_of(
+                    &mut self.rows,
+                    self.query.by,
+                    a.policy.as_str(),
+                    a.opened_at,
+                )
+                .alerts_opened += 1;
+            }
+        }
+        let rows = self
+            .rows
+            .into_values()
+            .map(|mut r| {
+                if r.samples > 0 {
+                    r.mean_remaining_percent = Some(r.sum_remaining / r.samples as f64);
+                }
+                r
+            })
+            .collect();
+        self.episodes
+            .sort_by(|a, b| (a.start, &a.endpoint_id).cmp(&(b.start, &b.endpoint_id)));
+        (rows, self.episodes)
+    }
+}
+
+fn close(mut e: Episode, end: DateTime<Utc>, ongoing: bool) -> Episode {
+    e.end = end.max(e.start);
+    e.duration_seconds = (e.end - e.start).as_seconds_f64();
+    e.ongoing = ongoing;
+    e
+}
+
+fn row_of<'r>(
+    rows: &'r mut BTreeMap<(String, DateTime<Utc>), SummaryRow>,
+    by: Period,
+    policy: &str,
+    at: DateTime<Utc>,
+) -> &'r mut SummaryRow {
+    let start = by.start(at);
+    rows.entry((policy.to_owned(), start))
+        .or_insert_with(|| SummaryRow {
+            endpoint_id: policy.to_owned(),
+            period_start: start,
+            ..SummaryRow::default()
+        })
+}
+
+/// Adds the time `[from.at, end)` that `from` stands for, split at period boundaries.
+fn hold(
+    rows: &mut BTreeMap<(String, DateTime<Utc>), SummaryRow>,
+    by: Period,
+    policy: &str,
+    from: Point,
+    end: DateTime<Utc>,
+    th: &Thresholds,
+) {
+    let mut t = from.at;
+    while t < end {
+        let next = by.next(by.start(t)).min(end);
+        let seconds = (next - t).as_seconds_f64();
+        let row = row_of(rows, by, policy, t);
+        row.observed_seconds += seconds;
+        if from.remaining <= th.warning_percent {
+            row.at_or_below_warning_seconds += seconds;
+        }
+        if from.remaining <= th.critical_percent {
+            row.at_or_below_critical_seconds += seconds;
+        }
+        t = next;
+    }
+}
+
+/// The summary's columns, in order.
+pub const SUMMARY_COLUMNS: [&str; 13] = [
+    "endpoint_id",
+    "period_start",
+    "samples",
+    "min_remaining_percent",
+    "mean_remaining_percent",
+    "max_remaining_percent",
+    "observed_seconds",
+    "at_or_below_warning_seconds",
+    "at_or_below_critical_seconds",
+    "exhaustions",
+    "peak_consumption_rate_per_minute",
+    "alerts_opened",
+    "samples_below",
+];
+
+/// The episodes' columns, in order.
+pub const EPISODE_COLUMNS: [&str; 10] = [
+    "endpoint_id",
+    "start",
+    "end",
+    "duration_seconds",
+    "ongoing",
+    "threshold_percent",
+    "lowest_remaining_percent",
+    "lowest_at",
+    "samples",
+    "alert_ids",
+];
+
+fn time(format: Format, t: DateTime<Utc>) -> String {
+    match format {
+        Format::PgCsv => {
+            let mut s = String::new();
+            pg::push_timestamp(&mut s, t);
+            s
+        }
+        Format::Table => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        Format::Csv | Format::Json => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+    }
+}
+
+fn number(x: Option<f64>) -> String {
+    x.map_or(String::new(), |x| {
+        // Hundredths are what a person and PostgreSQL's numeric(…, 2) read.
+        let s = format!("{:.2}", (x * 100.0).round() / 100.0);
+        match s.trim_end_matches('0').trim_end_matches('.') {
+            "-0" => "0".to_owned(),
+            s => s.to_owned(),
+        }
+    })
+}
+
+/// `3725` → `1h02m05s`.
+fn span(seconds: f64) -> String {
+    let s = seconds.round() as i64;
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec:02}s"),
+        (h, m, sec) => format!("{h}h{m:02}m{sec:02}s"),
+    }
+}
+
+/// Writes the summary in `format`; `below` adds the `samples_below` column.
+pub fn write_summary(
+    mut out: impl Write,
+    format: Format,
+    rows: &[SummaryRow],
+    below: Option<f64>,
+) -> io::Result<()> {
+    let columns = if below.is_some() {
+        &SUMMARY_COLUMNS[..]
+    } else {
+        &SUMMARY_COLUMNS[..SUMMARY_COLUMNS.len() - 1]
+    };
+    match format {
+        Format::Csv | Format::PgCsv => writeln!(out, "{}", columns.join(","))?,
+        Format::Table => {
+            write!(
+                out,
+                "{:<38} {:<19} {:>7} {:>7} {:>7} {:>7} {:>10} {:>10} {:>6} {:>9} {:>6}",
+                "POLICY",
+                "PERIOD (UTC)",
+                "SAMPLES",
+                "MIN%",
+                "MEAN%",
+                "MAX%",
+                "≤WARNING",
+                "≤CRITICAL",
+                "EMPTY",
+                "PEAK/MIN",
+                "ALERTS"
+            )?;
+            match below {
+                Some(b) => writeln!(out, " {:>9}", format!("<{}%", number(Some(b))))?,
+                None => writeln!(out)?,
+            }
+        }
+        Format::Json => {}
+    }
+    let mut line = String::new();
+    for r in rows {
+        line.clear();
+        match format {
+            Format::Csv | Format::PgCsv => {
+                let _ = write!(
+                    line,
+                    "{},{},{},{},{},{},{},{},{},{},{},{}",
+                    r.endpoint_id,
+                    time(format, r.period_start),
+                    r.samples,
+                    number(r.min_remaining_percent),
+                    number(r.mean_remaining_percent),
+                    number(r.max_remaining_percent),
+                    number(Some(r.observed_seconds)),
+                    number(Some(r.at_or_below_warning_seconds)),
+                    number(Some(r.at_or_below_critical_seconds)),
+                    r.exhaustions,
+                    number(r.peak_consumption_rate_per_minute),
+                    r.alerts_opened,
+                );
+                if below.is_some() {
+                    let _ = write!(line, ",{}", r.samples_below.unwrap_or(0));
+                }
+                line.push('\n');
+            }
+            Format::Json => {
+                let mut r = r.clone();
+                if below.is_some() {
+                    r.samples_below.get_or_insert(0);
+                }
+                let v = serde_json::to_string(&r).map_err(io::Error::other)?;
+                let _ = writeln!(line, "{v}");
+            }
+            Format::Table => {
+                let pct = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.1}"));
+                let _ = write!(
+                    line,
+                    "{:<38} {:<19} {:>7} {:>7} {:>7} {:>7} {:>10} {:>10} {:>6} {:>9} {:>6}",
+                    r.endpoint_id,
+                    time(format, r.period_start),
+                    r.samples,
+                    pct(r.min_remaining_percent),
+                    pct(r.mean_remaining_percent),
+                    pct(r.max_remaining_percent),
+                    span(r.at_or_below_warning_seconds),
+                    span(r.at_or_below_critical_seconds),
+                    r.exhaustions,
+                    r.peak_consumption_rate_per_minute
+                        .map_or("-".to_owned(), |x| format!("{x:.1}")),
+                    r.alerts_opened,
+                );
+                if below.is_some() {
+                    let _ = write!(line, " {:>9}", r.samples_below.unwrap_or(0));
+                }
+                line.push('\n');
+            }
+        }
+        out.write_all(line.as_bytes())?;
+    }
+    out.flush()
+}
+
+/// Writes the episodes in `format`.
+pub fn write_episodes(mut out: impl Write, format: Format, episodes: &[Episode]) -> io::Result<()> {
+    match format {
+        Format::Csv | Format::PgCsv => writeln!(out, "{}", EPISODE_COLUMNS.join(","))?,
+        Format::Table => writeln!(
+            out,
+            "{:<38} {:<19} {:<19} {:>10} {:>7} {:<19} {:>7}  ALERTS",
+            "POLICY", "START (UTC)", "END (UTC)", "DURATION", "LOWEST%", "LOWEST AT", "SAMPLES"
+        )?,
+        Format::Json => {}
+    }
+    let mut line = String::new();
+    for e in episodes {
+        line.clear();
+        let ids = |sep: &str| {
+            e.alert_ids
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
+        match format {
+            Format::Csv | Format::PgCsv => {
+                let _ = writeln!(
+                    line,
+                    "{},{},{},{},{},{},{},{},{},{}",
+                    e.endpoint_id,
+                    time(format, e.start),
+                    time(format, e.end),
+                    number(Some(e.duration_seconds)),
+                    if format == Format::PgCsv {
+                        if e.ongoing { "t" } else { "f" }
+                    } else if e.ongoing {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                    number(Some(e.threshold_percent)),
+                    number(Some(e.lowest_remaining_percent)),
+                    time(format, e.lowest_at),
+                    e.samples,
+                    // A PostgreSQL array literal reads this as uuid[].
+                    if format == Format::PgCsv {
+                        format!("\"{{{}}}\"", ids(","))
+                    } else {
+                        ids(" ")
+                    },
+                );
+            }
+            Format::Json => {
+                let v = serde_json::to_string(e).map_err(io::Error::other)?;
+                let _ = writeln!(line, "{v}");
+            }
+            Format::Table => {
+                let _ = writeln!(
+                    line,
+                    "{:<38} {:<19} {:<19} {:>10} {:>7.1} {:<19} {:>7}  {}",
+                    e.endpoint_id,
+                    time(format, e.start),
+                    if e.ongoing {
+                        "ongoing".to_owned()
+                    } else {
+                        time(format, e.end)
+                    },
+                    span(e.duration_seconds),
+                    e.lowest_remaining_percent,
+                    time(format, e.lowest_at),
+                    e.samples,
+                    if e.alert_ids.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        ids(" ")
+                    },
+                );
+            }
+        }
+        out.write_all(line.as_bytes())?;
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().expect("time")
+    }
+
+    #[test]
+    fn periods_start_and_follow_in_utc() {
+        let at = t("2026-03-18T13:45:10Z");
+        assert_eq!(Period::Hour.start(at), t("2026-03-18T13:00:00Z"));
+        assert_eq!(Period::Day.start(at), t("2026-03-18T00:00:00Z"));
+        assert_eq!(Period::Week.start(at), t("2026-03-16T00:00:00Z"));
+        assert_eq!(Period::Month.start(at), t("2026-03-01T00:00:00Z"));
+        assert_eq!(
+            Period::Month.next(t("2026-12-01T00:00:00Z")),
+            t("2027-01-01T00:00:00Z")
+        );
+        assert_eq!(span(3725.0), "1h02m05s");
+        assert_eq!(number(Some(12.5)), "12.5");
+        assert_eq!(number(Some(100.0)), "100");
+        assert_eq!(number(Some(0.004)), "0");
+    }
+}
