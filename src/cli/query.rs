@@ -12,7 +12,9 @@ use dictmon::domain::{AlertEvent, PolicyName, Severity};
 use dictmon::export::forensics::{
     Forensics, ForensicsQuery, Period, write_episodes, write_summary,
 };
-use dictmon::export::{Format, StatesQuery, StatesWriter, alerts_in, scan_states, write_alerts};
+use dictmon::export::{
+    Format, StatesQuery, StatesWriter, alerts_in, scan_policies, scan_states, write_alerts,
+};
 use dictmon::notify::status;
 use dictmon::store::StoreReader;
 use dictmon::store::catalog::SinkProgress;
@@ -341,10 +343,7 @@ fn forensics(
         since,
         until,
     };
-    let problems = scan_states(&reader, &states, &mut |_, _, _| {}, &mut |r| {
-        engine.push(r);
-        Ok(())
-    })?;
+    let problems = scan_policies(&reader, &states, &mut |r| engine.push(r))?;
     for p in &problems {
         eprintln!("warning: skipped damaged data: {p}");
     }

@@ -41,24 +41,40 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let reader = StoreReader::open(&data_dir)?;
     let catalog = reader.catalog()?;
     let policies = catalog.policies()?;
-    // Only the days that hold each policy's latest sample are read.
-    let since = policies.iter().map(|p| p.last_seen).min();
-    let filter = Filter {
-        since_ns: since.and_then(|t| t.timestamp_nanos_opt()),
-        ..Filter::default()
-    };
-    let mut latest: BTreeMap<String, StateRecord> = BTreeMap::new();
-    let problems = reader.scan(&filter, &mut |r| {
-        let key = r.policy.to_string();
-        if latest.get(&key).is_none_or(|l| l.sample.at <= r.sample.at) {
-            latest.insert(key, r);
+    // The catalog keeps each policy's newest snapshot; the segments are read only when it
+    // lags (a catalog written before it did, or a policy it has not caught up with).
+    let mut latest: BTreeMap<String, StateRecord> = catalog
+        .latest()?
+        .into_iter()
+        .map(|r| (r.policy.to_string(), r))
+        .collect();
+    let lagging = policies.iter().any(|p| {
+        latest
+            .get(p.policy.name.as_str())
+            .is_none_or(|r| r.sample.at < p.last_seen)
+    });
+    if lagging {
+        // Only the days that hold each policy's latest sample are read.
+        let since = policies.iter().map(|p| p.last_seen).min();
+        let filter = Filter {
+            since_ns: since.and_then(|t| t.timestamp_nanos_opt()),
+            ..Filter::default()
+        };
+        let problems = reader.scan(&filter, &mut |r| {
+            let key = r.policy.to_string();
+            if latest.get(&key).is_none_or(|l| l.sample.at <= r.sample.at) {
+                latest.insert(key, r);
+            }
+        })?;
+        for p in &problems {
+            eprintln!("warning: {p}");
         }
-    })?;
-    for p in &problems {
-        eprintln!("warning: {p}");
     }
-    let open: BTreeMap<String, Severity> = catalog
-        .alerts()?
+    let open_alerts = match catalog.open_alerts()? {
+        Some(open) => open,
+        None => catalog.alerts()?,
+    };
+    let open: BTreeMap<String, Severity> = open_alerts
         .into_iter()
         .filter(|a| a.resolved_at.is_none())
         .map(|a| (a.policy.to_string(), a.severity))

@@ -166,72 +166,135 @@ pub struct Episode {
     pub alert_ids: Vec<Uuid>,
 }
 
-/// One sample, as forensics needs it.
+/// One sample, as forensics needs it (times in ns since the epoch).
 #[derive(Clone, Copy, Debug)]
 struct Point {
-    at: DateTime<Utc>,
+    at: i64,
     remaining: f64,
     available: i64,
+}
+
+/// A period's bounds, ns.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: i64,
+    end: i64,
+    /// Its row in [`Forensics::rows`].
+    row: usize,
 }
 
 /// One policy's state between samples.
 #[derive(Debug)]
 struct Track {
+    name: String,
     thresholds: Thresholds,
     last: Option<Point>,
     episode: Option<Episode>,
+    /// The period of the latest row touched.
+    span: Option<Span>,
+    /// Its rows by period start (ns).
+    periods: BTreeMap<i64, usize>,
 }
 
-/// The engine: fed samples, it yields summaries and episodes.
+/// The engine: fed samples, it yields summaries and episodes. Per sample it does a few
+/// comparisons and additions; a period's row is looked up only when a sample leaves the
+/// previous one.
 pub struct Forensics<'a> {
     query: ForensicsQuery,
+    max_gap: i64,
+    until: i64,
     thresholds: &'a dyn Fn(&PolicyName) -> Thresholds,
-    tracks: HashMap<PolicyName, Track>,
-    rows: BTreeMap<(String, DateTime<Utc>), SummaryRow>,
+    index: HashMap<PolicyName, usize>,
+    tracks: Vec<Track>,
+    rows: Vec<SummaryRow>,
     episodes: Vec<Episode>,
+    /// The track of the previous sample (samples come in runs of one policy).
+    recent: usize,
+}
+
+fn ns(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+fn time_of(ns: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(ns)
+}
+
+fn seconds(ns: i64) -> f64 {
+    ns as f64 / 1e9
 }
 
 impl<'a> Forensics<'a> {
     /// An engine for `query`; `thresholds` gives each policy's thresholds.
     pub fn new(query: ForensicsQuery, thresholds: &'a dyn Fn(&PolicyName) -> Thresholds) -> Self {
         Self {
+            max_gap: query.max_gap.num_nanoseconds().unwrap_or(i64::MAX).max(1),
+            until: ns(query.until),
             query,
             thresholds,
-            tracks: HashMap::new(),
-            rows: BTreeMap::new(),
+            index: HashMap::new(),
+            tracks: Vec::new(),
+            rows: Vec::new(),
             episodes: Vec::new(),
+            recent: 0,
         }
+    }
+
+    fn track_of(&mut self, policy: &PolicyName) -> usize {
+        if self
+            .tracks
+            .get(self.recent)
+            .is_some_and(|t| t.name == policy.as_str())
+        {
+            return self.recent;
+        }
+        let i = if let Some(i) = self.index.get(policy) {
+            *i
+        } else {
+            let i = self.tracks.len();
+            self.tracks.push(Track {
+                name: policy.to_string(),
+                thresholds: (self.thresholds)(policy),
+                last: None,
+                episode: None,
+                span: None,
+                periods: BTreeMap::new(),
+            });
+            self.index.insert(policy.clone(), i);
+            i
+        };
+        self.recent = i;
+        i
     }
 
     /// Takes the next sample of its policy (each policy's samples in time order).
     pub fn push(&mut self, r: &StateRecord) {
+        let t = self.track_of(&r.policy);
         let point = Point {
-            at: r.sample.at,
+            at: ns(r.sample.at),
             remaining: r.enrichment.remaining_percent,
             available: r.sample.available_tokens,
         };
-        let track = self
-            .tracks
-            .entry(r.policy.clone())
-            .or_insert_with(|| Track {
-                thresholds: (self.thresholds)(&r.policy),
-                last: None,
-                episode: None,
-            });
-        let policy = r.policy.as_str();
+        let (by, below, max_gap) = (self.query.by, self.query.below, self.max_gap);
+        let Some(track) = self.tracks.get_mut(t) else {
+            return;
+        };
         let gap = track
             .last
-            .is_none_or(|last| point.at - last.at > self.query.max_gap);
+            .is_none_or(|last| point.at.saturating_sub(last.at) > max_gap);
         if let Some(last) = track.last {
-            let end = point.at.min(last.at + self.query.max_gap);
-            let th = track.thresholds;
-            hold(&mut self.rows, self.query.by, policy, last, end, &th);
+            let end = point.at.min(last.at.saturating_add(max_gap));
+            hold(track, &mut self.rows, by, last, end);
             if gap && let Some(e) = track.episode.take() {
                 self.episodes.push(close(e, end, false));
             }
         }
         // The sample itself.
-        let row = row_of(&mut self.rows, self.query.by, policy, point.at);
+        let row = row_at(track, &mut self.rows, by, point.at);
         row.samples += 1;
         row.sum_remaining += point.remaining;
         row.min_remaining_percent = Some(
@@ -252,16 +315,16 @@ impl<'a> Forensics<'a> {
                     .map_or(rate, |m| m.max(rate)),
             );
         }
-        if let Some(below) = self.query.below {
-            *row.samples_below.get_or_insert(0) += u64::from(point.remaining < below);
+        if let Some(b) = below {
+            *row.samples_below.get_or_insert(0) += u64::from(point.remaining < b);
         }
         let was_empty = !gap && track.last.is_some_and(|l| l.available <= 0);
         if point.available <= 0 && !was_empty {
             row.exhaustions += 1;
         }
         // Episodes.
-        let threshold = self.query.below.unwrap_or(track.thresholds.warning_percent);
-        let low = match self.query.below {
+        let threshold = below.unwrap_or(track.thresholds.warning_percent);
+        let low = match below {
             Some(b) => point.remaining < b,
             None => point.remaining <= threshold,
         };
@@ -270,19 +333,19 @@ impl<'a> Forensics<'a> {
                 e.samples += 1;
                 if point.remaining < e.lowest_remaining_percent {
                     e.lowest_remaining_percent = point.remaining;
-                    e.lowest_at = point.at;
+                    e.lowest_at = time_of(point.at);
                 }
             }
             (None, true) => {
                 track.episode = Some(Episode {
-                    endpoint_id: policy.to_owned(),
-                    start: point.at,
-                    end: point.at,
+                    endpoint_id: track.name.clone(),
+                    start: time_of(point.at),
+                    end: time_of(point.at),
                     duration_seconds: 0.0,
                     ongoing: false,
                     threshold_percent: threshold,
                     lowest_remaining_percent: point.remaining,
-                    lowest_at: point.at,
+                    lowest_at: time_of(point.at),
                     samples: 1,
                     alert_ids: Vec::new(),
                 });
@@ -301,20 +364,12 @@ impl<'a> Forensics<'a> {
     /// and names the alerts open during each episode; then the summary rows (by policy, then
     /// period) and the episodes (by start, then policy).
     pub fn finish(mut self, alerts: &[Alert]) -> (Vec<SummaryRow>, Vec<Episode>) {
-        let until = self.query.until;
-        for (policy, track) in &mut self.tracks {
+        let (by, until, max_gap) = (self.query.by, self.until, self.max_gap);
+        for track in &mut self.tracks {
             let Some(last) = track.last else { continue };
-            let hold_end = last.at + self.query.max_gap;
+            let hold_end = last.at.saturating_add(max_gap);
             let end = hold_end.min(until).max(last.at);
-            let th = track.thresholds;
-            hold(
-                &mut self.rows,
-                self.query.by,
-                policy.as_str(),
-                last,
-                end,
-                &th,
-            );
+            hold(track, &mut self.rows, by, last, end);
             if let Some(e) = track.episode.take() {
                 self.episodes.push(close(e, end, until < hold_end));
             }
@@ -332,24 +387,20 @@ impl<'a> Forensics<'a> {
                 .map(|a| a.id)
                 .collect();
         }
-        let since = self.query.since;
+        let since = self.query.since.map(ns);
         for a in alerts {
-            if self.tracks.contains_key(&a.policy)
-                && since.is_none_or(|s| a.opened_at >= s)
-                && a.opened_at < until
+            let at = ns(a.opened_at);
+            if since.is_none_or(|s| at >= s)
+                && at < until
+                && let Some(&t) = self.index.get(&a.policy)
+                && let Some(track) = self.tracks.get_mut(t)
             {
-                row_of(
-                    &mut self.rows,
-                    self.query.by,
-                    a.policy.as_str(),
-                    a.opened_at,
-                )
-                .alerts_opened += 1;
+                row_at(track, &mut self.rows, by, at).alerts_opened += 1;
             }
         }
-        let rows = self
+        let mut rows: Vec<SummaryRow> = self
             .rows
-            .into_values()
+            .into_iter()
             .map(|mut r| {
                 if r.samples > 0 {
                     r.mean_remaining_percent = Some(r.sum_remaining / r.samples as f64);
@@ -357,54 +408,73 @@ impl<'a> Forensics<'a> {
                 r
             })
             .collect();
+        rows.sort_by(|a, b| {
+            (&a.endpoint_id, a.period_start).cmp(&(&b.endpoint_id, b.period_start))
+        });
         self.episodes
             .sort_by(|a, b| (a.start, &a.endpoint_id).cmp(&(b.start, &b.endpoint_id)));
         (rows, self.episodes)
     }
 }
 
-fn close(mut e: Episode, end: DateTime<Utc>, ongoing: bool) -> Episode {
-    e.end = end.max(e.start);
+fn close(mut e: Episode, end: i64, ongoing: bool) -> Episode {
+    e.end = time_of(end).max(e.start);
     e.duration_seconds = (e.end - e.start).as_seconds_f64();
     e.ongoing = ongoing;
     e
 }
 
-fn row_of<'r>(
-    rows: &'r mut BTreeMap<(String, DateTime<Utc>), SummaryRow>,
+/// The row of the track's period holding `at`.
+fn row_at<'r>(
+    track: &mut Track,
+    rows: &'r mut Vec<SummaryRow>,
     by: Period,
-    policy: &str,
-    at: DateTime<Utc>,
+    at: i64,
 ) -> &'r mut SummaryRow {
-    let start = by.start(at);
-    rows.entry((policy.to_owned(), start))
-        .or_insert_with(|| SummaryRow {
-            endpoint_id: policy.to_owned(),
-            period_start: start,
-            ..SummaryRow::default()
-        })
+    let span = if let Some(s) = track.span.filter(|s| s.start <= at && at < s.end) {
+        s
+    } else {
+        let start = by.start(time_of(at));
+        let key = ns(start);
+        let row = *track.periods.entry(key).or_insert_with(|| {
+            rows.push(SummaryRow {
+                endpoint_id: track.name.clone(),
+                period_start: start,
+                ..SummaryRow::default()
+            });
+            rows.len() - 1
+        });
+        let s = Span {
+            start: key,
+            end: ns(by.next(start)),
+            row,
+        };
+        track.span = Some(s);
+        s
+    };
+    // The index was pushed above or found in the track's own map.
+    let last = rows.len() - 1;
+    &mut rows[span.row.min(last)]
 }
 
 /// Adds the time `[from.at, end)` that `from` stands for, split at period boundaries.
-fn hold(
-    rows: &mut BTreeMap<(String, DateTime<Utc>), SummaryRow>,
-    by: Period,
-    policy: &str,
-    from: Point,
-    end: DateTime<Utc>,
-    th: &Thresholds,
-) {
+fn hold(track: &mut Track, rows: &mut Vec<SummaryRow>, by: Period, from: Point, end: i64) {
+    let th = track.thresholds;
+    let (warning, critical) = (
+        from.remaining <= th.warning_percent,
+        from.remaining <= th.critical_percent,
+    );
     let mut t = from.at;
     while t < end {
-        let next = by.next(by.start(t)).min(end);
-        let seconds = (next - t).as_seconds_f64();
-        let row = row_of(rows, by, policy, t);
-        row.observed_seconds += seconds;
-        if from.remaining <= th.warning_percent {
-            row.at_or_below_warning_seconds += seconds;
+        let row = row_at(track, rows, by, t);
+        let next = track.span.map_or(end, |s| s.end).min(end);
+        let d = seconds(next - t);
+        row.observed_seconds += d;
+        if warning {
+            row.at_or_below_warning_seconds += d;
         }
-        if from.remaining <= th.critical_percent {
-            row.at_or_below_critical_seconds += seconds;
+        if critical {
+            row.at_or_below_critical_seconds += d;
         }
         t = next;
     }

@@ -625,6 +625,8 @@ struct MonthWriter {
     report: ImportReport,
     /// Per policy: configuration and time of the first and the last row written.
     seen: Sightings,
+    /// Per policy: the newest row written.
+    latest: HashMap<PolicyName, StateRecord>,
 }
 
 impl MonthWriter {
@@ -684,6 +686,13 @@ impl MonthWriter {
             if let (Some(first), Some(last)) = (kept.get(start), kept.last()) {
                 self.sighted(first);
                 self.sighted(last);
+                if self
+                    .latest
+                    .get(&last.policy)
+                    .is_none_or(|l| l.sample.at < last.sample.at)
+                {
+                    self.latest.insert(last.policy.clone(), last.clone());
+                }
             }
         }
         self.report.states += kept.len() as u64;
@@ -771,7 +780,7 @@ pub fn import(
             });
         }
     }
-    let (mut report, seen) = read_and_write(store, states, now)?;
+    let (mut report, seen, latest) = read_and_write(store, states, now)?;
     if let Err(e) = store.compact() {
         // The rows are stored either way, in the blocks they were appended as.
         report.warnings.push(format!(
@@ -787,7 +796,11 @@ pub fn import(
         .into_iter()
         .map(|p| (p.policy.name.clone(), (p.policy, p.last_seen)))
         .collect();
-    let mut update = CatalogUpdate::default();
+    // The newest rows: the catalog keeps them only if newer than its own (§10).
+    let mut update = CatalogUpdate {
+        latest,
+        ..CatalogUpdate::default()
+    };
     for (name, (first, last)) in seen {
         update.policies.push(first);
         match existing.get(&name) {
@@ -814,7 +827,7 @@ fn read_and_write(
     store: &mut Store,
     states: &Path,
     now: DateTime<Utc>,
-) -> Result<(ImportReport, Sightings), ImportError> {
+) -> Result<(ImportReport, Sightings, Vec<StateRecord>), ImportError> {
     std::thread::scope(|scope| {
         // A rendezvous: the reader waits while the writer is busy, so that memory holds one
         // month being written and at most FLUSH_ROWS rows read.
@@ -857,7 +870,7 @@ fn read_and_write(
         report.duplicates += w.duplicates;
         report.already_stored = w.already_stored;
         report.problems.extend(w.problems);
-        Ok((report, written.seen))
+        Ok((report, written.seen, written.latest.into_values().collect()))
     })
 }
 

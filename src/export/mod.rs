@@ -98,6 +98,67 @@ pub fn scan_states(
     })
 }
 
+/// Hands every row of `query` to `sink`, a month at a time, each policy's rows in time order
+/// but policies interleaved as the blocks hold them: for readers that follow each policy on
+/// its own (`query summary`, `query episodes`), which need not pay for the canonical order.
+/// A month whose blocks do not give each policy's rows in order (late rows, overlapping blocks)
+/// is sorted by policy and time; a (policy, time) seen twice is handed over once, the first.
+pub fn scan_policies(
+    reader: &StoreReader,
+    query: &StatesQuery,
+    sink: &mut dyn FnMut(&StateRecord),
+) -> Result<Vec<Corruption>, ExportError> {
+    let ns = |t: Option<DateTime<Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
+    let filter = Filter {
+        policies: query.policies.clone(),
+        since_ns: ns(query.since),
+        until_ns: ns(query.until),
+    };
+    let mut problems = Vec::new();
+    let mut rows: Vec<StateRecord> = Vec::new();
+    for month in reader.months_for(&filter)? {
+        rows.clear();
+        problems.extend(reader.scan_month(month, &filter, &mut |r| rows.push(r))?);
+        if !in_policy_order(&rows) {
+            rows.sort_by(|a, b| {
+                (a.policy.as_str(), a.sample.at).cmp(&(b.policy.as_str(), b.sample.at))
+            });
+            rows.dedup_by(|later, first| {
+                later.policy == first.policy && later.sample.at == first.sample.at
+            });
+        }
+        rows.iter().for_each(&mut *sink);
+    }
+    Ok(problems)
+}
+
+/// Whether each policy's rows are in strictly increasing time. Rows come in runs of one
+/// policy (a block's frame), so the map is consulted once a run.
+fn in_policy_order(rows: &[StateRecord]) -> bool {
+    let mut last: std::collections::HashMap<&str, DateTime<Utc>> = std::collections::HashMap::new();
+    let mut run: Option<(&str, DateTime<Utc>)> = None;
+    for r in rows {
+        let (p, at) = (r.policy.as_str(), r.sample.at);
+        match run {
+            Some((q, t)) if q == p => {
+                if at <= t {
+                    return false;
+                }
+            }
+            _ => {
+                if let Some((q, t)) = run {
+                    last.insert(q, t);
+                }
+                if last.get(p).is_some_and(|t| at <= *t) {
+                    return false;
+                }
+            }
+        }
+        run = Some((p, at));
+    }
+    true
+}
+
 /// One month of rows and their canonical order.
 pub struct MonthRows {
     rows: Vec<StateRecord>,

@@ -689,6 +689,7 @@ impl Cycle {
             self.shared.metrics.observe(&record);
         }
         self.last_accepted.insert(policy.clone(), sample.at);
+        update.latest.push(record.clone());
         self.latest.insert(
             policy,
             PolicyView {

@@ -21,7 +21,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Alert, AlertEvent, Policy};
+use crate::domain::{Alert, AlertEvent, Policy, StateRecord};
 
 const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
 const ALERTS: TableDefinition<u128, &[u8]> = TableDefinition::new("alerts");
@@ -33,6 +33,12 @@ const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 /// §10.2: CRC-32C of each `alerts` and `outbox` value as written (key `alerts/ID`,
 /// `outbox/SEQ`).
 const CHECKSUMS: TableDefinition<&str, u32> = TableDefinition::new("checksums");
+/// Each policy's newest snapshot (`StateRecord`), so `status` reads no segment.
+const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("latest");
+/// The open alerts (`Alert`, keyed as in `alerts`), so `status` decodes no resolved one.
+const OPEN_ALERTS: TableDefinition<u128, &[u8]> = TableDefinition::new("open_alerts");
+/// `meta` key present once `open_alerts` holds every open alert.
+const OPEN_ALERTS_KEPT: &str = "open_alerts";
 /// `meta` key present once the ledger and checksums cover every segment and record (set when
 /// a catalog is created, or when an older one was brought up to date).
 const LEDGER: &str = "ledger";
@@ -173,12 +179,17 @@ pub struct CatalogUpdate {
     pub alerts: Vec<Alert>,
     /// Events to add to the outbox.
     pub events: Vec<AlertEvent>,
+    /// Each policy's newest snapshot of the update (kept only if newer than the catalog's).
+    pub latest: Vec<StateRecord>,
 }
 
 impl CatalogUpdate {
     /// Whether it changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.policies.is_empty() && self.alerts.is_empty() && self.events.is_empty()
+        self.policies.is_empty()
+            && self.alerts.is_empty()
+            && self.events.is_empty()
+            && self.latest.is_empty()
     }
 
     /// Policy sightings, alert states and events it holds.
@@ -222,6 +233,17 @@ impl CatalogUpdate {
             }
         }
         self.events.extend(later.events);
+        if self.latest.is_empty() {
+            self.latest = later.latest;
+            return;
+        }
+        for record in later.latest {
+            match self.latest.iter_mut().find(|r| r.policy == record.policy) {
+                Some(kept) if kept.sample.at <= record.sample.at => *kept = record,
+                Some(_) => {}
+                None => self.latest.push(record),
+            }
+        }
     }
 }
 
@@ -391,6 +413,26 @@ impl Catalog {
             tx.open_table(OUTBOX).map_err(|e| redb_err(p, e))?;
             tx.open_table(SINKS).map_err(|e| redb_err(p, e))?;
             tx.open_table(SEGMENTS).map_err(|e| redb_err(p, e))?;
+            tx.open_table(LATEST).map_err(|e| redb_err(p, e))?;
+            let mut open = tx.open_table(OPEN_ALERTS).map_err(|e| redb_err(p, e))?;
+            if meta
+                .get(OPEN_ALERTS_KEPT)
+                .map_err(|e| redb_err(p, e))?
+                .is_none()
+            {
+                let alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+                for entry in alerts.iter().map_err(|e| redb_err(p, e))? {
+                    let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+                    if serde_json::from_slice::<Alert>(v.value())
+                        .is_ok_and(|a| a.resolved_at.is_none())
+                    {
+                        open.insert(k.value(), v.value())
+                            .map_err(|e| redb_err(p, e))?;
+                    }
+                }
+                meta.insert(OPEN_ALERTS_KEPT, "1")
+                    .map_err(|e| redb_err(p, e))?;
+            }
             let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
             if meta
                 .get(CHECKSUMS_KEPT)
@@ -585,13 +627,35 @@ impl Catalog {
                         .insert(name, json(&record).as_slice())
                         .map_err(|e| redb_err(p, e))?;
                 }
+                let mut latest = tx.open_table(LATEST).map_err(|e| redb_err(p, e))?;
+                for record in &update.latest {
+                    let name = record.policy.as_str();
+                    let older = latest
+                        .get(name)
+                        .map_err(|e| redb_err(p, e))?
+                        .and_then(|v| serde_json::from_slice::<StateRecord>(v.value()).ok())
+                        .is_none_or(|kept| kept.sample.at <= record.sample.at);
+                    if older {
+                        latest
+                            .insert(name, json(record).as_slice())
+                            .map_err(|e| redb_err(p, e))?;
+                    }
+                }
                 let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+                let mut open = tx.open_table(OPEN_ALERTS).map_err(|e| redb_err(p, e))?;
                 let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
                 for alert in &update.alerts {
                     let value = json(alert);
                     alerts
                         .insert(alert.id.as_u128(), value.as_slice())
                         .map_err(|e| redb_err(p, e))?;
+                    if alert.resolved_at.is_none() {
+                        open.insert(alert.id.as_u128(), value.as_slice())
+                            .map_err(|e| redb_err(p, e))?;
+                    } else {
+                        open.remove(alert.id.as_u128())
+                            .map_err(|e| redb_err(p, e))?;
+                    }
                     sums.insert(alert_key(alert.id.as_u128()).as_str(), crc(&value))
                         .map_err(|e| redb_err(p, e))?;
                 }
@@ -903,6 +967,25 @@ impl CatalogReader {
             .transpose()
     }
 
+    /// Each policy's newest snapshot, as the writers recorded it (§10). A catalog written
+    /// before the table existed has none; `status` then reads the segments.
+    pub fn latest(&self) -> Result<Vec<StateRecord>, CatalogError> {
+        self.read(read_latest, read_latest)
+    }
+
+    /// The open alerts, oldest first; none when the catalog does not keep them apart yet (an
+    /// older catalog no writer has opened since): read [`Self::alerts`] then.
+    pub fn open_alerts(&self) -> Result<Option<Vec<Alert>>, CatalogError> {
+        let kept = !self
+            .read(
+                |db, p| read_meta(db, p, OPEN_ALERTS_KEPT),
+                |db, p| read_meta(db, p, OPEN_ALERTS_KEPT),
+            )?
+            .is_empty();
+        kept.then(|| self.read(read_open_alerts, read_open_alerts))
+            .transpose()
+    }
+
     /// What writers found and recorded for `verify` (§10.1).
     pub fn findings(&self) -> Result<Vec<Finding>, CatalogError> {
         self.read(read_findings, read_findings)
@@ -911,7 +994,9 @@ impl CatalogReader {
     /// §10.2: every `alerts` or `outbox` record whose value no longer matches the checksum
     /// written with it, has none, or whose checksum outlived it.
     pub fn checksum_problems(&self) -> Result<Vec<String>, CatalogError> {
-        self.read(read_checksum_problems, read_checksum_problems)
+        let mut problems = self.read(read_checksum_problems, read_checksum_problems)?;
+        problems.extend(self.read(read_open_alert_problems, read_open_alert_problems)?);
+        Ok(problems)
     }
 }
 
@@ -1018,6 +1103,46 @@ fn read_checksum_problems(
     Ok(problems)
 }
 
+/// §10: every open alert of `alerts` is in `open_alerts`, byte for byte, and nothing else is.
+fn read_open_alert_problems(
+    db: &impl ReadableDatabase,
+    p: &str,
+) -> Result<Vec<String>, CatalogError> {
+    if read_meta(db, p, OPEN_ALERTS_KEPT)?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
+    let mut open: BTreeMap<u128, Vec<u8>> = BTreeMap::new();
+    let table = tx.open_table(OPEN_ALERTS).map_err(|e| redb_err(p, e))?;
+    for entry in table.iter().map_err(|e| redb_err(p, e))? {
+        let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+        open.insert(k.value(), v.value().to_vec());
+    }
+    let mut problems = Vec::new();
+    let alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+    for entry in alerts.iter().map_err(|e| redb_err(p, e))? {
+        let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+        let id = uuid::Uuid::from_u128(k.value());
+        let is_open =
+            serde_json::from_slice::<Alert>(v.value()).is_ok_and(|a| a.resolved_at.is_none());
+        let problem = match (open.remove(&k.value()), is_open) {
+            (Some(o), true) if o == v.value() => continue,
+            (None, false) => continue,
+            (Some(_), true) => "its copy in open_alerts differs from the alert",
+            (Some(_), false) => "resolved, yet listed in open_alerts",
+            (None, true) => "open, yet not in open_alerts",
+        };
+        problems.push(format!("alert {id}: {problem}"));
+    }
+    problems.extend(open.into_keys().map(|id| {
+        format!(
+            "open_alerts: alert {} does not exist",
+            uuid::Uuid::from_u128(id)
+        )
+    }));
+    Ok(problems)
+}
+
 /// One past the highest sequence ever used: the larger of the counter in `meta` and the last
 /// event's sequence + 1 (catalogs written before the counter existed have only the latter).
 fn next_seq(
@@ -1114,6 +1239,16 @@ fn read_alerts(db: &impl ReadableDatabase, p: &str) -> Result<Vec<Alert>, Catalo
     Ok(alerts)
 }
 
+fn read_open_alerts(db: &impl ReadableDatabase, p: &str) -> Result<Vec<Alert>, CatalogError> {
+    let mut alerts = read_all(db, p, OPEN_ALERTS, "open_alerts", |_, a: Alert| a)?;
+    alerts.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then(a.id.cmp(&b.id)));
+    Ok(alerts)
+}
+
+fn read_latest(db: &impl ReadableDatabase, p: &str) -> Result<Vec<StateRecord>, CatalogError> {
+    read_all(db, p, LATEST, "latest", |_, r| r)
+}
+
 fn read_policies(db: &impl ReadableDatabase, p: &str) -> Result<Vec<PolicyRecord>, CatalogError> {
     read_all(db, p, POLICIES, "policies", |_, r| r)
 }
@@ -1151,6 +1286,93 @@ mod tests {
             policy,
             DateTime::UNIX_EPOCH + chrono::TimeDelta::minutes(minute),
         )
+    }
+
+    fn alert(id: u128, minute: i64, resolved: bool) -> Alert {
+        let at = DateTime::UNIX_EPOCH + chrono::TimeDelta::minutes(minute);
+        Alert {
+            id: uuid::Uuid::from_u128(id),
+            policy: PolicyName::new("ENTRIES_WRITE").expect("valid"),
+            severity: crate::domain::Severity::Warning,
+            peak_severity: None,
+            cause: crate::domain::AlertCause::Threshold,
+            opened_at: at,
+            available_tokens: 10,
+            capacity: 100,
+            utilization_percent: 90.0,
+            psp_category: PspCategory::C,
+            message: "low".into(),
+            resolved_at: resolved.then_some(at + chrono::TimeDelta::minutes(1)),
+            resolution: resolved.then(|| "recovered".into()),
+        }
+    }
+
+    #[test]
+    fn latest_keeps_the_newest_snapshot_and_open_alerts_follow_the_alerts() {
+        use crate::store::format::tests::record;
+        let dir = tempfile::tempdir().expect("temp");
+        let path = dir.path().join("catalog.redb");
+        let catalog = Catalog::open(&path).expect("open");
+        let update = |latest: Vec<StateRecord>, alerts: Vec<Alert>| CatalogUpdate {
+            alerts,
+            latest,
+            ..CatalogUpdate::default()
+        };
+        catalog
+            .apply(&update(
+                vec![
+                    record("ENTRIES_WRITE", 600, 5),
+                    record("KEYS_CHECK", 600, 7),
+                ],
+                vec![alert(1, 0, false), alert(2, 0, false)],
+            ))
+            .expect("apply");
+        // Older history (an import) leaves the newest; a resolution leaves open_alerts.
+        catalog
+            .apply(&update(
+                vec![
+                    record("ENTRIES_WRITE", 0, 900),
+                    record("KEYS_CHECK", 1200, 8),
+                ],
+                vec![alert(1, 0, true)],
+            ))
+            .expect("apply");
+        drop(catalog);
+        let reader = CatalogReader::open(&path).expect("reader");
+        let mut latest: Vec<(String, i64)> = reader
+            .latest()
+            .expect("latest")
+            .into_iter()
+            .map(|r| (r.policy.to_string(), r.sample.available_tokens))
+            .collect();
+        latest.sort();
+        assert_eq!(
+            latest,
+            [("ENTRIES_WRITE".into(), 5), ("KEYS_CHECK".into(), 8)]
+        );
+        let open = reader.open_alerts().expect("read").expect("kept");
+        assert_eq!(open.iter().map(|a| a.id.as_u128()).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            reader.checksum_problems().expect("check"),
+            Vec::<String>::new()
+        );
+
+        // A resolved alert left in open_alerts (a hand edit) is reported.
+        drop(reader);
+        let db = Database::open(&path).expect("db");
+        let tx = db.begin_write().expect("tx");
+        tx.open_table(OPEN_ALERTS)
+            .expect("table")
+            .insert(1_u128, json(&alert(1, 0, true)).as_slice())
+            .expect("insert");
+        tx.commit().expect("commit");
+        drop(db);
+        let problems = CatalogReader::open(&path)
+            .expect("reader")
+            .checksum_problems()
+            .expect("check");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("resolved, yet listed"), "{problems:?}");
     }
 
     #[test]

@@ -1375,7 +1375,7 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, reason = "tests index their own fixtures")]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::enrich;
 
