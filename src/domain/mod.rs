@@ -50,6 +50,7 @@ pub mod dict_table;
 mod alert;
 mod bucket;
 pub mod forecast;
+pub mod forensics;
 mod policy;
 mod snapshot;
 

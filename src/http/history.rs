@@ -1,16 +1,22 @@
 //! A policy's history for the dashboard's policy page: the retained segments read for one
-//! policy over a chosen range and folded into a few hundred steps, and the alerts that touch
-//! the range.
+//! policy over a chosen range and folded into a few hundred steps, the alerts that touch the
+//! range, and its forensics — the episodes at or below WARNING and the summary by period
+//! ([`crate::domain::forensics`], as `dictmon query episodes|summary` computes them).
 //!
-//! Invariants: memory is one entry a step plus the range's alerts, never the rows read;
+//! Invariants: memory is one entry a step, a summary row a period, an episode and the range's
+//! alerts, never the rows read;
 //! damaged blocks are counted and skipped (the page says so), never fatal.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::chart::{Downsampler, Step};
-use crate::domain::{Alert, PolicyName};
+use crate::domain::forensics::{Episode, Forensics, ForensicsQuery, Period, SummaryRow};
+use crate::domain::{Alert, PolicyName, Thresholds};
 use crate::store::catalog::Catalog;
 use crate::store::{Filter, StoreError, StoreReader};
+
+/// The longest time one sample stands for in the page's forensics (`--max-gap`'s default).
+pub const MAX_GAP: TimeDelta = TimeDelta::minutes(15);
 
 /// Steps a history chart is folded into.
 pub const CHART_STEPS: usize = 300;
@@ -49,6 +55,15 @@ impl Range {
             Self::Week => "7 days",
             Self::Month => "30 days",
             Self::Retained => "13 months",
+        }
+    }
+
+    /// The summary's period: about one row a day of the range or fewer.
+    pub fn period(self) -> Period {
+        match self {
+            Self::Day => Period::Hour,
+            Self::Week | Self::Month => Period::Day,
+            Self::Retained => Period::Month,
         }
     }
 
@@ -92,6 +107,10 @@ pub struct History {
     pub damage: Vec<String>,
     /// The policy's alerts open at some time in the range, oldest first.
     pub alerts: Vec<Alert>,
+    /// The stretches at or below WARNING in the range, oldest first.
+    pub episodes: Vec<Episode>,
+    /// The range by [`Range::period`], oldest first.
+    pub summary: Vec<SummaryRow>,
 }
 
 /// Reads `policy`'s history over `range` ending at `now`. The chart starts at the policy's
@@ -102,6 +121,7 @@ pub fn load(
     policy: &PolicyName,
     first_seen: Option<DateTime<Utc>>,
     range: Range,
+    thresholds: &Thresholds,
     now: DateTime<Utc>,
 ) -> Result<History, StoreError> {
     let start = now - range.span();
@@ -116,6 +136,18 @@ pub fn load(
         since_ns: since.timestamp_nanos_opt(),
         until_ns: now.timestamp_nanos_opt(),
     };
+    let th = *thresholds;
+    let th_of = move |_: &PolicyName| th;
+    let mut forensics = Forensics::new(
+        ForensicsQuery {
+            by: range.period(),
+            below: None,
+            max_gap: MAX_GAP,
+            since: Some(since),
+            until: now,
+        },
+        &th_of,
+    );
     let mut rows = 0_u64;
     let damage = reader
         .scan(&filter, &mut |r| {
@@ -124,6 +156,9 @@ pub fn load(
                 r.sample.at.timestamp_millis(),
                 r.enrichment.remaining_percent,
             );
+            // One policy's blocks give its rows in time order; a late row out of order (rare)
+            // is drawn but left out of the forensics rather than held in memory to sort.
+            forensics.push(&r);
         })?
         .iter()
         .map(ToString::to_string)
@@ -136,6 +171,7 @@ pub fn load(
         .filter(|a| a.resolved_at.is_none_or(|r| r >= since))
         .collect();
     alerts.sort_by_key(|a| a.opened_at);
+    let (summary, episodes) = forensics.finish(&alerts);
     Ok(History {
         range,
         since,
@@ -145,6 +181,8 @@ pub fn load(
         rows,
         damage,
         alerts,
+        episodes,
+        summary,
     })
 }
 

@@ -440,7 +440,8 @@ async fn policy_route(name: PolicyName, range: Range, csv: bool, state: Arc<Http
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let reader = StoreReader::open(&state.data_dir).map_err(|e| e.to_string())?;
-            history::load(&reader, &state.catalog, &name, first_seen, range, now)
+            let th = state.thresholds_for(&name);
+            history::load(&reader, &state.catalog, &name, first_seen, range, &th, now)
                 .map_err(|e| e.to_string())
         })
         .await

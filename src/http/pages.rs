@@ -625,7 +625,7 @@ pub fn policy(
                                 thead { tr { th { "Severity" } th { "Opened" } th { "Resolved" } th { "Cause" } th { "Message" } } }
                                 tbody {
                                     @for a in history.alerts.iter().rev().take(ALERT_ROWS) {
-                                        tr data-severity=(severity_key(Some(a.severity))) {
+                                        tr id={ "alert-" (a.id) } data-severity=(severity_key(Some(a.severity))) {
                                             td { span.badge { (a.severity.as_str()) } }
                                             td { (when(a.opened_at)) }
                                             td { @match a.resolved_at { Some(t) => (when(t)), None => "open" } }
@@ -646,11 +646,131 @@ pub fn policy(
                         }
                     }
                 }
+                (forensics(history, name, th))
             }
         }
     };
     let refresh = (history.range == Range::Day).then(|| refresh_seconds(health.interval));
     page(&format!("{name} — dictmon"), refresh, &body).into_string()
+}
+
+/// A duration for people; zero is "0s", not "now".
+fn duration(seconds: f64) -> String {
+    if seconds < 1.0 {
+        "0s".into()
+    } else {
+        human(Some(seconds))
+    }
+}
+
+/// The range's forensics: the episodes at or below WARNING, each linked to the alerts that
+/// covered it (when the table above lists them), and the summary by period — what `dictmon
+/// query episodes|summary` says of the same range.
+fn forensics(history: &History, name: &PolicyName, th: &Thresholds) -> Markup {
+    let listed: std::collections::HashSet<uuid::Uuid> = history
+        .alerts
+        .iter()
+        .rev()
+        .take(ALERT_ROWS)
+        .map(|a| a.id)
+        .collect();
+    let since = history.since.format("%Y-%m-%d %H:%M");
+    html! {
+        section aria-labelledby="range-episodes" {
+            h3 #range-episodes {
+                "Episodes at or below WARNING (" (th.warning_percent) " %) in the last "
+                (history.range.label()) " (" (history.episodes.len()) ")"
+            }
+            @if history.episodes.is_empty() {
+                p.muted { "None." }
+            } @else {
+                div.scroll {
+                    table.episodes {
+                        thead { tr { th { "Start" } th { "End" } th { "Duration" } th { "Lowest" } th { "Lowest at" } th { "Alerts" } } }
+                        tbody {
+                            @for e in history.episodes.iter().rev() {
+                                tr data-start=(e.start.to_rfc3339()) {
+                                    td { (when(e.start)) }
+                                    td { @if e.ongoing { "ongoing" } @else { (when(e.end)) } }
+                                    td { (duration(e.duration_seconds)) }
+                                    td { (percent(e.lowest_remaining_percent)) }
+                                    td { (when(e.lowest_at)) }
+                                    td {
+                                        @if e.alert_ids.is_empty() { "—" }
+                                        @for id in &e.alert_ids {
+                                            @if listed.contains(id) {
+                                                a.alert-link href={ "#alert-" (id) } { (id.to_string().get(..8).unwrap_or_default()) }
+                                            } @else {
+                                                code title=(id) { (id.to_string().get(..8).unwrap_or_default()) }
+                                            }
+                                            " "
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p.muted {
+                "The same, and more, from the command line: "
+                code { "dictmon query episodes --policy " (name) " --since \"" (since) "\"" }
+            }
+        }
+        section aria-labelledby="range-summary" {
+            h3 #range-summary { "Summary by " (period_word(history.range)) }
+            @if history.summary.is_empty() {
+                p.muted { "No samples in this range." }
+            } @else {
+                div.scroll {
+                    table.summary {
+                        thead { tr {
+                            th { "Period (UTC)" } th { "Samples" } th { "Min" } th { "Mean" } th { "Max" }
+                            th { "≤ WARNING" } th { "≤ CRITICAL" } th { "Exhaustions" } th { "Peak/min" } th { "Alerts" }
+                        } }
+                        tbody {
+                            @for r in history.summary.iter().rev() {
+                                tr {
+                                    td { (r.period_start.format(period_format(history.range))) }
+                                    td { (r.samples) }
+                                    td { (r.min_remaining_percent.map_or("—".into(), percent)) }
+                                    td { (r.mean_remaining_percent.map_or("—".into(), percent)) }
+                                    td { (r.max_remaining_percent.map_or("—".into(), percent)) }
+                                    td { (duration(r.at_or_below_warning_seconds)) }
+                                    td { (duration(r.at_or_below_critical_seconds)) }
+                                    td { (r.exhaustions) }
+                                    td { (r.peak_consumption_rate_per_minute.map_or("—".into(), |x| format!("{x:.1}"))) }
+                                    td { (r.alerts_opened) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p.muted {
+                code { "dictmon query summary --policy " (name) " --by " (period_word(history.range)) " --since \"" (since) "\"" }
+            }
+        }
+    }
+}
+
+fn period_word(range: Range) -> &'static str {
+    match range.period() {
+        crate::domain::forensics::Period::Hour => "hour",
+        crate::domain::forensics::Period::Day => "day",
+        crate::domain::forensics::Period::Week => "week",
+        crate::domain::forensics::Period::Month => "month",
+    }
+}
+
+fn period_format(range: Range) -> &'static str {
+    match range.period() {
+        crate::domain::forensics::Period::Hour => "%Y-%m-%d %H:00",
+        crate::domain::forensics::Period::Day | crate::domain::forensics::Period::Week => {
+            "%Y-%m-%d"
+        }
+        crate::domain::forensics::Period::Month => "%Y-%m",
+    }
 }
 
 /// A page saying what went wrong, with a way back.

@@ -147,6 +147,7 @@ fn every_policy_has_a_card_the_critical_one_says_so_and_the_history_chart_has_po
     let profile = tmp.path().join("chromium");
     check_overview(&serve, &profile, &names);
     let policy_url = check_history(&serve, &profile, &data);
+    check_forensics(&serve, &data, &config);
     // Screenshots: desktop and phone width, light and dark.
     let out = artefacts();
     let overview_url = format!("{}/", serve.base);
@@ -259,6 +260,67 @@ fn check_overview(serve: &Serve, profile: &Path, names: &BTreeSet<String>) {
         tags_with(&later, "article", "data-policy").len(),
         names.len()
     );
+}
+
+/// The policy page lists the range's episodes at or below WARNING — those `dictmon query
+/// episodes` finds with the command the page prints — linked to the alerts that covered them,
+/// and the summary by day.
+fn check_forensics(serve: &Serve, data: &Path, config: &Path) {
+    let (status, page) = serve.get(&format!("/policy/{SCRIPTED}?range=7d"));
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Episodes at or below WARNING (30 %)"),
+        "the policy's own threshold"
+    );
+    let starts: Vec<&str> = page
+        .split("data-start=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(
+        !starts.is_empty(),
+        "held at 19–21 %: at least the ongoing episode"
+    );
+    // The command the page prints, run as printed (with the test's data and config).
+    let since = page
+        .split("dictmon query episodes --policy ")
+        .nth(1)
+        .and_then(|s| s.split("--since &quot;").nth(1))
+        .and_then(|s| s.split("&quot;").next())
+        .expect("the command line under the table");
+    let cli = run_ok(
+        dictmon()
+            .args(["query", "episodes", "--policy", SCRIPTED, "--since", since])
+            .args(["--format", "csv", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data),
+    );
+    let cli_starts: Vec<chrono::DateTime<chrono::Utc>> = cli
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1))
+        .map(|t| t.parse().expect("start"))
+        .collect();
+    for s in &starts {
+        let t: chrono::DateTime<chrono::Utc> = s.parse().expect("data-start");
+        assert!(cli_starts.contains(&t), "{t} not in {cli_starts:?}");
+    }
+    assert!(
+        cli.lines().last().is_some_and(|l| l.contains(",true,")),
+        "ongoing: {cli}"
+    );
+    // The ongoing episode links to the open CRITICAL alert, listed in the table above.
+    let link = page
+        .split("class=\"alert-link\" href=\"#")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("an episode links to its alert");
+    assert!(
+        page.contains(&format!("id=\"{link}\"")),
+        "{link} is a row of the alert table"
+    );
+    assert!(page.contains("Summary by day") && page.contains("<table class=\"summary\">"));
 }
 
 /// The history page draws a chart with points, the thresholds in force and the open alert,
