@@ -336,16 +336,24 @@ fn forensics(
         since,
         until: until.unwrap_or_else(Utc::now),
     };
-    let mut engine = Forensics::new(query, &thresholds);
     let states = StatesQuery {
         policies,
         since,
         until,
     };
-    // scan_policies gives each policy's rows in time order, so none is refused.
-    let problems = scan_policies(&reader, &states, &mut |r| {
-        engine.push(r);
+    // The blocks give each policy's rows in time order unless rows came late (overlapping
+    // blocks): follow them as they come, and only if some policy's rows went back in time
+    // read again, sorted.
+    let mut engine = Forensics::new(query.clone(), &thresholds);
+    let mut problems = reader.scan(&states.filter(), &mut |r| {
+        engine.push(&r);
     })?;
+    if engine.late() > 0 {
+        engine = Forensics::new(query, &thresholds);
+        problems = scan_policies(&reader, &states, &mut |r| {
+            engine.push(r);
+        })?;
+    }
     for p in &problems {
         eprintln!("warning: skipped damaged data: {p}");
     }

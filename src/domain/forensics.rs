@@ -208,6 +208,8 @@ pub struct Forensics<'a> {
     episodes: Vec<Episode>,
     /// The track of the previous sample (samples come in runs of one policy).
     recent: usize,
+    /// Samples refused because they were older than their policy's previous one.
+    late: u64,
 }
 
 fn ns(t: DateTime<Utc>) -> i64 {
@@ -239,7 +241,14 @@ impl<'a> Forensics<'a> {
             rows: Vec::new(),
             episodes: Vec::new(),
             recent: 0,
+            late: 0,
         }
+    }
+
+    /// Samples refused so far because they came after a later one of their policy (a
+    /// sample at the same time as the previous one, a duplicate, is not counted).
+    pub fn late(&self) -> u64 {
+        self.late
     }
 
     fn track_of(&mut self, policy: &PolicyName) -> usize {
@@ -282,7 +291,10 @@ impl<'a> Forensics<'a> {
         let Some(track) = self.tracks.get_mut(t) else {
             return false;
         };
-        if track.last.is_some_and(|l| point.at <= l.at) {
+        if let Some(l) = track.last
+            && point.at <= l.at
+        {
+            self.late += u64::from(point.at < l.at);
             return false;
         }
         let gap = track

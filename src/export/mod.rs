@@ -83,6 +83,18 @@ pub struct StatesQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
+impl StatesQuery {
+    /// The store's filter for it.
+    pub fn filter(&self) -> Filter {
+        let ns = |t: Option<DateTime<Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
+        Filter {
+            policies: self.policies.clone(),
+            since_ns: ns(self.since),
+            until_ns: ns(self.until),
+        }
+    }
+}
+
 /// Hands every row of `query` to `sink` in canonical order (response time, then policy),
 /// one month at a time; `progress(month, done, total)` is called before each month and once
 /// at the end (done = total). Returns
@@ -108,12 +120,7 @@ pub fn scan_policies(
     query: &StatesQuery,
     sink: &mut dyn FnMut(&StateRecord),
 ) -> Result<Vec<Corruption>, ExportError> {
-    let ns = |t: Option<DateTime<Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
-    let filter = Filter {
-        policies: query.policies.clone(),
-        since_ns: ns(query.since),
-        until_ns: ns(query.until),
-    };
+    let filter = query.filter();
     let mut problems = Vec::new();
     let mut rows: Vec<StateRecord> = Vec::new();
     for month in reader.months_for(&filter)? {

@@ -16,16 +16,18 @@
 
 use std::fmt::Write;
 
-use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 
 /// Appends a `timestamptz` in PostgreSQL's output form (UTC, microseconds).
 pub fn push_timestamp(out: &mut String, t: DateTime<Utc>) {
-    let micros = t.nanosecond() % 1_000_000_000 / 1_000;
+    push_date(out, t);
+    out.push(' ');
+    push_time_of_day(out, t);
+}
+
+/// `2026-11-23`.
+fn push_date(out: &mut String, t: DateTime<Utc>) {
     // By hand: chrono's formatter was most of an export's time.
-    let two = |out: &mut String, n: u32| {
-        out.push(char::from(b'0' + (n / 10 % 10) as u8));
-        out.push(char::from(b'0' + (n % 10) as u8));
-    };
     let year = t.year();
     if (0..=9999).contains(&year) {
         let y = year.unsigned_abs();
@@ -38,40 +40,65 @@ pub fn push_timestamp(out: &mut String, t: DateTime<Utc>) {
     two(out, t.month());
     out.push('-');
     two(out, t.day());
-    out.push(' ');
-    two(out, t.hour());
+}
+
+fn two(out: &mut String, n: u32) {
+    out.push(char::from(b'0' + (n / 10 % 10) as u8));
+    out.push(char::from(b'0' + (n % 10) as u8));
+}
+
+/// `17:00:00.123+00`: the time of day from the seconds since the epoch, without a calendar.
+fn push_time_of_day(out: &mut String, t: DateTime<Utc>) {
+    let of_day = t.timestamp().rem_euclid(86_400).unsigned_abs();
+    let of_day = u32::try_from(of_day).unwrap_or(0);
+    two(out, of_day / 3600);
     out.push(':');
-    two(out, t.minute());
+    two(out, of_day / 60 % 60);
     out.push(':');
-    two(out, t.second());
+    two(out, of_day % 60);
+    let micros = t.timestamp_subsec_micros();
     if micros != 0 {
-        let mut frac = format!("{micros:06}");
-        while frac.ends_with('0') {
-            frac.pop();
+        let mut digits = [0_u8; 6];
+        let mut m = micros;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (m % 10) as u8;
+            m /= 10;
         }
+        let used = 6 - digits.iter().rev().take_while(|d| **d == b'0').count();
         out.push('.');
-        out.push_str(&frac);
+        for d in digits.iter().take(used) {
+            out.push(char::from(*d));
+        }
     }
     out.push_str("+00");
 }
 
-/// Formats timestamps, remembering the last two (a cycle's rows share their times).
+/// Formats timestamps, remembering the last two (a cycle's rows share their times) and each
+/// slot's day (a calendar is computed once a day, not once a row).
 #[derive(Default)]
 pub struct TimestampCache {
-    slots: [(i64, String); 2],
+    slots: [(i64, String, i64, String); 2],
 }
 
 impl TimestampCache {
     /// Appends `t` as [`push_timestamp`] does; `slot` picks the memory (one per column).
     pub fn push(&mut self, out: &mut String, slot: usize, t: DateTime<Utc>) {
         let key = t.timestamp_micros();
-        let Some((last, text)) = self.slots.get_mut(slot) else {
+        let Some((last, text, day, date)) = self.slots.get_mut(slot) else {
             push_timestamp(out, t);
             return;
         };
         if *last != key || text.is_empty() {
+            let today = t.timestamp().div_euclid(86_400);
+            if *day != today || date.is_empty() {
+                date.clear();
+                push_date(date, t);
+                *day = today;
+            }
             text.clear();
-            push_timestamp(text, t);
+            text.push_str(date);
+            text.push(' ');
+            push_time_of_day(text, t);
             *last = key;
         }
         out.push_str(text);
@@ -141,11 +168,53 @@ pub fn push_numeric(out: &mut String, x: f64) {
 pub fn push_scaled(out: &mut String, x: Option<f64>, scale: Option<u8>) {
     match (x, scale) {
         (Some(x), Some(scale)) if x.is_finite() => {
-            let _ = write!(out, "{x:.*}", usize::from(scale));
+            if !push_fixed(out, x, scale) {
+                let _ = write!(out, "{x:.*}", usize::from(scale));
+            }
         }
         (Some(x), _) => push_numeric(out, x),
         (None, _) => {}
     }
+}
+
+/// Appends `x` with `scale` decimals as `format!("{x:.scale$}")` would, by integer arithmetic,
+/// when `x` is the double nearest a decimal with that many decimals and at most 15 digits (an
+/// imported `12.50`): `m = x · 10^scale` is then an integer below 2^50 whose division by the
+/// exact power of ten gives `x` back (correctly rounded, both operands being exact), and `x`
+/// lies within a quarter of a last decimal of `m`, so rounding its exact expansion gives `m`.
+/// Returns false, having written nothing, for any other value.
+fn push_fixed(out: &mut String, x: f64, scale: u8) -> bool {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let Some(&p) = POW10.get(usize::from(scale)) else {
+        return false;
+    };
+    let m = (x * p).round();
+    // -0.0 prints as "-0.00": left to the formatter.
+    // x is finite, so m is; the division must give x's very bits back.
+    if m.abs() >= 1.0e15 || (m / p).to_bits() != x.to_bits() || x.is_sign_negative() && m == 0.0 {
+        return false;
+    }
+    let mut digits = itoa::Buffer::new();
+    let text = digits.format((m as i64).unsigned_abs());
+    if m < 0.0 {
+        out.push('-');
+    }
+    let scale = usize::from(scale);
+    if scale == 0 {
+        out.push_str(text);
+    } else if text.len() <= scale {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', scale - text.len()));
+        out.push_str(text);
+    } else {
+        let (int, frac) = text.split_at(text.len() - scale);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    }
+    true
 }
 
 /// Appends an optional `numeric`: NULL is an empty field.
@@ -262,6 +331,66 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
         "t" | "true" | "1" | "yes" | "y" | "on" => Ok(true),
         "f" | "false" | "0" | "no" | "n" | "off" => Ok(false),
         other => Err(format!("{other:?} is not a boolean (t or f)")),
+    }
+}
+
+#[cfg(test)]
+mod fixed_tests {
+    use super::*;
+
+    #[test]
+    fn cached_timestamps_are_written_as_chrono_writes_them() {
+        let mut cache = TimestampCache::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..50_000_i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Runs of one time, days apart and microseconds apart, before and after 1970.
+            let secs = i64::try_from(x % 8_000_000_000).unwrap_or(0) - 1_000_000_000;
+            let micros = if i % 3 == 0 { 0 } else { (x >> 40) % 1_000_000 };
+            let t = DateTime::from_timestamp(secs, u32::try_from(micros * 1000).unwrap_or(0))
+                .expect("in range");
+            let mut got = String::new();
+            cache.push(&mut got, usize::try_from(i % 3).unwrap_or(0), t);
+            let want = t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+            let want = want.trim_end_matches('0').trim_end_matches('.').to_owned() + "+00";
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn fixed_decimals_by_integers_match_the_formatter() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut fast = 0;
+        for i in 0..200_000_u32 {
+            let scale = u8::try_from(next() % 17).unwrap_or(0);
+            // Decimals as an import reads them, and arbitrary doubles.
+            let value = if i % 2 == 0 {
+                let digits =
+                    i64::try_from(next() % 10_u64.pow(u32::from(scale.min(15)) + 3)).unwrap_or(0);
+                let sign = if next() % 3 == 0 { -1.0 } else { 1.0 };
+                sign * format!("{digits}e-{scale}").parse::<f64>().unwrap_or(0.0)
+            } else {
+                f64::from_bits(next() >> 2) * if next() % 2 == 0 { 1.0 } else { -1.0 }
+            };
+            let mut got = String::new();
+            push_scaled(&mut got, Some(value), Some(scale));
+            let want = format!("{value:.*}", usize::from(scale));
+            assert_eq!(got, want, "{value:e} at scale {scale}");
+            let mut probe = String::new();
+            fast += usize::from(push_fixed(&mut probe, value, scale));
+        }
+        assert!(fast > 60_000, "the fast path served {fast}");
+        let mut s = String::new();
+        push_scaled(&mut s, Some(-0.0), Some(2));
+        assert_eq!(s, "-0.00");
     }
 }
 
