@@ -105,8 +105,12 @@ pub fn scan_states(
     progress: &mut dyn FnMut(Month, usize, usize),
     sink: &mut dyn FnMut(&StateRecord) -> io::Result<()>,
 ) -> Result<Vec<Corruption>, ExportError> {
-    scan_state_months(reader, query, progress, &mut |month| {
-        month.iter().try_for_each(&mut *sink)
+    // One month's buffers serve every month: fresh pages cost a fault each.
+    for_each_month(reader, query, progress, &mut |rows, order| {
+        order
+            .iter()
+            .filter_map(|&i| rows.get(i as usize))
+            .try_for_each(&mut *sink)
     })
 }
 
@@ -204,48 +208,114 @@ pub fn scan_state_months(
     progress: &mut dyn FnMut(Month, usize, usize),
     sink: &mut dyn FnMut(MonthRows) -> io::Result<()>,
 ) -> Result<Vec<Corruption>, ExportError> {
-    let ns = |t: Option<DateTime<Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
+    for_each_month(reader, query, progress, &mut |rows, order| {
+        sink(MonthRows {
+            rows: std::mem::take(rows),
+            order: order.to_vec(),
+        })
+    })
+}
+
+/// What [`for_each_month`] hands each month to: its rows (the buffer may be taken) and their
+/// canonical order.
+type MonthSink<'a> = dyn FnMut(&mut Vec<StateRecord>, &[u32]) -> io::Result<()> + 'a;
+
+/// One month read and put in canonical order.
+struct ReadMonth {
+    month: Month,
+    rows: Vec<StateRecord>,
+    order: Vec<u32>,
+    problems: Vec<Corruption>,
+}
+
+/// Reads each month of `query` and hands it to `sink` with its canonical order (indices into
+/// the rows). A thread of its own reads (and sorts) the next month while `sink` works on this
+/// one; two months' buffers go back and forth between them, so memory is two months at most
+/// and pages are touched once, not once a month.
+fn for_each_month(
+    reader: &StoreReader,
+    query: &StatesQuery,
+    progress: &mut dyn FnMut(Month, usize, usize),
+    sink: &mut MonthSink<'_>,
+) -> Result<Vec<Corruption>, ExportError> {
     // A segment holds its month's rows only, so the query's own bounds serve every month.
-    let filter = Filter {
-        policies: query.policies.clone(),
-        since_ns: ns(query.since),
-        until_ns: ns(query.until),
-    };
+    let filter = query.filter();
     let months = reader.months_for(&filter)?;
+    let total = months.len();
     let mut problems = Vec::new();
-    for (i, month) in months.iter().enumerate() {
-        let mut rows: Vec<StateRecord> = Vec::new();
-        progress(*month, i, months.len());
-        problems.extend(reader.scan_month(*month, &filter, &mut |r| rows.push(r))?);
-        // Sort small keys, not the rows: (time, rank of the policy name, index).
-        let names: BTreeSet<&str> = rows.iter().map(|r| r.policy.as_str()).collect();
-        let rank = |name: &str| names.iter().position(|n| *n == name).unwrap_or(0);
-        let mut ranks: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        let mut keyed: Vec<(i64, usize, usize)> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let n = r.policy.as_str();
-                let k = *ranks.entry(n).or_insert_with(|| rank(n));
-                (r.sample.at.timestamp_nanos_opt().unwrap_or(i64::MIN), k, i)
-            })
-            .collect();
-        keyed.sort_unstable();
-        let order = keyed
-            .into_iter()
-            .map(|(_, _, i)| u32::try_from(i).unwrap_or(u32::MAX))
-            .collect();
-        drop(ranks);
-        drop(names);
-        sink(MonthRows { rows, order }).map_err(|error| ExportError::Write {
-            what: "the output".into(),
-            error,
-        })?;
-    }
-    if let Some(last) = months.last() {
-        progress(*last, months.len(), months.len());
-    }
+    std::thread::scope(|scope| {
+        let (read, to_sink) = std::sync::mpsc::sync_channel::<Result<ReadMonth, ExportError>>(0);
+        let (recycle, buffers) = std::sync::mpsc::channel::<(Vec<StateRecord>, Vec<u32>)>();
+        let filter = &filter;
+        scope.spawn(move || {
+            for month in months {
+                let (mut rows, mut order) = buffers.try_recv().unwrap_or_default();
+                rows.clear();
+                let result = reader
+                    .scan_month(month, filter, &mut |r| rows.push(r))
+                    .map_err(ExportError::from)
+                    .map(|problems| {
+                        canonical_order(&rows, &mut order);
+                        ReadMonth {
+                            month,
+                            rows,
+                            order,
+                            problems,
+                        }
+                    });
+                let failed = result.is_err();
+                // The sink stopped (an error of its own): nothing more to read.
+                if read.send(result).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for (i, m) in to_sink.into_iter().enumerate() {
+            let ReadMonth {
+                month,
+                mut rows,
+                order,
+                problems: damage,
+            } = m?;
+            progress(month, i, total);
+            problems.extend(damage);
+            sink(&mut rows, &order).map_err(|error| ExportError::Write {
+                what: "the output".into(),
+                error,
+            })?;
+            if i + 1 == total {
+                progress(month, total, total);
+            }
+            // The reader may have finished: then the buffers are simply dropped.
+            let _ = recycle.send((rows, order));
+        }
+        Ok::<_, ExportError>(())
+    })?;
     Ok(problems)
+}
+
+/// The canonical order of a month's rows, as indices: by time, then policy name. Sorts small
+/// keys, not the rows.
+fn canonical_order(rows: &[StateRecord], order: &mut Vec<u32>) {
+    let names: BTreeSet<&str> = rows.iter().map(|r| r.policy.as_str()).collect();
+    let rank = |name: &str| names.iter().position(|n| *n == name).unwrap_or(0);
+    let mut ranks: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut keyed: Vec<(i64, usize, u32)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let n = r.policy.as_str();
+            let k = *ranks.entry(n).or_insert_with(|| rank(n));
+            (
+                r.sample.at.timestamp_nanos_opt().unwrap_or(i64::MIN),
+                k,
+                u32::try_from(i).unwrap_or(u32::MAX),
+            )
+        })
+        .collect();
+    keyed.sort_unstable();
+    order.clear();
+    order.extend(keyed.into_iter().map(|(_, _, i)| i));
 }
 
 /// The legacy `dict_rate_limit_states` columns, in order.

@@ -246,8 +246,28 @@ pub fn read_blocks(
     filter: &Filter,
     sink: &mut dyn FnMut(StateRecord),
 ) -> Vec<Corruption> {
+    // This thread's buffers, kept from segment to segment (a reader of 13 months would fault
+    // in a decompressor and its columns 13 times).
+    let mut buf = FRAME_BUFFER.with_borrow_mut(std::mem::take);
+    let problems = read_blocks_with(path, bytes, blocks, filter, sink, &mut buf);
+    FRAME_BUFFER.with_borrow_mut(|kept| *kept = buf);
+    problems
+}
+
+thread_local! {
+    static FRAME_BUFFER: std::cell::RefCell<format::FrameBuffer> =
+        std::cell::RefCell::new(format::FrameBuffer::default());
+}
+
+fn read_blocks_with(
+    path: &Path,
+    bytes: &[u8],
+    blocks: &[BlockRef],
+    filter: &Filter,
+    sink: &mut dyn FnMut(StateRecord),
+    buf: &mut format::FrameBuffer,
+) -> Vec<Corruption> {
     let mut problems = Vec::new();
-    let mut buf = format::FrameBuffer::default();
     let version = format::payload_version(bytes);
     let report = |index: usize, error| Corruption {
         file: path.to_owned(),
@@ -255,15 +275,8 @@ pub fn read_blocks(
         block: index,
         error,
     };
-    let (cycle_tables, plan) = plan_reads(
-        bytes,
-        blocks,
-        filter,
-        version,
-        &mut buf,
-        &report,
-        &mut problems,
-    );
+    let (cycle_tables, plan) =
+        plan_reads(bytes, blocks, filter, version, buf, &report, &mut problems);
     // §5: a (policy, time) is visible once, first written wins. Only blocks whose time ranges
     // overlap can hold the same one twice, so only then is anything remembered.
     let mut seen = overlapping(blocks).then(std::collections::HashSet::new);
@@ -283,9 +296,7 @@ pub fn read_blocks(
         for (index, table, frames) in &plan {
             for frame in frames {
                 let cycles = cycles_of(*table);
-                if let Err(e) =
-                    format::decode_policy_each(frame, cycles, &mut buf, version, &mut emit)
-                {
+                if let Err(e) = format::decode_policy_each(frame, cycles, buf, version, &mut emit) {
                     problems.push(report(*index, e));
                 }
             }
