@@ -40,20 +40,16 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let data_dir = args.data.locate()?.data_dir;
     let reader = StoreReader::open(&data_dir)?;
     let catalog = reader.catalog()?;
-    let policies = catalog.policies()?;
-    // The catalog keeps each policy's newest snapshot; the segments are read only when it
-    // lags (a catalog written before it did, or a policy it has not caught up with).
+    // The catalog keeps each policy's newest snapshot, written with the policy itself; the
+    // segments are read only for a policy it lacks (a catalog written before it kept them).
     let mut latest: BTreeMap<String, StateRecord> = catalog
         .latest()?
         .into_iter()
         .map(|r| (r.policy.to_string(), r))
         .collect();
-    let lagging = policies.iter().any(|p| {
-        latest
-            .get(p.policy.name.as_str())
-            .is_none_or(|r| r.sample.at < p.last_seen)
-    });
-    if lagging {
+    let names = catalog.policy_names()?;
+    if names.iter().any(|n| !latest.contains_key(n)) {
+        let policies = catalog.policies()?;
         // Only the days that hold each policy's latest sample are read.
         let since = policies.iter().map(|p| p.last_seen).min();
         let filter = Filter {

@@ -967,6 +967,11 @@ impl CatalogReader {
             .transpose()
     }
 
+    /// The names of the policies ever seen (the `policies` keys; no value decoded).
+    pub fn policy_names(&self) -> Result<Vec<String>, CatalogError> {
+        self.read(read_policy_names, read_policy_names)
+    }
+
     /// Each policy's newest snapshot, as the writers recorded it (§10). A catalog written
     /// before the table existed has none; `status` then reads the segments.
     pub fn latest(&self) -> Result<Vec<StateRecord>, CatalogError> {
@@ -1247,6 +1252,21 @@ fn read_open_alerts(db: &impl ReadableDatabase, p: &str) -> Result<Vec<Alert>, C
 
 fn read_latest(db: &impl ReadableDatabase, p: &str) -> Result<Vec<StateRecord>, CatalogError> {
     read_all(db, p, LATEST, "latest", |_, r| r)
+}
+
+fn read_policy_names(db: &impl ReadableDatabase, p: &str) -> Result<Vec<String>, CatalogError> {
+    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
+    let table = match tx.open_table(POLICIES) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(redb_err(p, e)),
+    };
+    let mut names = Vec::new();
+    for entry in table.iter().map_err(|e| redb_err(p, e))? {
+        let (k, _) = entry.map_err(|e| redb_err(p, e))?;
+        names.push(k.value().to_owned());
+    }
+    Ok(names)
 }
 
 fn read_policies(db: &impl ReadableDatabase, p: &str) -> Result<Vec<PolicyRecord>, CatalogError> {
