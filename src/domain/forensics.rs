@@ -20,9 +20,10 @@
 //! (a gap: `max_gap` after it); it is *ongoing* when the end of the window cut it. A summary's
 //! time at or below WARNING is the sum of the default episodes' time in its period.
 //!
-//! Invariants: the engine is fed each policy's samples in time order (the canonical order of
-//! [`super::scan_states`] gives that), keeps one small state per policy, and holds nothing per
-//! sample, so memory does not grow with the history.
+//! Invariants: each policy's samples are taken in time order ([`Forensics::push`] refuses,
+//! and counts in [`Forensics::late`], one that goes back in time, so a reader can read again
+//! sorted); the engine keeps one small state per policy and a row per policy and period, and
+//! holds nothing per sample, so memory does not grow with the history.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -91,6 +91,7 @@ impl StatesQuery {
             policies: self.policies.clone(),
             since_ns: ns(self.since),
             until_ns: ns(self.until),
+            sequential: false,
         }
     }
 }

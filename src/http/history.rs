@@ -135,6 +135,7 @@ pub fn load(
         policies: Some(std::iter::once(policy.clone()).collect()),
         since_ns: since.timestamp_nanos_opt(),
         until_ns: now.timestamp_nanos_opt(),
+        sequential: false,
     };
     let th = *thresholds;
     let th_of = move |_: &PolicyName| th;

@@ -46,7 +46,8 @@ pub const CATEGORY_POLICY: &str = "PSP_CATEGORY";
 /// The `dictmon_poll_errors_total` kind of a listing with no policy in it.
 pub const EMPTY_LISTING: &str = "empty_listing";
 /// Days of history a restart reads back for the seasonal profiles (four of each hour of the
-/// week).
+/// week). It costs start-up time in proportion: 1.1 s for 29 policies at 10 s (7 M rows);
+/// keeping the profiles in the catalog would make it constant.
 const PROFILE_RELOAD_DAYS: i64 = 28;
 /// Records kept in memory while the store refuses writes.
 const MAX_PENDING: usize = 100_000;
@@ -917,8 +918,11 @@ fn reload_recent(
     // time order, so each policy's rows are too; a row not newer than the last one taken
     // (overlapping blocks) is skipped.
     let day_ago = now - TimeDelta::days(1);
+    // Four weeks of history may be millions of rows: read them one frame at a time, so the
+    // start-up costs a frame's memory, not the parallel reader's queue of decoded frames.
     let filter = Filter {
         since_ns: (now - TimeDelta::days(PROFILE_RELOAD_DAYS)).timestamp_nanos_opt(),
+        sequential: true,
         ..Filter::default()
     };
     let mut previous: HashMap<PolicyName, Sample> = HashMap::new();

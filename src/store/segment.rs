@@ -146,6 +146,11 @@ pub struct Filter {
     pub since_ns: Option<i64>,
     /// Response time before this.
     pub until_ns: Option<i64>,
+    /// Decode on the calling thread only, each row handed on as its frame is decoded: memory is
+    /// one frame's columns, not the decoded frames that wait for the sink in parallel reading
+    /// (a sealed block's frame is up to 2^16 rows on average). For readers that must stay
+    /// small more than fast: `serve`'s start-up reload.
+    pub sequential: bool,
 }
 
 impl Filter {
@@ -291,7 +296,7 @@ fn read_blocks_with(
     };
     let none = format::Cycles::default();
     let cycles_of = |table: usize| cycle_tables.get(table).unwrap_or(&none);
-    if workers(plan.len()) <= 1 {
+    if filter.sequential || workers(plan.len()) <= 1 {
         // One core: each row goes from its frame to the sink without being collected.
         for (index, table, frames) in &plan {
             for frame in frames {
