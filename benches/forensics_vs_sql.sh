@@ -22,9 +22,10 @@ cargo build --release --quiet
 bin=$PWD/target/release/dictmon
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
-pg=
+# shellcheck source=benches/postgres.sh
+. benches/postgres.sh
 cleanup() {
-    [[ -n $pg ]] && $pg_as "$pg/pg_ctl" -D "$tmp/pg" -m fast stop >/dev/null 2>&1 || true
+    pg_stop
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -36,17 +37,7 @@ policy=ENTRIES_WRITE
 "$bin" export --data-dir "$tmp/d" --out "$tmp/e" >/dev/null 2>&1
 
 # PostgreSQL.
-pg=$(dirname "$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort | tail -1)")
-pg_as=""
-if [[ $(id -u) == 0 ]]; then
-    chown -R postgres:postgres "$tmp"
-    pg_as="runuser -u postgres --"
-fi
-$pg_as "$pg/initdb" --auth=trust --username=postgres --encoding=UTF8 --locale=C --no-sync -D "$tmp/pg" >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-$pg_as "$pg/pg_ctl" -w -D "$tmp/pg" -l "$tmp/pg/log" \
-    -o "-p $port -h 127.0.0.1 -k $tmp/pg -c fsync=off -c full_page_writes=off" start >/dev/null
-psql() { PGTZ=UTC "$pg/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"; }
+pg_start
 psql -f "$tmp/e/schema.sql"
 psql -c "COPY dict_rate_limit_states FROM '$tmp/states.csv' WITH (FORMAT csv, HEADER true)"
 psql -c "VACUUM ANALYZE dict_rate_limit_states"
