@@ -6,8 +6,10 @@
 //!
 //! Response times sit on the poll grid plus 20–120 ms of latency (millisecond precision, as
 //! DICT's); `created_at` follows 1–15 ms later (microsecond precision, as `PostgreSQL`'s). Halfway
-//! through, BACEN moves the participant from category C to B. Alerts go to the catalog's
-//! history; no events go to the outbox (history must not be delivered as news).
+//! through, BACEN moves the participant from category C to B, and three quarters through back
+//! to C, the simulator's own: a `serve` on the simulator then continues the history without a
+//! move of its own to report. Alerts go to the catalog's history; no events go to the outbox
+//! (history must not be delivered as news).
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
@@ -79,6 +81,8 @@ pub fn backfill(
     let mut cycle = Cycle::for_history(store, config, "simulated history".to_owned())?;
     let mut report = BackfillReport::default();
     let midpoint = plan.from + (plan.to - plan.from) / 2;
+    let three_quarters = plan.from + (plan.to - plan.from) * 3 / 4;
+    let start_category = traffic.category();
     let step = plan.interval.as_seconds_f64();
     let mut tick = plan.from.duration_trunc(plan.interval).unwrap_or(plan.from);
     let mut first = true;
@@ -88,7 +92,11 @@ pub fn backfill(
             traffic.advance(tick - plan.interval, step);
         }
         first = false;
-        if traffic.category() == PspCategory::C && tick >= midpoint {
+        if tick >= three_quarters {
+            if traffic.category() != start_category {
+                traffic.set_category(start_category);
+            }
+        } else if traffic.category() == PspCategory::C && tick >= midpoint {
             traffic.set_category(PspCategory::B);
         }
         let at = tick + TimeDelta::milliseconds(i64::from(traffic.draw(20, 120)));
