@@ -954,6 +954,8 @@ fn reload_recent(
     for p in problems {
         warn!("while reloading recent history: {p}");
     }
+    // The reading buffers are sized for four weeks' largest frame; serve reads no more here.
+    crate::store::release_read_buffers();
     Ok((last_accepted, latest, profiles))
 }
 

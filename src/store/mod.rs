@@ -42,7 +42,7 @@ use self::compact::{OpenSegment, Segments};
 use self::format::{BlockHeader, BlockKind, FormatError, SegmentHeader};
 pub use self::month::{Month, SegmentId};
 use self::segment::BlockRef;
-pub use self::segment::{Corruption, Filter};
+pub use self::segment::{Corruption, Filter, release_read_buffers};
 pub use self::verify::{VerifyReport, verify};
 
 /// §1: the segments folder inside a data directory.

@@ -264,6 +264,13 @@ thread_local! {
         std::cell::RefCell::new(format::FrameBuffer::default());
 }
 
+/// Frees the buffers this thread kept for reading (up to a frame's columns: megabytes after a
+/// large sealed block). For a long-lived thread done with reading, such as `serve`'s monitor
+/// after its start-up reload; a short-lived reader need not call it.
+pub fn release_read_buffers() {
+    FRAME_BUFFER.with_borrow_mut(|kept| *kept = format::FrameBuffer::default());
+}
+
 fn read_blocks_with(
     path: &Path,
     bytes: &[u8],
