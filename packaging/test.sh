@@ -89,15 +89,15 @@ server=
 [[ -n $(in_root find /var/lib/dictmon/segments -name '*.seg' -user dictmon) ]] || fail "no segment written by dictmon"
 
 step "an operator in the dictmon group reads the data with no flags (the installed config names it)"
-in_root useradd --create-home --groups dictmon operator
-chroot --userspec=operator:operator --groups=dictmon "$root" /bin/sh -c 'cd /tmp && /usr/bin/dictmon status' |
+in_root useradd --create-home --groups dictmon alice
+chroot --userspec=alice:alice --groups=dictmon "$root" /bin/sh -c 'cd /tmp && /usr/bin/dictmon status' |
     grep -q '^ENTRIES_WRITE ' || fail "status as a member of dictmon did not read /var/lib/dictmon"
-chroot --userspec=operator:operator --groups=dictmon "$root" /bin/sh -c 'cd /tmp && /usr/bin/dictmon verify' >/dev/null ||
+chroot --userspec=alice:alice --groups=dictmon "$root" /bin/sh -c 'cd /tmp && /usr/bin/dictmon verify' >/dev/null ||
     fail "verify as a member of dictmon failed"
-if chroot --userspec=operator:operator "$root" /bin/sh -c 'cd /tmp && /usr/bin/dictmon status' >/dev/null 2>&1; then
+if chroot --userspec=alice:alice "$root" /bin/sh -c 'cd /tmp && /usr/bin/dictmon status' >/dev/null 2>&1; then
     fail "a user outside the dictmon group read /var/lib/dictmon"
 fi
-in_root userdel --remove operator
+in_root userdel --remove alice
 
 step "upgrade over itself (a local change to the config is kept)"
 echo "# local change" >> "$root/etc/dictmon/dictmon.toml"

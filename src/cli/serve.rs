@@ -105,6 +105,9 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Caught from the start: a SIGTERM during the start-up (opening the store, the reload)
+    // stops serve cleanly once it is ready, instead of killing it half-way.
+    let shutdown = shutdown_signal();
     let listener = TcpListener::bind(&config.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; is another dictmon running? choose another address with --listen",
@@ -234,6 +237,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             listener,
             api_token,
             grpc,
+            shutdown: Box::pin(shutdown),
         },
     )
     .await
@@ -247,6 +251,8 @@ struct Serve {
     listener: TcpListener,
     api_token: Option<ApiToken>,
     grpc: Option<TcpListener>,
+    /// SIGTERM or SIGINT, caught since start-up.
+    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
 impl WithSource for Serve {
@@ -304,7 +310,7 @@ impl WithSource for Serve {
             stopped.clone(),
         ));
         let monitor = tokio::spawn(monitor.run(stopped));
-        shutdown_signal().await;
+        self.shutdown.await;
         info!("stopping: finishing the cycle in flight");
         let _ = stop.send(true);
         monitor.await.context("the monitor task failed")?;
@@ -327,25 +333,37 @@ impl WithSource for Serve {
     }
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// The next signal of `signal`; never, without one.
+#[cfg(unix)]
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// SIGTERM or SIGINT. The handlers are installed when this is called (not when the future is
+/// first polled), so a signal that arrives in between is kept.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = async {
-                match term.as_mut() {
-                    Some(t) => { t.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
+        let mut interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                () = received(term.as_mut()) => {}
+                () = received(interrupt.as_mut()) => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
