@@ -335,6 +335,7 @@ fn forensics(
         max_gap,
         since,
         until: until.unwrap_or_else(Utc::now),
+        episodes: !summary,
     };
     let states = StatesQuery {
         policies,
@@ -345,8 +346,8 @@ fn forensics(
     // blocks): follow them as they come, and only if some policy's rows went back in time
     // read again, sorted.
     let mut engine = Forensics::new(query.clone(), &thresholds);
-    let mut problems = reader.scan(&states.filter(), &mut |r| {
-        engine.push(&r);
+    let mut problems = reader.scan_readings(&states.filter(), &mut |policy, rows| {
+        engine.push_readings(policy, rows);
     })?;
     if engine.late() > 0 {
         engine = Forensics::new(query, &thresholds);

@@ -103,6 +103,8 @@ pub struct ForensicsQuery {
     pub since: Option<DateTime<Utc>>,
     /// The window's end (exclusive): the last sample stands until then at most.
     pub until: DateTime<Utc>,
+    /// Whether to collect episodes: a summary alone need not.
+    pub episodes: bool,
 }
 
 /// One policy in one period.
@@ -135,8 +137,64 @@ pub struct SummaryRow {
     /// Samples strictly under `below` (with `--below` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub samples_below: Option<u64>,
-    #[serde(skip)]
+}
+
+/// A summary row being added up: plain numbers, with infinities for "none yet", so that a
+/// sample costs a few additions and comparisons.
+#[derive(Debug)]
+struct Tally {
+    endpoint_id: String,
+    period_start: DateTime<Utc>,
+    samples: u64,
     sum_remaining: f64,
+    min_remaining: f64,
+    max_remaining: f64,
+    observed_seconds: f64,
+    warning_seconds: f64,
+    critical_seconds: f64,
+    exhaustions: u64,
+    peak_rate: f64,
+    alerts_opened: u64,
+    below: u64,
+}
+
+impl Tally {
+    fn new(endpoint_id: String, period_start: DateTime<Utc>) -> Self {
+        Self {
+            endpoint_id,
+            period_start,
+            samples: 0,
+            sum_remaining: 0.0,
+            min_remaining: f64::INFINITY,
+            max_remaining: f64::NEG_INFINITY,
+            observed_seconds: 0.0,
+            warning_seconds: 0.0,
+            critical_seconds: 0.0,
+            exhaustions: 0,
+            peak_rate: f64::NEG_INFINITY,
+            alerts_opened: 0,
+            below: 0,
+        }
+    }
+
+    fn row(self, below: bool) -> SummaryRow {
+        let some = self.samples > 0;
+        SummaryRow {
+            endpoint_id: self.endpoint_id,
+            period_start: self.period_start,
+            samples: self.samples,
+            min_remaining_percent: some.then_some(self.min_remaining),
+            mean_remaining_percent: some.then(|| self.sum_remaining / self.samples as f64),
+            max_remaining_percent: some.then_some(self.max_remaining),
+            observed_seconds: self.observed_seconds,
+            at_or_below_warning_seconds: self.warning_seconds,
+            at_or_below_critical_seconds: self.critical_seconds,
+            exhaustions: self.exhaustions,
+            peak_consumption_rate_per_minute: self.peak_rate.is_finite().then_some(self.peak_rate),
+            alerts_opened: self.alerts_opened,
+            samples_below: below.then_some(self.below),
+        }
+    }
 }
 
 /// A stretch of time a policy spent low.
@@ -165,12 +223,30 @@ pub struct Episode {
     pub alert_ids: Vec<Uuid>,
 }
 
-/// One sample, as forensics needs it (times in ns since the epoch).
-#[derive(Clone, Copy, Debug)]
-struct Point {
-    at: i64,
-    remaining: f64,
-    available: i64,
+/// What forensics reads of a row: its response time, tokens and the two derived values it
+/// looks at, as stored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reading {
+    /// Response time, ns since the epoch.
+    pub at_ns: i64,
+    /// Available tokens.
+    pub available: i64,
+    /// Remaining %.
+    pub remaining_percent: f64,
+    /// Consumption rate, tokens per minute.
+    pub consumption_rate_per_minute: Option<f64>,
+}
+
+impl Reading {
+    /// The reading of a record.
+    pub fn of(r: &StateRecord) -> Self {
+        Self {
+            at_ns: ns(r.sample.at),
+            available: r.sample.available_tokens,
+            remaining_percent: r.enrichment.remaining_percent,
+            consumption_rate_per_minute: r.enrichment.consumption_rate_per_minute,
+        }
+    }
 }
 
 /// A period's bounds, ns.
@@ -186,8 +262,11 @@ struct Span {
 #[derive(Debug)]
 struct Track {
     name: String,
+    /// The name as last pushed: a reader hands one per frame, so comparing it by address
+    /// spares a comparison of strings per sample.
+    policy: PolicyName,
     thresholds: Thresholds,
-    last: Option<Point>,
+    last: Option<Reading>,
     episode: Option<Episode>,
     /// The period of the latest row touched.
     span: Option<Span>,
@@ -205,7 +284,7 @@ pub struct Forensics<'a> {
     thresholds: &'a dyn Fn(&PolicyName) -> Thresholds,
     index: HashMap<PolicyName, usize>,
     tracks: Vec<Track>,
-    rows: Vec<SummaryRow>,
+    rows: Vec<Tally>,
     episodes: Vec<Episode>,
     /// The track of the previous sample (samples come in runs of one policy).
     recent: usize,
@@ -253,12 +332,14 @@ impl<'a> Forensics<'a> {
     }
 
     fn track_of(&mut self, policy: &PolicyName) -> usize {
-        if self
-            .tracks
-            .get(self.recent)
-            .is_some_and(|t| t.name == policy.as_str())
-        {
-            return self.recent;
+        if let Some(t) = self.tracks.get_mut(self.recent) {
+            if t.policy.same(policy) {
+                return self.recent;
+            }
+            if t.policy == *policy {
+                t.policy = policy.clone();
+                return self.recent;
+            }
         }
         let i = if let Some(i) = self.index.get(policy) {
             *i
@@ -266,6 +347,7 @@ impl<'a> Forensics<'a> {
             let i = self.tracks.len();
             self.tracks.push(Track {
                 name: policy.to_string(),
+                policy: policy.clone(),
                 thresholds: (self.thresholds)(policy),
                 last: None,
                 episode: None,
@@ -282,98 +364,114 @@ impl<'a> Forensics<'a> {
     /// Takes the next sample of its policy. Each policy's samples must come in time order: one
     /// no later than the policy's previous sample is ignored, and `false` returned.
     pub fn push(&mut self, r: &StateRecord) -> bool {
-        let t = self.track_of(&r.policy);
-        let point = Point {
-            at: ns(r.sample.at),
-            remaining: r.enrichment.remaining_percent,
-            available: r.sample.available_tokens,
-        };
+        self.push_reading(&r.policy, &Reading::of(r))
+    }
+
+    /// [`Self::push_reading`] of a policy's readings in turn; those refused are counted in
+    /// [`Self::late`].
+    pub fn push_readings(&mut self, policy: &PolicyName, readings: &[Reading]) {
+        for r in readings {
+            self.push_reading(policy, r);
+        }
+    }
+
+    /// [`Self::push`] of what forensics reads of a record.
+    pub fn push_reading(&mut self, policy: &PolicyName, point: &Reading) -> bool {
+        let t = self.track_of(policy);
+        let point = *point;
         let (by, below, max_gap) = (self.query.by, self.query.below, self.max_gap);
         let Some(track) = self.tracks.get_mut(t) else {
             return false;
         };
-        if let Some(l) = track.last
-            && point.at <= l.at
-        {
-            self.late += u64::from(point.at < l.at);
-            return false;
-        }
-        let gap = track
-            .last
-            .is_none_or(|last| point.at.saturating_sub(last.at) > max_gap);
+        let mut was_empty = false;
         if let Some(last) = track.last {
-            let end = point.at.min(last.at.saturating_add(max_gap));
-            hold(track, &mut self.rows, by, last, end);
+            if point.at_ns <= last.at_ns {
+                self.late += u64::from(point.at_ns < last.at_ns);
+                return false;
+            }
+            let gap = point.at_ns.saturating_sub(last.at_ns) > max_gap;
+            let end = point.at_ns.min(last.at_ns.saturating_add(max_gap));
+            match track.span {
+                // Most often the time held and the sample are in the period of the last one.
+                Some(s) if end <= s.end && point.at_ns < s.end && s.start <= last.at_ns => {
+                    if let Some(row) = self.rows.get_mut(s.row) {
+                        add_held(row, track.thresholds, &last, seconds(end - last.at_ns));
+                    }
+                }
+                _ => hold(track, &mut self.rows, by, &last, end),
+            }
             if gap && let Some(e) = track.episode.take() {
                 self.episodes.push(close(e, end, false));
             }
+            was_empty = !gap && last.available <= 0;
         }
         // The sample itself.
-        let row = row_at(track, &mut self.rows, by, point.at);
+        let remaining = point.remaining_percent;
+        let row = row_at(track, &mut self.rows, by, point.at_ns);
         row.samples += 1;
-        row.sum_remaining += point.remaining;
-        row.min_remaining_percent = Some(
-            row.min_remaining_percent
-                .map_or(point.remaining, |m| m.min(point.remaining)),
-        );
-        row.max_remaining_percent = Some(
-            row.max_remaining_percent
-                .map_or(point.remaining, |m| m.max(point.remaining)),
-        );
-        if let Some(rate) = r
-            .enrichment
-            .consumption_rate_per_minute
-            .filter(|x| x.is_finite())
+        row.sum_remaining += remaining;
+        row.min_remaining = row.min_remaining.min(remaining);
+        row.max_remaining = row.max_remaining.max(remaining);
+        if let Some(rate) = point.consumption_rate_per_minute
+            && rate.is_finite()
         {
-            row.peak_consumption_rate_per_minute = Some(
-                row.peak_consumption_rate_per_minute
-                    .map_or(rate, |m| m.max(rate)),
-            );
+            row.peak_rate = row.peak_rate.max(rate);
         }
         if let Some(b) = below {
-            *row.samples_below.get_or_insert(0) += u64::from(point.remaining < b);
+            row.below += u64::from(remaining < b);
         }
-        let was_empty = !gap && track.last.is_some_and(|l| l.available <= 0);
         if point.available <= 0 && !was_empty {
             row.exhaustions += 1;
         }
-        // Episodes.
+        if self.query.episodes {
+            self.episode(t, &point);
+        }
+        if let Some(track) = self.tracks.get_mut(t) {
+            track.last = Some(point);
+        }
+        true
+    }
+
+    /// Follows the episode of track `t` with its next sample.
+    fn episode(&mut self, t: usize, point: &Reading) {
+        let below = self.query.below;
+        let Some(track) = self.tracks.get_mut(t) else {
+            return;
+        };
         let threshold = below.unwrap_or(track.thresholds.warning_percent);
         let low = match below {
-            Some(b) => point.remaining < b,
-            None => point.remaining <= threshold,
+            Some(b) => point.remaining_percent < b,
+            None => point.remaining_percent <= threshold,
         };
         match (&mut track.episode, low) {
             (Some(e), true) => {
                 e.samples += 1;
-                if point.remaining < e.lowest_remaining_percent {
-                    e.lowest_remaining_percent = point.remaining;
-                    e.lowest_at = time_of(point.at);
+                if point.remaining_percent < e.lowest_remaining_percent {
+                    e.lowest_remaining_percent = point.remaining_percent;
+                    e.lowest_at = time_of(point.at_ns);
                 }
             }
             (None, true) => {
                 track.episode = Some(Episode {
                     endpoint_id: track.name.clone(),
-                    start: time_of(point.at),
-                    end: time_of(point.at),
+                    start: time_of(point.at_ns),
+                    end: time_of(point.at_ns),
                     duration_seconds: 0.0,
                     ongoing: false,
                     threshold_percent: threshold,
-                    lowest_remaining_percent: point.remaining,
-                    lowest_at: time_of(point.at),
+                    lowest_remaining_percent: point.remaining_percent,
+                    lowest_at: time_of(point.at_ns),
                     samples: 1,
                     alert_ids: Vec::new(),
                 });
             }
             (Some(_), false) => {
                 if let Some(e) = track.episode.take() {
-                    self.episodes.push(close(e, point.at, false));
+                    self.episodes.push(close(e, point.at_ns, false));
                 }
             }
             (None, false) => {}
         }
-        track.last = Some(point);
-        true
     }
 
     /// Counts the alerts opened in each period (those of policies and times the query covers)
@@ -383,9 +481,9 @@ impl<'a> Forensics<'a> {
         let (by, until, max_gap) = (self.query.by, self.until, self.max_gap);
         for track in &mut self.tracks {
             let Some(last) = track.last else { continue };
-            let hold_end = last.at.saturating_add(max_gap);
-            let end = hold_end.min(until).max(last.at);
-            hold(track, &mut self.rows, by, last, end);
+            let hold_end = last.at_ns.saturating_add(max_gap);
+            let end = hold_end.min(until).max(last.at_ns);
+            hold(track, &mut self.rows, by, &last, end);
             if let Some(e) = track.episode.take() {
                 self.episodes.push(close(e, end, until < hold_end));
             }
@@ -414,16 +512,8 @@ impl<'a> Forensics<'a> {
                 row_at(track, &mut self.rows, by, at).alerts_opened += 1;
             }
         }
-        let mut rows: Vec<SummaryRow> = self
-            .rows
-            .into_iter()
-            .map(|mut r| {
-                if r.samples > 0 {
-                    r.mean_remaining_percent = Some(r.sum_remaining / r.samples as f64);
-                }
-                r
-            })
-            .collect();
+        let below = self.query.below.is_some();
+        let mut rows: Vec<SummaryRow> = self.rows.into_iter().map(|r| r.row(below)).collect();
         rows.sort_by(|a, b| {
             (&a.endpoint_id, a.period_start).cmp(&(&b.endpoint_id, b.period_start))
         });
@@ -441,23 +531,14 @@ fn close(mut e: Episode, end: i64, ongoing: bool) -> Episode {
 }
 
 /// The row of the track's period holding `at`.
-fn row_at<'r>(
-    track: &mut Track,
-    rows: &'r mut Vec<SummaryRow>,
-    by: Period,
-    at: i64,
-) -> &'r mut SummaryRow {
+fn row_at<'r>(track: &mut Track, rows: &'r mut Vec<Tally>, by: Period, at: i64) -> &'r mut Tally {
     let span = if let Some(s) = track.span.filter(|s| s.start <= at && at < s.end) {
         s
     } else {
         let start = by.start(time_of(at));
         let key = ns(start);
         let row = *track.periods.entry(key).or_insert_with(|| {
-            rows.push(SummaryRow {
-                endpoint_id: track.name.clone(),
-                period_start: start,
-                ..SummaryRow::default()
-            });
+            rows.push(Tally::new(track.name.clone(), start));
             rows.len() - 1
         });
         let s = Span {
@@ -473,26 +554,25 @@ fn row_at<'r>(
     &mut rows[span.row.min(last)]
 }
 
-/// Adds the time `[from.at, end)` that `from` stands for, split at period boundaries.
-fn hold(track: &mut Track, rows: &mut Vec<SummaryRow>, by: Period, from: Point, end: i64) {
-    let th = track.thresholds;
-    let (warning, critical) = (
-        from.remaining <= th.warning_percent,
-        from.remaining <= th.critical_percent,
-    );
-    let mut t = from.at;
+/// Adds the time `[from.at_ns, end)` that `from` stands for, split at period boundaries.
+fn hold(track: &mut Track, rows: &mut Vec<Tally>, by: Period, from: &Reading, end: i64) {
+    let mut t = from.at_ns;
     while t < end {
         let row = row_at(track, rows, by, t);
         let next = track.span.map_or(end, |s| s.end).min(end);
-        let d = seconds(next - t);
-        row.observed_seconds += d;
-        if warning {
-            row.at_or_below_warning_seconds += d;
-        }
-        if critical {
-            row.at_or_below_critical_seconds += d;
-        }
+        add_held(row, track.thresholds, from, seconds(next - t));
         t = next;
+    }
+}
+
+/// Adds `d` seconds that `from` stood for to `row`.
+fn add_held(row: &mut Tally, th: Thresholds, from: &Reading, d: f64) {
+    row.observed_seconds += d;
+    if from.remaining_percent <= th.warning_percent {
+        row.warning_seconds += d;
+    }
+    if from.remaining_percent <= th.critical_percent {
+        row.critical_seconds += d;
     }
 }
 

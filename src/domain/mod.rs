@@ -61,6 +61,7 @@ pub use alert::{
 pub use bucket::{
     Enrichment, PrefixScratch, RateWindow, TextScales, enrich, enrich_prefixes, human, tenths,
 };
+pub use forensics::Reading;
 pub use policy::{BucketConfig, Policy, PolicyName, PspCategory};
 pub use snapshot::{
     RejectReason, Sample, Snapshot, StateJson, StateRecord, ValidationLimits, validate,

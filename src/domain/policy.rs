@@ -21,6 +21,12 @@ impl PolicyName {
     /// Longest name accepted. BACEN's longest today is 36 characters.
     pub const MAX_LEN: usize = 64;
 
+    /// Whether `other` is this very name (a clone of it), not only an equal one: a test of one
+    /// address.
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Checks the shape of a policy name as DICT sends it.
     pub fn new(name: &str) -> Result<Self, RejectReason> {
         let well_formed = !name.is_empty()

@@ -146,6 +146,7 @@ pub fn load(
             max_gap: MAX_GAP,
             since: Some(since),
             until: now,
+            episodes: true,
         },
         &th_of,
     );

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::domain::{
-    BucketConfig, Enrichment, PolicyName, PrefixScratch, PspCategory, RateWindow, Sample,
+    BucketConfig, Enrichment, PolicyName, PrefixScratch, PspCategory, RateWindow, Reading, Sample,
     StateRecord, TextScales, enrich_prefixes,
 };
 
@@ -796,20 +796,6 @@ fn predict_into(
 /// `numeric`), then divided by 100 in `f64` — the nearest `f64` to the decimal, which is what
 /// reading its text gives.
 fn predict_legacy(samples: &[Sample], times: &[i64], out: &mut Vec<[u64; DERIVED]>) {
-    let hundredths = |num: i128, den: i128| -> Option<f64> {
-        if den == 0 {
-            return None;
-        }
-        let (num, den) = if den < 0 { (-num, -den) } else { (num, den) };
-        // In 64 bits when it fits (a 128-bit division is several times slower).
-        let small = |x: i128| u64::try_from(x).ok().filter(|&x| x < 1 << 61);
-        let q = match (small(num.abs()), small(den)) {
-            (Some(n), Some(d)) => i128::from((2 * n + d) / (2 * d)),
-            _ => (2 * num.abs() + den) / (2 * den),
-        };
-        let k = if num < 0 { -q } else { q };
-        i64::try_from(k).ok().map(|k| k as f64 / 100.0)
-    };
     let bits = |x: Option<f64>| x.map_or(NONE_BITS, f64::to_bits);
     let rows = samples.iter().enumerate().map(|(j, s)| {
         let a = i128::from(s.available_tokens);
@@ -817,11 +803,6 @@ fn predict_legacy(samples: &[Sample], times: &[i64], out: &mut Vec<[u64; DERIVED
         let refill = i128::from(s.bucket.refill_tokens);
         let period = i128::from(s.bucket.refill_period_secs);
         let utilization = hundredths(10_000 * (c - a), c).unwrap_or(0.0);
-        let remaining = if c > 0 {
-            100.0 * s.available_tokens as f64 / s.bucket.capacity as f64
-        } else {
-            0.0
-        };
         let eta = if a >= c {
             Some(0.0)
         } else if refill > 0 && period > 0 {
@@ -829,18 +810,13 @@ fn predict_legacy(samples: &[Sample], times: &[i64], out: &mut Vec<[u64; DERIVED
         } else {
             None
         };
-        // The naive two-sample rate: tokens lost since the previous row, per minute.
         let previous = j.checked_sub(1).and_then(|i| {
-            let p = samples.get(i)?;
-            let dt_ms = (i128::from(*times.get(j)?) - i128::from(*times.get(i)?)) / 1_000_000;
-            (dt_ms > 0).then(|| (i128::from(p.available_tokens) - a, dt_ms))
-        });
-        let rate = previous.map(|(lost, dt_ms)| {
-            if lost > 0 {
-                hundredths(lost * 6_000_000, dt_ms).unwrap_or(0.0)
-            } else {
-                0.0
-            }
+            legacy_loss(
+                samples.get(i)?.available_tokens,
+                s.available_tokens,
+                *times.get(i)?,
+                *times.get(j)?,
+            )
         });
         let projection = match previous {
             _ if a <= 0 => Some(0.0),
@@ -849,13 +825,59 @@ fn predict_legacy(samples: &[Sample], times: &[i64], out: &mut Vec<[u64; DERIVED
         };
         [
             utilization.to_bits(),
-            remaining.to_bits(),
-            bits(rate),
+            legacy_remaining(s.available_tokens, s.bucket.capacity).to_bits(),
+            bits(previous.map(legacy_rate)),
             bits(eta),
             bits(projection),
         ]
     });
     out.extend(rows);
+}
+
+/// §4.4 `h(num, den)`: `num / den` rounded to hundredths half away from zero in exact integer
+/// arithmetic, then divided by 100 in `f64`; none when `den = 0`.
+fn hundredths(num: i128, den: i128) -> Option<f64> {
+    if den == 0 {
+        return None;
+    }
+    let (num, den) = if den < 0 { (-num, -den) } else { (num, den) };
+    // In 64 bits when it fits (a 128-bit division is several times slower).
+    let small = |x: i128| u64::try_from(x).ok().filter(|&x| x < 1 << 61);
+    let q = match (small(num.abs()), small(den)) {
+        (Some(n), Some(d)) => i128::from((2 * n + d) / (2 * d)),
+        _ => (2 * num.abs() + den) / (2 * den),
+    };
+    let k = if num < 0 { -q } else { q };
+    i64::try_from(k).ok().map(|k| k as f64 / 100.0)
+}
+
+/// §4.4 remaining %: `100.0 · f(a) / f(C)`, 0 when `C ≤ 0`.
+fn legacy_remaining(available: i64, capacity: i64) -> f64 {
+    if capacity > 0 {
+        100.0 * available as f64 / capacity as f64
+    } else {
+        0.0
+    }
+}
+
+/// §4.4 the tokens lost since the previous row and the milliseconds between them, when those
+/// are more than zero: what the legacy's two-sample rate and projection are made of.
+fn legacy_loss(previous: i64, available: i64, previous_ns: i64, ns: i64) -> Option<(i128, i128)> {
+    // Truncated toward zero; in 64 bits when the difference fits (always, for stored times).
+    let dt_ms = ns.checked_sub(previous_ns).map_or_else(
+        || (i128::from(ns) - i128::from(previous_ns)) / 1_000_000,
+        |d| i128::from(d / 1_000_000),
+    );
+    (dt_ms > 0).then(|| (i128::from(previous) - i128::from(available), dt_ms))
+}
+
+/// §4.4 the rate per minute from [`legacy_loss`].
+fn legacy_rate((lost, dt_ms): (i128, i128)) -> f64 {
+    if lost > 0 {
+        hundredths(lost * 6_000_000, dt_ms).unwrap_or(0.0)
+    } else {
+        0.0
+    }
 }
 
 fn nanos(t: DateTime<Utc>) -> i64 {
@@ -1020,6 +1042,7 @@ pub struct FrameBuffer {
     zstd: Option<zstd::bulk::Decompressor<'static>>,
     buf: Vec<u8>,
     rows: RowBuffers,
+    readings: Vec<Reading>,
 }
 
 /// The columns of the policy frame being decoded.
@@ -1031,6 +1054,8 @@ struct RowBuffers {
     samples: Vec<Sample>,
     derived: Vec<[u64; DERIVED]>,
     prefix: PrefixScratch,
+    /// Remaining % and rate predicted (bits), for readings.
+    predicted: Vec<(u64, u64)>,
 }
 
 /// The decoded cycle table of a block: `(response time, created_at)`, in nanoseconds and as
@@ -1038,7 +1063,24 @@ struct RowBuffers {
 #[derive(Clone, Debug, Default)]
 pub struct Cycles {
     ns: Vec<(i64, i64)>,
-    at: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The same as times, made when a reader first wants them (forensics does not).
+    at: std::sync::OnceLock<Vec<(DateTime<Utc>, DateTime<Utc>)>>,
+}
+
+impl Cycles {
+    fn at(&self) -> &[(DateTime<Utc>, DateTime<Utc>)] {
+        self.at.get_or_init(|| {
+            self.ns
+                .iter()
+                .map(|&(t, c)| {
+                    (
+                        DateTime::from_timestamp_nanos(t),
+                        DateTime::from_timestamp_nanos(c),
+                    )
+                })
+                .collect()
+        })
+    }
 }
 
 /// Decodes the cycles frame.
@@ -1075,22 +1117,29 @@ pub fn decode_cycles(frame: &Frame<'_>, buf: &mut FrameBuffer) -> Result<Cycles>
     if cycles.windows(2).any(|w| matches!(w, [a, b] if a >= b)) {
         return Err(FormatError::Malformed("cycle order"));
     }
-    let at = cycles
-        .iter()
-        .map(|&(t, c)| {
-            (
-                DateTime::from_timestamp_nanos(t),
-                DateTime::from_timestamp_nanos(c),
-            )
-        })
-        .collect();
-    Ok(Cycles { ns: cycles, at })
+    Ok(Cycles {
+        ns: cycles,
+        at: std::sync::OnceLock::new(),
+    })
 }
 
 impl RowBuffers {
     /// Reads a policy frame's cycle indices and Δ columns (§4.2) into `samples` and
     /// `times_ns`; `r` is left at the derived residuals.
     fn read(&mut self, r: &mut Reader<'_>, n: usize, cycles: &Cycles) -> Result<()> {
+        self.read_columns(r, n, cycles, 5)?;
+        self.build_samples(cycles)
+    }
+
+    /// Reads the cycle indices (into `cycles` and `times_ns`) and the first `wanted` Δ
+    /// columns, and steps over the others; `r` is left at the derived residuals.
+    fn read_columns(
+        &mut self,
+        r: &mut Reader<'_>,
+        n: usize,
+        cycles: &Cycles,
+        wanted: usize,
+    ) -> Result<()> {
         self.cycles.clear();
         self.times_ns.clear();
         let mut prev = -1_i64;
@@ -1108,7 +1157,7 @@ impl RowBuffers {
             self.times_ns.push(ns);
             prev = idx;
         }
-        for column in &mut self.columns {
+        for column in self.columns.iter_mut().take(wanted) {
             column.clear();
             let mut prev = 0_i64;
             for _ in 0..n {
@@ -1116,7 +1165,14 @@ impl RowBuffers {
                 column.push(prev);
             }
         }
+        let skipped = self.columns.len().saturating_sub(wanted);
+        r.skip_varints(n.saturating_mul(skipped), "column value")
+    }
+
+    /// The samples of the columns [`Self::read_columns`] read, all five of them.
+    fn build_samples(&mut self, cycles: &Cycles) -> Result<()> {
         let [tokens, capacity, refill, period, category] = &self.columns;
+        let at = cycles.at();
         self.samples.clear();
         for (((((&cycle, &tokens), &capacity), &refill), &period), &code) in self
             .cycles
@@ -1129,7 +1185,7 @@ impl RowBuffers {
         {
             let code = u32::try_from(code).ok().and_then(char::from_u32);
             self.samples.push(Sample {
-                at: cycles.at.get(cycle).map_or_else(Default::default, |c| c.0),
+                at: at.get(cycle).map_or_else(Default::default, |c| c.0),
                 available_tokens: tokens,
                 bucket: BucketConfig {
                     capacity,
@@ -1168,7 +1224,9 @@ pub fn decode_policy_each(
     emit: &mut dyn FnMut(StateRecord, i64),
 ) -> Result<()> {
     let policy = PolicyName::new(frame.name).map_err(|_| FormatError::Malformed("policy name"))?;
-    let FrameBuffer { zstd, buf, rows } = fb;
+    let FrameBuffer {
+        zstd, buf, rows, ..
+    } = fb;
     let raw = frame.raw_in(zstd, buf)?;
     let mut r = Reader::new(raw);
     let n = r.count("row count")?;
@@ -1204,6 +1262,7 @@ pub fn decode_policy_each(
     if !r.is_empty() {
         return Err(FormatError::Malformed("trailing bytes in policy frame"));
     }
+    let created = cycles.at();
     for ((((sample, &cycle), &ns), d), text_scales) in rows
         .samples
         .iter()
@@ -1224,9 +1283,124 @@ pub fn decode_policy_each(
                 exhaustion_projection_seconds: from_option_bits(projection),
                 text_scales,
             },
-            created_at: cycles.at.get(cycle).map_or_else(Default::default, |c| c.1),
+            created_at: created.get(cycle).map_or_else(Default::default, |c| c.1),
         };
         emit(record, ns);
+    }
+    Ok(())
+}
+
+/// [`decode_policy_each`] for what [`Reading`] holds, into `out` (cleared first): the other
+/// derived columns are skipped, not predicted, and nothing is built per row but the reading.
+/// The frame's structure is checked as a whole all the same (lengths, varints, text-scale
+/// runs, no trailing bytes); the values of the columns skipped are not.
+pub fn decode_policy_readings(
+    frame: &Frame<'_>,
+    cycles: &Cycles,
+    fb: &mut FrameBuffer,
+    version: u16,
+    out: &mut Vec<Reading>,
+) -> Result<()> {
+    out.clear();
+    let decoded = readings_into(frame, cycles, fb, version, out);
+    if decoded.is_err() {
+        out.clear();
+    }
+    decoded
+}
+
+/// [`decode_policy_readings`] handing each reading and its time to `emit`, with the
+/// buffer's own vector.
+pub fn decode_policy_readings_each(
+    frame: &Frame<'_>,
+    cycles: &Cycles,
+    fb: &mut FrameBuffer,
+    version: u16,
+    emit: &mut dyn FnMut(Reading, i64),
+) -> Result<()> {
+    let mut readings = std::mem::take(&mut fb.readings);
+    let decoded = decode_policy_readings(frame, cycles, fb, version, &mut readings);
+    for &r in &readings {
+        emit(r, r.at_ns);
+    }
+    fb.readings = readings;
+    decoded
+}
+
+fn readings_into(
+    frame: &Frame<'_>,
+    cycles: &Cycles,
+    fb: &mut FrameBuffer,
+    version: u16,
+    out: &mut Vec<Reading>,
+) -> Result<()> {
+    let FrameBuffer {
+        zstd, buf, rows, ..
+    } = fb;
+    let raw = frame.raw_in(zstd, buf)?;
+    let mut r = Reader::new(raw);
+    let n = r.count("row count")?;
+    let window_ns = r.zigzag("rate window")?;
+    let family = match version {
+        1 => None,
+        _ => Some(match r.u8("predictor family")? {
+            1 => Family::Dictmon,
+            2 => Family::Legacy,
+            _ => return Err(FormatError::Malformed("predictor family")),
+        }),
+    };
+    // The legacy's predictions of remaining % and rate need two columns; §4.3's all of them.
+    let legacy = family == Some(Family::Legacy);
+    if legacy {
+        rows.read_columns(&mut r, n, cycles, 2)?;
+    } else {
+        rows.read(&mut r, n, cycles)?;
+    }
+    let [tokens, capacity, ..] = &rows.columns;
+    let predicted = &mut rows.predicted;
+    predicted.clear();
+    if legacy {
+        let mut previous: Option<(i64, i64)> = None;
+        for ((&a, &c), &ns) in tokens.iter().zip(capacity).zip(&rows.times_ns) {
+            let rate = previous
+                .and_then(|(p, p_ns)| legacy_loss(p, a, p_ns, ns))
+                .map_or(NONE_BITS, |loss| legacy_rate(loss).to_bits());
+            predicted.push((legacy_remaining(a, c).to_bits(), rate));
+            previous = Some((a, ns));
+        }
+    } else {
+        predict_into(
+            family,
+            (&rows.samples, &rows.times_ns, window_ns),
+            &mut rows.prefix,
+            &mut rows.derived,
+        );
+        predicted.extend(rows.derived.iter().map(|d| (d[1], d[2])));
+    }
+    // §4.2: utilization, remaining, rate, ETA, projection residuals, column after column.
+    r.skip_varints(n, "derived residual")?;
+    out.extend(predicted.iter().zip(tokens).zip(&rows.times_ns).map(
+        |((&(remaining, _), &available), &at_ns)| Reading {
+            at_ns,
+            available,
+            remaining_percent: f64::from_bits(remaining),
+            consumption_rate_per_minute: None,
+        },
+    ));
+    for reading in out.iter_mut() {
+        let bits = reading.remaining_percent.to_bits() ^ r.varint("derived residual")?;
+        reading.remaining_percent = f64::from_bits(bits);
+    }
+    for (reading, &(_, rate)) in out.iter_mut().zip(predicted.iter()) {
+        reading.consumption_rate_per_minute =
+            from_option_bits(rate ^ r.varint("derived residual")?);
+    }
+    r.skip_varints(2 * n, "derived residual")?;
+    if family.is_some() {
+        skip_text_scales(&mut r, n)?;
+    }
+    if !r.is_empty() {
+        return Err(FormatError::Malformed("trailing bytes in policy frame"));
     }
     Ok(())
 }
@@ -1234,6 +1408,27 @@ pub fn decode_policy_each(
 /// §4.5: the four text-scale columns of a version-2 policy frame of `n` rows.
 fn decode_text_scales(r: &mut Reader<'_>, n: usize) -> Result<Vec<TextScales>> {
     let mut scales = vec![TextScales::default(); n];
+    text_scale_runs(r, n, &mut |column, rows, scale| {
+        for slot in scales.get_mut(rows).unwrap_or_default() {
+            if let Some(x) = slot.0.get_mut(column) {
+                *x = scale;
+            }
+        }
+    })?;
+    Ok(scales)
+}
+
+/// §4.5: checks the text-scale columns of a frame of `n` rows and steps over them.
+fn skip_text_scales(r: &mut Reader<'_>, n: usize) -> Result<()> {
+    text_scale_runs(r, n, &mut |_, _, _| {})
+}
+
+/// Reads the four text-scale columns, handing each run (column, rows, scale) to `run`.
+fn text_scale_runs(
+    r: &mut Reader<'_>,
+    n: usize,
+    run: &mut dyn FnMut(usize, std::ops::Range<usize>, Option<u8>),
+) -> Result<()> {
     for column in 0..4 {
         let runs = r.count("text scale runs")?;
         let mut row = 0_usize;
@@ -1250,18 +1445,14 @@ fn decode_text_scales(r: &mut Reader<'_>, n: usize) -> Result<Vec<TextScales>> {
                 .checked_add(len)
                 .filter(|&e| e <= n && len > 0)
                 .ok_or(FormatError::Malformed("text scale run"))?;
-            for slot in scales.get_mut(row..end).unwrap_or_default() {
-                if let Some(x) = slot.0.get_mut(column) {
-                    *x = scale;
-                }
-            }
+            run(column, row..end, scale);
             row = end;
         }
         if row != n {
             return Err(FormatError::Malformed("text scale runs"));
         }
     }
-    Ok(scales)
+    Ok(())
 }
 
 fn from_option_bits(bits: u64) -> Option<f64> {
@@ -1339,7 +1530,18 @@ impl<'a> Reader<'a> {
     fn i64(&mut self, what: &'static str) -> Result<i64> {
         Ok(i64::from_le_bytes(self.array(what)?))
     }
+    #[inline]
     fn varint(&mut self, what: &'static str) -> Result<u64> {
+        // Most values of most columns fit in one byte.
+        if let Some((&b, rest)) = self.bytes.split_first()
+            && b < 0x80
+        {
+            self.bytes = rest;
+            return Ok(u64::from(b));
+        }
+        self.long_varint(what)
+    }
+    fn long_varint(&mut self, what: &'static str) -> Result<u64> {
         let mut v = 0_u64;
         for shift in (0..70).step_by(7) {
             let [b] = self.array::<1>(what)?;
@@ -1353,6 +1555,31 @@ impl<'a> Reader<'a> {
         }
         Err(FormatError::Malformed("varint overflow"))
     }
+    /// Steps over `n` varints, checked as [`Self::varint`] checks one.
+    fn skip_varints(&mut self, n: usize, what: &'static str) -> Result<()> {
+        let (mut left, mut run) = (n, 0_u32);
+        let mut used = 0_usize;
+        for &b in self.bytes {
+            if left == 0 {
+                break;
+            }
+            used += 1;
+            if run == 9 && b > 1 {
+                return Err(FormatError::Malformed("varint overflow"));
+            }
+            if b < 0x80 {
+                left -= 1;
+                run = 0;
+            } else {
+                run += 1;
+            }
+        }
+        if left > 0 {
+            return Err(FormatError::Truncated(what));
+        }
+        self.take(used, what).map(drop)
+    }
+    #[inline]
     fn zigzag(&mut self, what: &'static str) -> Result<i64> {
         let v = self.varint(what)?;
         Ok((v >> 1).cast_signed() ^ -(v & 1).cast_signed())
@@ -1455,6 +1682,12 @@ pub(crate) mod tests {
             } else if f.is_policy() {
                 let c = cycles.as_ref().expect("cycles first");
                 let rows = decode_policy(&f, c, &mut buf, FORMAT_VERSION).expect("policy");
+                // What forensics reads is what the whole records hold.
+                let mut readings = Vec::new();
+                decode_policy_readings(&f, c, &mut buf, FORMAT_VERSION, &mut readings)
+                    .expect("readings");
+                let of_rows: Vec<Reading> = rows.iter().map(|(r, _)| Reading::of(r)).collect();
+                assert_eq!(readings, of_rows);
                 out.extend(rows.into_iter().map(|(r, _)| r));
             }
         }

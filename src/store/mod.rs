@@ -35,7 +35,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{RateWindow, StateRecord};
+use crate::domain::{PolicyName, RateWindow, Reading, StateRecord};
 
 use self::catalog::{Catalog, CatalogError, CatalogReader};
 use self::compact::{OpenSegment, Segments};
@@ -1156,9 +1156,27 @@ impl StoreReader {
         filter: &Filter,
         sink: &mut dyn FnMut(StateRecord),
     ) -> Result<Vec<Corruption>> {
+        self.scan_rows(filter, &mut |_, rows| rows.drain(..).for_each(&mut *sink))
+    }
+
+    /// [`Self::scan`] of what forensics reads of each row, a policy frame's rows at a time
+    /// (the sink may take them): the derived columns it does not read are not decoded.
+    pub fn scan_readings(
+        &self,
+        filter: &Filter,
+        sink: &mut dyn FnMut(&PolicyName, &mut Vec<Reading>),
+    ) -> Result<Vec<Corruption>> {
+        self.scan_rows(filter, sink)
+    }
+
+    fn scan_rows<R: segment::Row>(
+        &self,
+        filter: &Filter,
+        sink: &mut dyn FnMut(&PolicyName, &mut Vec<R>),
+    ) -> Result<Vec<Corruption>> {
         let mut problems = Vec::new();
         for month in self.months_for(filter)? {
-            problems.extend(self.scan_month(month, filter, sink)?);
+            problems.extend(self.scan_month_rows(month, filter, sink)?);
         }
         Ok(problems)
     }
@@ -1184,6 +1202,17 @@ impl StoreReader {
         filter: &Filter,
         sink: &mut dyn FnMut(StateRecord),
     ) -> Result<Vec<Corruption>> {
+        self.scan_month_rows(month, filter, &mut |_, rows| {
+            rows.drain(..).for_each(&mut *sink);
+        })
+    }
+
+    fn scan_month_rows<R: segment::Row>(
+        &self,
+        month: Month,
+        filter: &Filter,
+        sink: &mut dyn FnMut(&PolicyName, &mut Vec<R>),
+    ) -> Result<Vec<Corruption>> {
         let mut problems = Vec::new();
         for id in self.segments()?.into_iter().filter(|id| id.month == month) {
             let path = self.segment_path(id);
@@ -1192,7 +1221,7 @@ impl StoreReader {
                 continue;
             };
             problems.extend(unreadable);
-            problems.extend(segment::read_rows(&path, &bytes, filter, sink));
+            problems.extend(segment::read_rows_of(&path, &bytes, filter, sink));
         }
         Ok(problems)
     }

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::domain::{PolicyName, StateRecord};
+use crate::domain::{PolicyName, Reading, StateRecord};
 
 use super::format::{
     self, BLOCK_HEADER_LEN, BLOCK_MAGIC, BlockHeader, BlockKind, FormatError, Frame,
@@ -194,6 +194,95 @@ pub struct Corruption {
     pub error: FormatError,
 }
 
+/// What a reader decodes each policy frame's rows into: whole records, or only what
+/// forensics reads of them.
+pub trait Row: Send + Sized + 'static {
+    /// Decodes a policy frame, handing each row to `emit`; nothing is emitted unless the whole
+    /// frame decodes.
+    fn decode(
+        frame: &Frame<'_>,
+        cycles: &format::Cycles,
+        buf: &mut format::FrameBuffer,
+        version: u16,
+        emit: &mut dyn FnMut(Self),
+    ) -> Result<(), FormatError>;
+
+    /// [`Self::decode`] into `out`, cleared first (empty if the frame does not decode).
+    fn decode_into(
+        frame: &Frame<'_>,
+        cycles: &format::Cycles,
+        buf: &mut format::FrameBuffer,
+        version: u16,
+        out: &mut Vec<Self>,
+    ) -> Result<(), FormatError> {
+        out.clear();
+        Self::decode(frame, cycles, buf, version, &mut |row| out.push(row))
+    }
+
+    /// The row's response time, ns since the epoch.
+    fn response_ns(&self) -> i64;
+
+    /// Emptied vectors of rows, handed from the reader back to the decoding workers and from
+    /// one read to the next, so that reading does not fault in fresh memory for every frame.
+    fn spare() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
+}
+
+impl Row for StateRecord {
+    fn decode(
+        frame: &Frame<'_>,
+        cycles: &format::Cycles,
+        buf: &mut format::FrameBuffer,
+        version: u16,
+        emit: &mut dyn FnMut(Self),
+    ) -> Result<(), FormatError> {
+        format::decode_policy_each(frame, cycles, buf, version, &mut |row, _| emit(row))
+    }
+
+    fn response_ns(&self) -> i64 {
+        // Stored samples passed validation, which guarantees the nanosecond range.
+        self.sample.at.timestamp_nanos_opt().unwrap_or(i64::MAX)
+    }
+
+    fn spare() -> &'static std::sync::Mutex<Vec<Vec<Self>>> {
+        static SPARE: std::sync::Mutex<Vec<Vec<StateRecord>>> = std::sync::Mutex::new(Vec::new());
+        &SPARE
+    }
+}
+
+impl Row for Reading {
+    fn decode(
+        frame: &Frame<'_>,
+        cycles: &format::Cycles,
+        buf: &mut format::FrameBuffer,
+        version: u16,
+        emit: &mut dyn FnMut(Self),
+    ) -> Result<(), FormatError> {
+        let mut readings = Vec::new();
+        format::decode_policy_readings(frame, cycles, buf, version, &mut readings)?;
+        readings.into_iter().for_each(emit);
+        Ok(())
+    }
+
+    fn decode_into(
+        frame: &Frame<'_>,
+        cycles: &format::Cycles,
+        buf: &mut format::FrameBuffer,
+        version: u16,
+        out: &mut Vec<Self>,
+    ) -> Result<(), FormatError> {
+        format::decode_policy_readings(frame, cycles, buf, version, out)
+    }
+
+    fn response_ns(&self) -> i64 {
+        self.at_ns
+    }
+
+    fn spare() -> &'static std::sync::Mutex<Vec<Vec<Self>>> {
+        static SPARE: std::sync::Mutex<Vec<Vec<Reading>>> = std::sync::Mutex::new(Vec::new());
+        &SPARE
+    }
+}
+
 /// Reads the rows of one segment that pass `filter`, in block order, handing each to `sink`.
 /// Damaged blocks and frames are reported and skipped; the torn tail of a segment being
 /// written is not a problem (it is an append in progress) and is ignored.
@@ -202,6 +291,34 @@ pub fn read_rows(
     bytes: &[u8],
     filter: &Filter,
     sink: &mut dyn FnMut(StateRecord),
+) -> Vec<Corruption> {
+    read_rows_of(
+        path,
+        bytes,
+        filter,
+        &mut |_, rows: &mut Vec<StateRecord>| {
+            rows.drain(..).for_each(&mut *sink);
+        },
+    )
+}
+
+/// [`read_rows`] of what forensics reads of each row, a policy frame's rows at a time (the
+/// sink may take them).
+pub fn read_readings(
+    path: &Path,
+    bytes: &[u8],
+    filter: &Filter,
+    sink: &mut dyn FnMut(&PolicyName, &mut Vec<Reading>),
+) -> Vec<Corruption> {
+    read_rows_of(path, bytes, filter, sink)
+}
+
+/// [`read_rows`] into rows of type `R`, a policy frame's rows at a time.
+pub(crate) fn read_rows_of<R: Row>(
+    path: &Path,
+    bytes: &[u8],
+    filter: &Filter,
+    sink: &mut dyn FnMut(&PolicyName, &mut Vec<R>),
 ) -> Vec<Corruption> {
     let mut problems = Vec::new();
     match SegmentHeader::decode(bytes) {
@@ -234,7 +351,7 @@ pub fn read_rows(
             error: d.error,
         });
     }
-    problems.extend(read_blocks(path, bytes, &layout.blocks, filter, sink));
+    problems.extend(read_blocks_of(path, bytes, &layout.blocks, filter, sink));
     problems
 }
 
@@ -251,6 +368,21 @@ pub fn read_blocks(
     filter: &Filter,
     sink: &mut dyn FnMut(StateRecord),
 ) -> Vec<Corruption> {
+    read_blocks_of(path, bytes, blocks, filter, &mut |_,
+                                                      rows: &mut Vec<
+        StateRecord,
+    >| {
+        rows.drain(..).for_each(&mut *sink);
+    })
+}
+
+fn read_blocks_of<R: Row>(
+    path: &Path,
+    bytes: &[u8],
+    blocks: &[BlockRef],
+    filter: &Filter,
+    sink: &mut dyn FnMut(&PolicyName, &mut Vec<R>),
+) -> Vec<Corruption> {
     // This thread's buffers, kept from segment to segment (a reader of 13 months would fault
     // in a decompressor and its columns 13 times).
     let mut buf = FRAME_BUFFER.with_borrow_mut(std::mem::take);
@@ -264,19 +396,41 @@ thread_local! {
         std::cell::RefCell::new(format::FrameBuffer::default());
 }
 
-/// Frees the buffers this thread kept for reading (up to a frame's columns: megabytes after a
-/// large sealed block). For a long-lived thread done with reading, such as `serve`'s monitor
-/// after its start-up reload; a short-lived reader need not call it.
+/// The decoding workers' buffers, handed from one read to the next (each read of a segment
+/// starts its workers anew).
+static WORKER_BUFFERS: std::sync::Mutex<Vec<format::FrameBuffer>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Frees the buffers kept for reading (up to a frame's columns each: megabytes after a large
+/// sealed block): this thread's and the decoding workers'. For a long-lived thread done with
+/// reading, such as `serve`'s monitor after its start-up reload; a short-lived reader need not
+/// call it.
 pub fn release_read_buffers() {
     FRAME_BUFFER.with_borrow_mut(|kept| *kept = format::FrameBuffer::default());
+    if let Ok(mut kept) = WORKER_BUFFERS.lock() {
+        kept.clear();
+    }
+    if let Ok(mut spare) = StateRecord::spare().lock() {
+        spare.clear();
+    }
+    if let Ok(mut spare) = Reading::spare().lock() {
+        spare.clear();
+    }
 }
 
-fn read_blocks_with(
+/// The most emptied row vectors kept: as many as can wait between the workers and the reader
+/// (two jobs per worker, a few frames each) and then some.
+const SPARE_VECTORS: usize = 16;
+
+/// One decoded policy frame of a job: its policy and rows.
+type FrameRows<R> = Result<(PolicyName, Vec<R>), FormatError>;
+
+fn read_blocks_with<R: Row>(
     path: &Path,
     bytes: &[u8],
     blocks: &[BlockRef],
     filter: &Filter,
-    sink: &mut dyn FnMut(StateRecord),
+    sink: &mut dyn FnMut(&PolicyName, &mut Vec<R>),
     buf: &mut format::FrameBuffer,
 ) -> Vec<Corruption> {
     let mut problems = Vec::new();
@@ -292,46 +446,72 @@ fn read_blocks_with(
     // §5: a (policy, time) is visible once, first written wins. Only blocks whose time ranges
     // overlap can hold the same one twice, so only then is anything remembered.
     let mut seen = overlapping(blocks).then(std::collections::HashSet::new);
-    let mut emit = |row: StateRecord, ns: i64| {
-        if filter.wants_time(ns)
-            && seen
-                .as_mut()
-                .is_none_or(|seen| seen.insert((row.policy.clone(), ns)))
-        {
-            sink(row);
-        }
+    let mut first = |policy: &PolicyName, row: &R| {
+        seen.as_mut()
+            .is_none_or(|seen| seen.insert((policy.clone(), row.response_ns())))
     };
     let none = format::Cycles::default();
     let cycles_of = |table: usize| cycle_tables.get(table).unwrap_or(&none);
+    let policy_of = |frame: &Frame<'_>| {
+        PolicyName::new(frame.name).map_err(|_| FormatError::Malformed("policy name"))
+    };
     if filter.sequential || workers(plan.len()) <= 1 {
         // One core: each row goes from its frame to the sink without being collected.
+        let mut one = Vec::with_capacity(1);
         for (index, table, frames) in &plan {
             for frame in frames {
-                let cycles = cycles_of(*table);
-                if let Err(e) = format::decode_policy_each(frame, cycles, buf, version, &mut emit) {
+                let decoded = policy_of(frame).and_then(|policy| {
+                    R::decode(frame, cycles_of(*table), buf, version, &mut |row| {
+                        if filter.wants_time(row.response_ns()) && first(&policy, &row) {
+                            one.push(row);
+                            sink(&policy, &mut one);
+                            one.clear();
+                        }
+                    })
+                });
+                if let Err(e) = decoded {
                     problems.push(report(*index, e));
                 }
             }
         }
         return problems;
     }
+    let spare = R::spare();
+    let bounded = filter.since_ns.is_some() || filter.until_ns.is_some();
     let decode = |(_, table, frames): &(usize, usize, Vec<Frame<'_>>),
-                  buf: &mut format::FrameBuffer| {
+                  buf: &mut format::FrameBuffer|
+     -> Vec<FrameRows<R>> {
         let cycles = cycles_of(*table);
         frames
             .iter()
             .map(|frame| {
-                format::decode_policy(frame, cycles, buf, version).map(|mut rows| {
-                    rows.retain(|&(_, ns)| filter.wants_time(ns));
-                    rows
-                })
+                let policy = policy_of(frame)?;
+                let mut rows = spare
+                    .lock()
+                    .ok()
+                    .and_then(|mut s| s.pop())
+                    .unwrap_or_default();
+                R::decode_into(frame, cycles, buf, version, &mut rows)?;
+                if bounded {
+                    rows.retain(|row| filter.wants_time(row.response_ns()));
+                }
+                Ok((policy, rows))
             })
-            .collect::<Vec<_>>()
+            .collect()
     };
     run_in_order(&plan, decode, |(index, _, _), results| {
         for result in results {
             match result {
-                Ok(rows) => rows.into_iter().for_each(|(row, ns)| emit(row, ns)),
+                Ok((policy, mut rows)) => {
+                    rows.retain(|row| first(&policy, row));
+                    sink(&policy, &mut rows);
+                    rows.clear();
+                    if let Ok(mut spare) = spare.lock()
+                        && spare.len() < SPARE_VECTORS
+                    {
+                        spare.push(rows);
+                    }
+                }
                 Err(e) => problems.push(report(*index, e)),
             }
         }
@@ -426,11 +606,18 @@ fn run_in_order<J: Sync, R: Send>(
             .map(|w| {
                 let (tx, rx) = std::sync::mpsc::sync_channel(2);
                 scope.spawn(move || {
-                    let mut buf = format::FrameBuffer::default();
+                    let mut buf = WORKER_BUFFERS
+                        .lock()
+                        .ok()
+                        .and_then(|mut kept| kept.pop())
+                        .unwrap_or_default();
                     for job in jobs.iter().skip(w).step_by(workers) {
                         if tx.send(decode(job, &mut buf)).is_err() {
                             break;
                         }
+                    }
+                    if let Ok(mut kept) = WORKER_BUFFERS.lock() {
+                        kept.push(buf);
                     }
                 });
                 rx

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use dictmon::domain::{Reading, StateRecord};
 use dictmon::store::format::SegmentHeader;
 use dictmon::store::segment::{self, Filter};
 use proptest::prelude::*;
@@ -19,6 +20,34 @@ fn rows(bytes: &[u8]) -> Vec<dictmon::domain::StateRecord> {
         out.push(r);
     });
     out
+}
+
+/// What forensics reads of the same bytes, with each reading's policy.
+fn readings(bytes: &[u8]) -> Vec<(String, Reading)> {
+    let mut out = Vec::new();
+    let _ = segment::read_readings(
+        Path::new("x.seg"),
+        bytes,
+        &Filter::default(),
+        &mut |p, rs| {
+            out.extend(rs.iter().map(|r| (p.to_string(), *r)));
+        },
+    );
+    out
+}
+
+fn readings_of(rows: &[StateRecord]) -> Vec<(String, Reading)> {
+    rows.iter()
+        .map(|r| (r.policy.to_string(), Reading::of(r)))
+        .collect()
+}
+
+#[test]
+fn readings_are_what_the_records_hold() {
+    let clean = fixture();
+    let rows = rows(&clean);
+    assert!(!rows.is_empty());
+    assert_eq!(readings(&clean), readings_of(&rows));
 }
 
 proptest! {
@@ -55,6 +84,10 @@ proptest! {
         }
         for r in rows(&bytes) {
             prop_assert!(original.contains(&r), "a row that was never written: {r:?}");
+        }
+        let written = readings_of(&original);
+        for r in readings(&bytes) {
+            prop_assert!(written.contains(&r), "a reading of no row written: {r:?}");
         }
     }
 }
