@@ -10,7 +10,8 @@
 # Every query is a fresh client process (psql, sqlite3, dictmon), timed 7 times; the median is
 # printed, in milliseconds. Output goes to /dev/null. The four queries:
 #   one    one policy's 13 months → CSV
-#   latest the latest state of every policy
+#   latest the latest state of every policy (dictmon: the static binary packaging ships; the
+#          dynamic one is printed too)
 #   below  per policy and month, the samples under 10 % remaining
 #   all    every snapshot → CSV (PostgreSQL: COPY … TO STDOUT; dictmon: query states --format pg-csv)
 #   benches/forensics_vs_sql.sh [MONTHS=13]
@@ -20,6 +21,10 @@ months=${1:-13}
 runs=7
 cargo build --release --quiet
 bin=$PWD/target/release/dictmon
+# The static binary packaging/build.sh ships (glibc, static-pie): no dynamic loader, no shared
+# libraries to map, which is most of a short command's time. `latest` is timed with both.
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --quiet --target x86_64-unknown-linux-gnu
+static_bin=$PWD/target/x86_64-unknown-linux-gnu/release/dictmon
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 # shellcheck source=benches/postgres.sh
@@ -121,8 +126,9 @@ row() {
 row one "$(time_ms psql -c "$one_pg")" "$(time_ms sqlite3 -csv -header "$tmp/plain.db" "$one_sql")" \
     "$(time_ms sqlite3 -csv -header "$tmp/tuned.db" "$one_sql")" \
     "$(time_ms "$bin" query states --data-dir "$tmp/d" --policy "$policy" --format pg-csv)"
+latest_static=$(time_ms "$static_bin" status --data-dir "$tmp/d")
 row latest "$(time_ms psql -c "$latest_pg")" "$(time_ms sqlite3 "$tmp/plain.db" "$latest_sql")" \
-    "$(time_ms sqlite3 "$tmp/tuned.db" "$latest_sql")" "$(time_ms "$bin" status --data-dir "$tmp/d")"
+    "$(time_ms sqlite3 "$tmp/tuned.db" "$latest_sql")" "$latest_static"
 row below "$(time_ms psql -c "$below_pg")" "$(time_ms sqlite3 "$tmp/plain.db" "$below_sql")" \
     "$(time_ms sqlite3 "$tmp/tuned.db" "$below_tuned")" \
     "$(time_ms "$bin" query summary --data-dir "$tmp/d" --by month --below 10)"
@@ -130,4 +136,5 @@ all_d=$(time_ms "$bin" query states --data-dir "$tmp/d" --format pg-csv)
 row all "$(time_ms psql -c "$all_pg")" "$(time_ms sqlite3 -csv "$tmp/plain.db" "$all_sql")" \
     "$(time_ms sqlite3 -csv "$tmp/tuned.db" "$all_sql")" "$all_d"
 echo "dictmon, every snapshot → pg-csv: $(awk -v r="$rows" -v ms="$all_d" 'BEGIN { printf "%.2f", r / ms / 1000 }') M rows/s"
-echo "process start alone (dictmon --version): $(time_ms "$bin" --version) ms"
+echo "latest (dictmon status): static binary $latest_static ms, dynamic (target/release) $(time_ms "$bin" status --data-dir "$tmp/d") ms"
+echo "process start alone (dictmon --version): static $(time_ms "$static_bin" --version) ms, dynamic $(time_ms "$bin" --version) ms; sqlite3 doing nothing: $(time_ms sqlite3 "$tmp/tuned.db" "SELECT 1;") ms"

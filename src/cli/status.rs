@@ -1,6 +1,7 @@
 //! `dictmon status`: the latest state of every policy, from the data directory.
 
 use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
 
 use anyhow::Context;
 use dictmon::domain::{Severity, StateRecord, human};
@@ -42,13 +43,13 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let catalog = reader.catalog()?;
     // The catalog keeps each policy's newest snapshot, written with the policy itself; the
     // segments are read only for a policy it lacks (a catalog written before it kept them).
-    let mut latest: BTreeMap<String, StateRecord> = catalog
-        .latest()?
+    let view = catalog.status()?;
+    let mut latest: BTreeMap<String, StateRecord> = view
+        .latest
         .into_iter()
         .map(|r| (r.policy.to_string(), r))
         .collect();
-    let names = catalog.policy_names()?;
-    if names.iter().any(|n| !latest.contains_key(n)) {
+    if view.policy_names.iter().any(|n| !latest.contains_key(n)) {
         let policies = catalog.policies()?;
         // Only the days that hold each policy's latest sample are read.
         let since = policies.iter().map(|p| p.last_seen).min();
@@ -66,7 +67,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             eprintln!("warning: {p}");
         }
     }
-    let open_alerts = match catalog.open_alerts()? {
+    let open_alerts = match view.open_alerts {
         Some(open) => open,
         None => catalog.alerts()?,
     };
@@ -75,7 +76,30 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         .filter(|a| a.resolved_at.is_none())
         .map(|a| (a.policy.to_string(), a.severity))
         .collect();
-    if args.format == "json" {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let written = write_latest(&mut out, &args.format, &latest, &open, &data_dir)
+        .and_then(|()| out.flush().map_err(anyhow::Error::from));
+    match written {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(Outcome::Success)
+        }
+        Err(e) => Err(e.context("writing the output")),
+        Ok(()) => Ok(Outcome::Success),
+    }
+}
+
+/// The table (or JSON lines) of the latest state of every policy.
+fn write_latest(
+    out: &mut impl Write,
+    format: &str,
+    latest: &BTreeMap<String, StateRecord>,
+    open: &BTreeMap<String, Severity>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    if format == "json" {
         for r in latest.values() {
             let severity = open.get(r.policy.as_str());
             // The shape of /api/v1/policies: the row, flat, and its open alert's severity.
@@ -83,21 +107,23 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("severity".into(), serde_json::json!(severity));
             }
-            println!("{v}");
+            writeln!(out, "{v}")?;
         }
-        return Ok(Outcome::Success);
+        return Ok(());
     }
     if latest.is_empty() {
-        println!("no snapshots in {} yet", data_dir.display());
-        return Ok(Outcome::Success);
+        writeln!(out, "no snapshots in {} yet", data_dir.display())?;
+        return Ok(());
     }
-    println!(
+    writeln!(
+        out,
         "{:<38} {:>3} {:>15} {:>9} {:<8} {:>11} {:>10} {:>10}  AS OF (UTC)",
         "POLICY", "CAT", "TOKENS", "REMAIN", "ALERT", "RATE/MIN", "FULL IN", "EMPTY IN"
-    );
+    )?;
     for r in latest.values() {
         let e = &r.enrichment;
-        println!(
+        writeln!(
+            out,
             "{:<38} {:>3} {:>15} {:>8}% {:<8} {:>11} {:>10} {:>10}  {}",
             r.policy.as_str(),
             r.sample.category.to_string(),
@@ -109,9 +135,9 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             human(e.recovery_eta_seconds),
             human(e.exhaustion_projection_seconds),
             r.sample.at.format("%Y-%m-%d %H:%M:%S"),
-        );
+        )?;
     }
-    Ok(Outcome::Success)
+    Ok(())
 }
 
 /// `--live NAME`: one policy, from the source, now.

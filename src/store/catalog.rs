@@ -16,8 +16,8 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use chrono::{DateTime, Utc};
 use redb::{
-    Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
-    TableDefinition,
+    Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
+    ReadableTable, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -465,8 +465,9 @@ impl Catalog {
     /// written by a dictmon without it, until the store adopts its segments).
     pub fn ledger(&self) -> Result<Option<Vec<(String, SegmentRecord)>>, CatalogError> {
         self.heal(|| {
-            let kept = !read_meta(&*self.db()?, &self.path, LEDGER)?.is_empty();
-            kept.then(|| read_ledger(&*self.db()?, &self.path))
+            let kept =
+                !read_meta(&begin(&*self.db()?, &self.path)?, &self.path, LEDGER)?.is_empty();
+            kept.then(|| read_ledger(&begin(&*self.db()?, &self.path)?, &self.path))
                 .transpose()
         })
     }
@@ -685,7 +686,7 @@ impl Catalog {
     pub fn delete_events_before(&self, cutoff: DateTime<Utc>) -> Result<usize, CatalogError> {
         self.heal(|| {
             let p = &self.path;
-            let old: Vec<u64> = read_outbox(&*self.db()?, p)?
+            let old: Vec<u64> = read_outbox(&begin(&*self.db()?, p)?, p)?
                 .into_iter()
                 .filter(|(_, e)| e.timestamp < cutoff)
                 .map(|(seq, _)| seq)
@@ -765,7 +766,7 @@ impl Catalog {
     /// The outbox sequence of the event `event_id`, if it is still retained.
     pub fn event_seq(&self, event_id: uuid::Uuid) -> Result<Option<u64>, CatalogError> {
         self.heal(|| {
-            Ok(read_outbox(&*self.db()?, &self.path)?
+            Ok(read_outbox(&begin(&*self.db()?, &self.path)?, &self.path)?
                 .into_iter()
                 .find(|(_, e)| e.event_id == event_id)
                 .map(|(seq, _)| seq))
@@ -774,7 +775,7 @@ impl Catalog {
 
     /// Every sink's delivery progress, by sink name.
     pub fn sinks(&self) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
-        self.heal(|| read_sinks(&*self.db()?, &self.path))
+        self.heal(|| read_sinks(&begin(&*self.db()?, &self.path)?, &self.path))
     }
 
     /// Records a sink's delivery progress.
@@ -799,7 +800,7 @@ impl Catalog {
     ) -> Result<usize, CatalogError> {
         self.heal(|| {
             let p = &self.path;
-            let old: Vec<u128> = read_alerts(&*self.db()?, p)?
+            let old: Vec<u128> = read_alerts(&begin(&*self.db()?, p)?, p)?
                 .into_iter()
                 .filter(|a| a.resolved_at.is_some_and(|t| t < cutoff))
                 .map(|a| a.id.as_u128())
@@ -821,17 +822,17 @@ impl Catalog {
 
     /// Every alert, oldest first.
     pub fn alerts(&self) -> Result<Vec<Alert>, CatalogError> {
-        self.heal(|| read_alerts(&*self.db()?, &self.path))
+        self.heal(|| read_alerts(&begin(&*self.db()?, &self.path)?, &self.path))
     }
 
     /// Every policy as last seen.
     pub fn policies(&self) -> Result<Vec<PolicyRecord>, CatalogError> {
-        self.heal(|| read_policies(&*self.db()?, &self.path))
+        self.heal(|| read_policies(&begin(&*self.db()?, &self.path)?, &self.path))
     }
 
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
-        self.heal(|| read_outbox(&*self.db()?, &self.path))
+        self.heal(|| read_outbox(&begin(&*self.db()?, &self.path)?, &self.path))
     }
 }
 
@@ -878,6 +879,17 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .to_owned()
 }
 
+/// What `status` reads of the catalog (see [`CatalogReader::status`]).
+#[derive(Debug, Default)]
+pub struct StatusView {
+    /// Each policy's newest snapshot.
+    pub latest: Vec<StateRecord>,
+    /// The names of the policies ever seen.
+    pub policy_names: Vec<String>,
+    /// The open alerts, if the catalog keeps them apart.
+    pub open_alerts: Option<Vec<Alert>>,
+}
+
 impl CatalogReader {
     /// Opens the catalog read-only; a data directory without one reads as empty. A catalog
     /// that needs redb's repair (an unclean shutdown, a copy of a live file) is read from a
@@ -908,7 +920,7 @@ impl CatalogReader {
     }
 
     fn check_schema(&self) -> Result<(), CatalogError> {
-        let version = self.read(read_schema_version, read_schema_version)?;
+        let version = self.read(read_schema_version)?;
         match version.first() {
             Some(v) if v != SCHEMA_VERSION => Err(CatalogError::Schema {
                 path: self.path.clone(),
@@ -918,36 +930,37 @@ impl CatalogReader {
         }
     }
 
-    fn read<T>(
+    /// Runs `read` in one read transaction; without a catalog file, gives the default.
+    fn read<T: Default>(
         &self,
-        file: fn(&ReadOnlyDatabase, &str) -> Result<Vec<T>, CatalogError>,
-        repaired: fn(&Database, &str) -> Result<Vec<T>, CatalogError>,
-    ) -> Result<Vec<T>, CatalogError> {
+        read: impl FnOnce(&ReadTransaction, &str) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        let p = &self.path;
         match &self.db {
-            Some(ReaderDb::File(db)) => guarded(&self.path, || file(db, &self.path)),
-            Some(ReaderDb::Repaired(db)) => guarded(&self.path, || repaired(db, &self.path)),
-            None => Ok(Vec::new()),
+            Some(ReaderDb::File(db)) => guarded(p, || read(&begin(db, p)?, p)),
+            Some(ReaderDb::Repaired(db)) => guarded(p, || read(&begin(db, p)?, p)),
+            None => Ok(T::default()),
         }
     }
 
     /// Every alert, oldest first.
     pub fn alerts(&self) -> Result<Vec<Alert>, CatalogError> {
-        self.read(read_alerts, read_alerts)
+        self.read(read_alerts)
     }
 
     /// Every policy as last seen.
     pub fn policies(&self) -> Result<Vec<PolicyRecord>, CatalogError> {
-        self.read(read_policies, read_policies)
+        self.read(read_policies)
     }
 
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
-        self.read(read_outbox, read_outbox)
+        self.read(read_outbox)
     }
 
     /// Every sink's delivery progress, by sink name.
     pub fn sinks(&self) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
-        self.read(read_sinks, read_sinks)
+        self.read(read_sinks)
     }
 
     /// Whether there is a catalog file at all.
@@ -957,51 +970,54 @@ impl CatalogReader {
 
     /// §10.1: the ledger, by month; none while it is not kept (see [`Catalog::ledger`]).
     pub fn ledger(&self) -> Result<Option<Vec<(String, SegmentRecord)>>, CatalogError> {
-        let kept = !self
-            .read(
-                |db, p| read_meta(db, p, LEDGER),
-                |db, p| read_meta(db, p, LEDGER),
-            )?
-            .is_empty();
-        kept.then(|| self.read(read_ledger, read_ledger))
-            .transpose()
+        self.read(|tx, p| {
+            let kept = !read_meta(tx, p, LEDGER)?.is_empty();
+            kept.then(|| read_ledger(tx, p)).transpose()
+        })
     }
 
     /// The names of the policies ever seen (the `policies` keys; no value decoded).
     pub fn policy_names(&self) -> Result<Vec<String>, CatalogError> {
-        self.read(read_policy_names, read_policy_names)
+        self.read(read_policy_names)
     }
 
     /// Each policy's newest snapshot, as the writers recorded it (§10). A catalog written
     /// before the table existed has none; `status` then reads the segments.
     pub fn latest(&self) -> Result<Vec<StateRecord>, CatalogError> {
-        self.read(read_latest, read_latest)
+        self.read(read_latest)
     }
 
     /// The open alerts, oldest first; none when the catalog does not keep them apart yet (an
     /// older catalog no writer has opened since): read [`Self::alerts`] then.
     pub fn open_alerts(&self) -> Result<Option<Vec<Alert>>, CatalogError> {
-        let kept = !self
-            .read(
-                |db, p| read_meta(db, p, OPEN_ALERTS_KEPT),
-                |db, p| read_meta(db, p, OPEN_ALERTS_KEPT),
-            )?
-            .is_empty();
-        kept.then(|| self.read(read_open_alerts, read_open_alerts))
-            .transpose()
+        self.read(read_open_alerts_if_kept)
+    }
+
+    /// What `status` shows, read in one transaction: [`Self::latest`], [`Self::policy_names`]
+    /// and [`Self::open_alerts`].
+    pub fn status(&self) -> Result<StatusView, CatalogError> {
+        self.read(|tx, p| {
+            Ok(StatusView {
+                latest: read_latest(tx, p)?,
+                policy_names: read_policy_names(tx, p)?,
+                open_alerts: read_open_alerts_if_kept(tx, p)?,
+            })
+        })
     }
 
     /// What writers found and recorded for `verify` (§10.1).
     pub fn findings(&self) -> Result<Vec<Finding>, CatalogError> {
-        self.read(read_findings, read_findings)
+        self.read(read_findings)
     }
 
     /// §10.2: every `alerts` or `outbox` record whose value no longer matches the checksum
     /// written with it, has none, or whose checksum outlived it.
     pub fn checksum_problems(&self) -> Result<Vec<String>, CatalogError> {
-        let mut problems = self.read(read_checksum_problems, read_checksum_problems)?;
-        problems.extend(self.read(read_open_alert_problems, read_open_alert_problems)?);
-        Ok(problems)
+        self.read(|tx, p| {
+            let mut problems = read_checksum_problems(tx, p)?;
+            problems.extend(read_open_alert_problems(tx, p)?);
+            Ok(problems)
+        })
     }
 }
 
@@ -1030,8 +1046,7 @@ fn get_record(
 }
 
 /// A `meta` value, as a list of none or one.
-fn read_meta(db: &impl ReadableDatabase, p: &str, key: &str) -> Result<Vec<String>, CatalogError> {
-    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
+fn read_meta(tx: &ReadTransaction, p: &str, key: &str) -> Result<Vec<String>, CatalogError> {
     let meta = match tx.open_table(META) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -1046,14 +1061,14 @@ fn read_meta(db: &impl ReadableDatabase, p: &str, key: &str) -> Result<Vec<Strin
 }
 
 fn read_ledger(
-    db: &impl ReadableDatabase,
+    tx: &ReadTransaction,
     p: &str,
 ) -> Result<Vec<(String, SegmentRecord)>, CatalogError> {
-    read_all(db, p, SEGMENTS, "segments", |m: &str, r| (m.to_owned(), r))
+    read_all(tx, p, SEGMENTS, "segments", |m: &str, r| (m.to_owned(), r))
 }
 
-fn read_findings(db: &impl ReadableDatabase, p: &str) -> Result<Vec<Finding>, CatalogError> {
-    let Some(text) = read_meta(db, p, FINDINGS)?.pop() else {
+fn read_findings(tx: &ReadTransaction, p: &str) -> Result<Vec<Finding>, CatalogError> {
+    let Some(text) = read_meta(tx, p, FINDINGS)?.pop() else {
         return Ok(Vec::new());
     };
     serde_json::from_str(&text).map_err(|error| CatalogError::Value {
@@ -1064,14 +1079,10 @@ fn read_findings(db: &impl ReadableDatabase, p: &str) -> Result<Vec<Finding>, Ca
     })
 }
 
-fn read_checksum_problems(
-    db: &impl ReadableDatabase,
-    p: &str,
-) -> Result<Vec<String>, CatalogError> {
-    if read_meta(db, p, CHECKSUMS_KEPT)?.is_empty() {
+fn read_checksum_problems(tx: &ReadTransaction, p: &str) -> Result<Vec<String>, CatalogError> {
+    if read_meta(tx, p, CHECKSUMS_KEPT)?.is_empty() {
         return Ok(Vec::new());
     }
-    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
     let mut sums: BTreeMap<String, u32> = BTreeMap::new();
     let table = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
     for entry in table.iter().map_err(|e| redb_err(p, e))? {
@@ -1109,14 +1120,10 @@ fn read_checksum_problems(
 }
 
 /// §10: every open alert of `alerts` is in `open_alerts`, byte for byte, and nothing else is.
-fn read_open_alert_problems(
-    db: &impl ReadableDatabase,
-    p: &str,
-) -> Result<Vec<String>, CatalogError> {
-    if read_meta(db, p, OPEN_ALERTS_KEPT)?.is_empty() {
+fn read_open_alert_problems(tx: &ReadTransaction, p: &str) -> Result<Vec<String>, CatalogError> {
+    if read_meta(tx, p, OPEN_ALERTS_KEPT)?.is_empty() {
         return Ok(Vec::new());
     }
-    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
     let mut open: BTreeMap<u128, Vec<u8>> = BTreeMap::new();
     let table = tx.open_table(OPEN_ALERTS).map_err(|e| redb_err(p, e))?;
     for entry in table.iter().map_err(|e| redb_err(p, e))? {
@@ -1167,6 +1174,11 @@ fn next_seq(
     Ok(after_last.max(counted))
 }
 
+/// A read transaction: one consistent view for the reads given it.
+fn begin(db: &impl ReadableDatabase, p: &str) -> Result<ReadTransaction, CatalogError> {
+    db.begin_read().map_err(|e| redb_err(p, e))
+}
+
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
     // Serialising our own plain data types to JSON cannot fail.
     serde_json::to_vec(v).unwrap_or_default()
@@ -1175,7 +1187,7 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 /// Every row of a table, values decoded as JSON of `T` and mapped with their key. A table not
 /// created yet reads as empty.
 fn read_all<K, T, R>(
-    db: &impl ReadableDatabase,
+    tx: &ReadTransaction,
     p: &str,
     def: TableDefinition<K, &[u8]>,
     name: &'static str,
@@ -1186,7 +1198,6 @@ where
     for<'a> K::SelfType<'a>: std::fmt::Debug,
     T: for<'de> Deserialize<'de>,
 {
-    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
     let table = match tx.open_table(def) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -1208,8 +1219,7 @@ where
 }
 
 /// The schema version in `meta`, if any (none: a catalog without `meta`).
-fn read_schema_version(db: &impl ReadableDatabase, p: &str) -> Result<Vec<String>, CatalogError> {
-    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
+fn read_schema_version(tx: &ReadTransaction, p: &str) -> Result<Vec<String>, CatalogError> {
     let meta = match tx.open_table(META) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -1238,24 +1248,31 @@ fn repaired(path: &Path, p: &str) -> Result<Database, CatalogError> {
         .map_err(|e| redb_err(p, e))
 }
 
-fn read_alerts(db: &impl ReadableDatabase, p: &str) -> Result<Vec<Alert>, CatalogError> {
-    let mut alerts = read_all(db, p, ALERTS, "alerts", |_, a: Alert| a)?;
+fn read_alerts(tx: &ReadTransaction, p: &str) -> Result<Vec<Alert>, CatalogError> {
+    let mut alerts = read_all(tx, p, ALERTS, "alerts", |_, a: Alert| a)?;
     alerts.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then(a.id.cmp(&b.id)));
     Ok(alerts)
 }
 
-fn read_open_alerts(db: &impl ReadableDatabase, p: &str) -> Result<Vec<Alert>, CatalogError> {
-    let mut alerts = read_all(db, p, OPEN_ALERTS, "open_alerts", |_, a: Alert| a)?;
+fn read_open_alerts(tx: &ReadTransaction, p: &str) -> Result<Vec<Alert>, CatalogError> {
+    let mut alerts = read_all(tx, p, OPEN_ALERTS, "open_alerts", |_, a: Alert| a)?;
     alerts.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then(a.id.cmp(&b.id)));
     Ok(alerts)
 }
 
-fn read_latest(db: &impl ReadableDatabase, p: &str) -> Result<Vec<StateRecord>, CatalogError> {
-    read_all(db, p, LATEST, "latest", |_, r| r)
+fn read_open_alerts_if_kept(
+    tx: &ReadTransaction,
+    p: &str,
+) -> Result<Option<Vec<Alert>>, CatalogError> {
+    let kept = !read_meta(tx, p, OPEN_ALERTS_KEPT)?.is_empty();
+    kept.then(|| read_open_alerts(tx, p)).transpose()
 }
 
-fn read_policy_names(db: &impl ReadableDatabase, p: &str) -> Result<Vec<String>, CatalogError> {
-    let tx = db.begin_read().map_err(|e| redb_err(p, e))?;
+fn read_latest(tx: &ReadTransaction, p: &str) -> Result<Vec<StateRecord>, CatalogError> {
+    read_all(tx, p, LATEST, "latest", |_, r| r)
+}
+
+fn read_policy_names(tx: &ReadTransaction, p: &str) -> Result<Vec<String>, CatalogError> {
     let table = match tx.open_table(POLICIES) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -1269,22 +1286,16 @@ fn read_policy_names(db: &impl ReadableDatabase, p: &str) -> Result<Vec<String>,
     Ok(names)
 }
 
-fn read_policies(db: &impl ReadableDatabase, p: &str) -> Result<Vec<PolicyRecord>, CatalogError> {
-    read_all(db, p, POLICIES, "policies", |_, r| r)
+fn read_policies(tx: &ReadTransaction, p: &str) -> Result<Vec<PolicyRecord>, CatalogError> {
+    read_all(tx, p, POLICIES, "policies", |_, r| r)
 }
 
-fn read_outbox(
-    db: &impl ReadableDatabase,
-    p: &str,
-) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
-    read_all(db, p, OUTBOX, "outbox", |seq, e| (seq, e))
+fn read_outbox(tx: &ReadTransaction, p: &str) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
+    read_all(tx, p, OUTBOX, "outbox", |seq, e| (seq, e))
 }
 
-fn read_sinks(
-    db: &impl ReadableDatabase,
-    p: &str,
-) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
-    read_all(db, p, SINKS, "sinks", |name: &str, s| (name.to_owned(), s))
+fn read_sinks(tx: &ReadTransaction, p: &str) -> Result<Vec<(String, SinkProgress)>, CatalogError> {
+    read_all(tx, p, SINKS, "sinks", |name: &str, s| (name.to_owned(), s))
 }
 
 #[cfg(test)]
