@@ -39,6 +39,7 @@ fn dashboard_benches(c: &mut Criterion) {
         validation: ValidationLimits::default(),
         rate_window: RateWindow::default(),
         keep_months: 13,
+        vanished_after_polls: 3,
     };
     let source = SimulatorSource::new(Simulator::new(1, Scenario::Steady, PspCategory::C));
     let (_monitor, readers) = Monitor::new(source, store, config.clone()).expect("monitor");

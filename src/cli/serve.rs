@@ -206,6 +206,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             span: config.rate_window,
         },
         keep_months: config.keep_months,
+        vanished_after_polls: config.vanished_after_polls,
     };
     if let SourceConfig::Dict(d) = &config.source {
         if let Some(cert) = &d.signing_cert {

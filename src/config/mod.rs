@@ -144,6 +144,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Poll interval.
     pub interval: Duration,
+    /// A policy missing from this many listings in a row has left DICT's (default 3).
+    pub vanished_after_polls: u32,
     /// Up to this much random delay per interval.
     pub jitter: Duration,
     /// Deadline of one call to the source.
@@ -182,6 +184,7 @@ impl Default for Config {
                 max_backoff: Duration::from_secs(60),
             },
             interval: Duration::from_secs(300),
+            vanished_after_polls: 3,
             jitter: Duration::ZERO,
             timeout: Duration::from_secs(10),
             rate_window: TimeDelta::minutes(15),
@@ -210,6 +213,7 @@ struct FileConfig {
     grpc_listen: Option<Spanned<String>>,
     api_token_file: Option<PathBuf>,
     interval: Option<Spanned<String>>,
+    vanished_after_polls: Option<Spanned<u32>>,
     jitter: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     rate_window: Option<Spanned<String>>,
@@ -239,6 +243,8 @@ struct AlertmanagerSection {
     ca_cert: Option<PathBuf>,
     resend_interval: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    instance: Option<Spanned<String>>,
+    job: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -373,6 +379,14 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let checked = check_interval(c.interval);
         problems.keep(checked.map_err(|e| spanned_err(span_of(&raw.interval), "interval", e)));
     }
+    if let Some(n) = at_least_one(
+        raw.vanished_after_polls,
+        "vanished_after_polls",
+        &mut problems,
+        &spanned_err,
+    ) {
+        c.vanished_after_polls = n;
+    }
     if let Some(j) = problems.keep(duration(&raw.jitter, "jitter", c.jitter)) {
         c.jitter = j;
         let checked = check_jitter(c.jitter, c.interval);
@@ -408,16 +422,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     if let Some(t) = &raw.thresholds {
         all_thresholds(t, &mut c, &mut problems, &spanned_err);
     }
-    if let Some(r) = raw.retention.and_then(|r| r.keep_months) {
-        if *r.get_ref() == 0 {
-            problems.push(spanned_err(
-                r.span(),
-                "retention.keep_months",
-                "must be at least 1".into(),
-            ));
-        } else {
-            c.keep_months = r.into_inner();
-        }
+    let keep = raw.retention.and_then(|r| r.keep_months);
+    if let Some(n) = at_least_one(keep, "retention.keep_months", &mut problems, &spanned_err) {
+        c.keep_months = n;
     }
     if let Some(v) = raw.validation
         && let Some(skew) = problems.keep(duration(
@@ -435,11 +442,39 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         }
     }
     if let Some(n) = raw.notify
-        && let Some(notify) = problems.keep(notify(n, c.notify.max_backoff, &loc))
+        && let Some(notify) = problems.keep(notify(n, c.notify.max_backoff, &c.listen, &loc))
     {
         c.notify = notify;
     }
     problems.into_result(c)
+}
+
+/// The `instance` label of dictmon's own alerts when the configuration names none: this
+/// machine's name and the port of `listen`, which is what a Prometheus scraping the machine by
+/// name calls it.
+fn default_instance(listen: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let port = listen.rsplit_once(':').map_or("9464", |(_, p)| p);
+    format!("{host}:{port}")
+}
+
+/// A count that must be at least 1, if given; a problem otherwise.
+fn at_least_one(
+    value: Option<Spanned<u32>>,
+    key: &str,
+    problems: &mut Problems,
+    err: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+) -> Option<u32> {
+    let v = value?;
+    if *v.get_ref() == 0 {
+        problems.push(err(v.span(), key, "must be at least 1".into()));
+        return None;
+    }
+    Some(v.into_inner())
 }
 
 /// `listen` and `grpc_listen` (which may be `off`): addresses `serve` can bind.
@@ -520,6 +555,7 @@ pub fn check_address(text: &str) -> Result<(), String> {
 fn notify(
     n: NotifySection,
     max_backoff: Duration,
+    listen: &str,
     loc: &Locator<'_>,
 ) -> Result<NotifyConfig, ConfigError> {
     let duration = |v: &Option<Spanned<String>>, key: &str, default: Duration| {
@@ -537,6 +573,13 @@ fn notify(
         } else {
             Err(loc.key(u.span(), key, "must start with http:// or https://"))
         }
+    };
+    let label = |v: &Option<Spanned<String>>, key: &str| match v {
+        Some(s) if s.get_ref().trim().is_empty() => {
+            Err(loc.key(s.span(), key, "must not be empty"))
+        }
+        Some(s) => Ok(Some(s.get_ref().clone())),
+        None => Ok(None),
     };
     let timeout = Duration::from_secs(10);
     let mut out = NotifyConfig {
@@ -558,6 +601,9 @@ fn notify(
                     Duration::from_secs(60),
                 )?,
                 timeout: duration(&a.timeout, &format!("{key}.timeout"), timeout)?,
+                instance: label(&a.instance, &format!("{key}.instance"))?
+                    .unwrap_or_else(|| default_instance(listen)),
+                job: label(&a.job, &format!("{key}.job"))?.unwrap_or_else(|| "dictmon".into()),
             }),
         });
         named.push((a.name, a.url.span()));

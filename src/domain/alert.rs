@@ -490,6 +490,40 @@ impl Transition {
     }
 }
 
+/// The policy left DICT's listing (its last observation was `last`): an open alert resolves at
+/// `at` (DICT time of the listing that settled it) with that reason, its event carrying the
+/// last figures. Nothing happens without an open alert.
+pub fn withdraw(state: &AlertState, last: Observation<'_>, at: DateTime<Utc>) -> Transition {
+    let Some(mut alert) = state.open.clone() else {
+        return Transition {
+            state: state.clone(),
+            resolved: None,
+            events: Vec::new(),
+        };
+    };
+    let note = "the policy left DICT's listing".to_owned();
+    alert.resolved_at = Some(at);
+    alert.resolution = Some(note.clone());
+    let mut e = event(
+        &alert,
+        AlertEventType::Resolved,
+        last,
+        format!(
+            "{}: {} alert resolved, {note}",
+            alert.policy, alert.severity
+        ),
+    );
+    e.timestamp = at;
+    Transition {
+        state: AlertState {
+            open: None,
+            last_evaluated: state.last_evaluated,
+        },
+        resolved: Some(alert),
+        events: vec![e],
+    }
+}
+
 /// The state machine: evaluates one observation against a policy's state and thresholds.
 pub fn evaluate(state: &AlertState, obs: Observation<'_>, thresholds: &Thresholds) -> Transition {
     let at = obs.snapshot.sample.at;

@@ -65,6 +65,7 @@ pub fn serve_defaults(interval: TimeDelta) -> MonitorConfig {
         validation: ValidationLimits::default(),
         rate_window: RateWindow::default(),
         keep_months: 13,
+        vanished_after_polls: 3,
     }
 }
 

@@ -28,7 +28,7 @@ use crate::domain::forecast::{BucketNow, SeasonalProfile, forecast};
 use crate::domain::{
     Alert, AlertCause, AlertEvent, AlertEventType, AlertState, BucketChange, CategoryChange,
     Observation, Policy, PolicyName, PspCategory, RateWindow, RejectReason, Sample, Severity,
-    Snapshot, StateRecord, Thresholds, ValidationLimits, enrich, evaluate, validate,
+    Snapshot, StateRecord, Thresholds, ValidationLimits, enrich, evaluate, validate, withdraw,
 };
 use crate::notify::Wakeup;
 use crate::ring::{DEFAULT_CAPACITY, RingSet, RingSetWriter};
@@ -94,6 +94,8 @@ pub struct MonitorConfig {
     pub rate_window: RateWindow,
     /// Retention, in months (the current one included).
     pub keep_months: u32,
+    /// A policy missing from this many accepted listings in a row has left DICT's.
+    pub vanished_after_polls: u32,
 }
 
 /// What the readers of a running monitor need: the published state, the catalog and the
@@ -128,6 +130,8 @@ pub struct Cycle {
     config: MonitorConfig,
     states: HashMap<PolicyName, AlertState>,
     last_accepted: HashMap<PolicyName, DateTime<Utc>>,
+    /// Listings in a row that did not name the policy (known policies only).
+    missing: HashMap<PolicyName, u32>,
     latest: BTreeMap<PolicyName, PolicyView>,
     /// What each policy usually consumes at each hour of the week (the forecast's season).
     profiles: HashMap<PolicyName, SeasonalProfile>,
@@ -201,12 +205,10 @@ impl<S: Source> Monitor<S> {
                 },
                 _ = shutdown.changed() => {}
             }
-            self.cycle
-                .shared
-                .metrics
-                .duration
-                .with_label_values(&["cycle"])
-                .observe(started.elapsed().as_secs_f64());
+            let took = started.elapsed().as_secs_f64();
+            let metrics = &self.cycle.shared.metrics;
+            metrics.duration.with_label_values(&["cycle"]).observe(took);
+            metrics.cycle_duration.observe(took);
             self.cycle.check_staleness(Utc::now());
             self.cycle.maintenance();
             if *shutdown.borrow() {
@@ -256,7 +258,7 @@ impl<S: Source> Monitor<S> {
                 Ok(list) => return Ok(list),
                 Err(e) => e,
             };
-            self.cycle.shared.metrics.poll_error(error.kind());
+            self.cycle.shared.metrics.request_error(error.kind());
             if let Some(wait) = error.retry_after() {
                 self.cycle
                     .shared
@@ -266,6 +268,7 @@ impl<S: Source> Monitor<S> {
             }
             let wait = backoff.max(error.retry_after().unwrap_or_default());
             if !error.retryable() || Instant::now() + wait >= deadline {
+                self.cycle.shared.metrics.poll_error(error.kind());
                 return Err(error);
             }
             warn!(error = %error, retry_in = ?wait, "poll failed; retrying");
@@ -358,6 +361,7 @@ impl Cycle {
             config,
             states,
             last_accepted,
+            missing: HashMap::new(),
             latest,
             profiles,
             pending: Vec::new(),
@@ -436,6 +440,7 @@ impl Cycle {
         };
         self.shared.clock_behind_ms.store(behind, Ordering::Release);
         if !clock_wrong {
+            self.notice_vanished(list, &mut update);
             self.refused = None;
             self.shared
                 .last_success_ms
@@ -649,6 +654,11 @@ impl Cycle {
                 rate,
             );
         }
+        if !self.history {
+            self.shared
+                .metrics
+                .policy_thresholds(policy.as_str(), thresholds);
+        }
         let state = self.states.entry(policy.clone()).or_default();
         let t = evaluate(
             state,
@@ -805,7 +815,68 @@ impl Cycle {
             .filter_map(|s| s.open.clone())
             .chain(self.self_alert.clone())
             .collect();
+        if !self.history {
+            self.shared.metrics.open_alerts(&open);
+        }
         self.shared.open_alerts.store(Arc::new(open));
+    }
+
+    /// Counts, for every known policy, the accepted listings in a row that did not name it;
+    /// at [`MonitorConfig::vanished_after_polls`] the policy has left DICT's listing: its open
+    /// alert resolves with that reason, its series leave `/metrics` and it leaves the published
+    /// views. Listed again, it starts afresh.
+    fn notice_vanished(&mut self, list: &PolicyList, update: &mut CatalogUpdate) {
+        let listed: HashSet<&str> = list.policies.iter().map(|p| p.name.as_str()).collect();
+        let mut gone = Vec::new();
+        for policy in self.latest.keys() {
+            if listed.contains(policy.as_str()) {
+                self.missing.remove(policy);
+                continue;
+            }
+            let n = self.missing.entry(policy.clone()).or_default();
+            *n += 1;
+            if *n >= self.config.vanished_after_polls {
+                gone.push(policy.clone());
+            }
+        }
+        for policy in gone {
+            self.vanish(&policy, list.response_time, update);
+        }
+    }
+
+    fn vanish(&mut self, policy: &PolicyName, at: DateTime<Utc>, update: &mut CatalogUpdate) {
+        let polls = self.missing.remove(policy).unwrap_or_default();
+        let state = self.states.remove(policy).unwrap_or_default();
+        if let Some(view) = self.latest.remove(policy) {
+            let snapshot = Snapshot {
+                policy: policy.clone(),
+                sample: view.record.sample,
+            };
+            let last = Observation {
+                snapshot: &snapshot,
+                enrichment: &view.record.enrichment,
+                forecast: None,
+            };
+            let t = withdraw(&state, last, at);
+            update.alerts.extend(t.changed_alerts().cloned());
+            for e in &t.events {
+                if !self.history {
+                    self.shared.metrics.alert_event(e);
+                }
+                info!(policy = %e.endpoint_id, severity = %e.severity, event = %e.event_type, "{}", e.message);
+            }
+            update.events.extend(t.events);
+        }
+        self.last_accepted.remove(policy);
+        self.profiles.remove(policy);
+        if !self.history {
+            self.shared.metrics.forget(policy.as_str());
+        }
+        warn!(
+            policy = %policy,
+            polls,
+            "the policy left DICT's listing: missing from {polls} listings in a row; its series leave /metrics, its open alert is resolved and it leaves the dashboard (it comes back if DICT lists it again)"
+        );
     }
 
     /// Opens or resolves dictmon's own alert on the source's freshness.
@@ -1027,5 +1098,110 @@ fn self_event(alert: &Alert, event_type: AlertEventType, at: DateTime<Utc>) -> A
             .clone()
             .map_or_else(|| alert.message.clone(), |r| format!("{SELF_POLICY}: {r}")),
         category_change: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::RawPolicy;
+    use crate::store::StoreOptions;
+
+    fn listing(at: DateTime<Utc>, policies: &[(&str, i64)]) -> PolicyList {
+        PolicyList {
+            response_time: at,
+            category: "C".into(),
+            correlation_id: String::new(),
+            policies: policies
+                .iter()
+                .map(|&(name, tokens)| RawPolicy {
+                    name: name.into(),
+                    available_tokens: tokens,
+                    capacity: 100,
+                    refill_tokens: 1,
+                    refill_period_secs: 60,
+                })
+                .collect(),
+        }
+    }
+
+    /// A cycle as `serve` builds it (metrics on), over a store in `dir`.
+    fn cycle(dir: &std::path::Path, t0: DateTime<Utc>) -> (Cycle, Readers) {
+        let store = Store::open(dir, StoreOptions::default()).expect("store");
+        let config = crate::monitor::backfill::serve_defaults(TimeDelta::seconds(10));
+        Cycle::build(store, config, "test".into(), Some(t0)).expect("cycle")
+    }
+
+    #[test]
+    fn a_policy_missing_from_three_listings_leaves_with_its_alert_resolved() {
+        let dir = tempfile::tempdir().expect("temp");
+        let t0: DateTime<Utc> = "2026-12-06T10:00:00Z".parse().expect("time");
+        let (mut cycle, readers) = cycle(dir.path(), t0);
+        let at = |i: i64| t0 + TimeDelta::seconds(10 * i);
+        // GONE is low (an alert opens), KEPT is fine.
+        cycle.process(&listing(at(0), &[("GONE", 5), ("KEPT", 90)]), at(0));
+        let open = |r: &Readers| r.published.open_alerts.load().len();
+        assert_eq!(open(&readers), 1);
+        let metrics = || readers.published.metrics.render();
+        assert!(metrics().contains("dictmon_alert_open{endpoint_id=\"GONE\""));
+        // Missing twice: still there.
+        for i in 1..=2 {
+            cycle.process(&listing(at(i), &[("KEPT", 90)]), at(i));
+            assert_eq!(readers.published.latest.load().len(), 2, "listing {i}");
+        }
+        // Listed again, then missing three times: gone.
+        cycle.process(&listing(at(3), &[("GONE", 5), ("KEPT", 90)]), at(3));
+        for i in 4..=5 {
+            cycle.process(&listing(at(i), &[("KEPT", 90)]), at(i));
+            assert_eq!(readers.published.latest.load().len(), 2, "listing {i}");
+        }
+        cycle.process(&listing(at(6), &[("KEPT", 90)]), at(6));
+        let latest = readers.published.latest.load();
+        let names: Vec<&str> = latest.iter().map(|v| v.record.policy.as_str()).collect();
+        assert_eq!(names, ["KEPT"]);
+        assert_eq!(open(&readers), 0);
+        let text = metrics();
+        // Only its counters stay: the history of what happened.
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("endpoint_id=\"GONE\"") && !l.contains("_total{"))
+            .collect();
+        assert!(series.is_empty(), "{series:?}");
+        assert!(text.contains("dict_rate_limit_available_tokens{endpoint_id=\"KEPT\""));
+        // The alert is resolved, saying why, at the listing that settled it.
+        let alerts = readers.catalog.alerts().expect("alerts");
+        let gone = alerts
+            .iter()
+            .find(|a| a.policy.as_str() == "GONE")
+            .expect("GONE's alert");
+        assert_eq!(gone.resolved_at, Some(at(6)));
+        assert_eq!(
+            gone.resolution.as_deref(),
+            Some("the policy left DICT's listing")
+        );
+        // Back in the listing, it is a policy again.
+        cycle.process(&listing(at(7), &[("GONE", 50), ("KEPT", 90)]), at(7));
+        assert_eq!(readers.published.latest.load().len(), 2);
+        assert!(metrics().contains("dict_rate_limit_available_tokens{endpoint_id=\"GONE\""));
+    }
+
+    #[test]
+    fn alert_counters_exist_at_zero_and_thresholds_are_exported() {
+        let dir = tempfile::tempdir().expect("temp");
+        let t0: DateTime<Utc> = "2026-12-06T10:00:00Z".parse().expect("time");
+        let (mut cycle, readers) = cycle(dir.path(), t0);
+        cycle.process(&listing(t0, &[("KEPT", 90)]), t0);
+        let text = readers.published.metrics.render();
+        for line in [
+            "dict_rate_limit_alerts_created_total{endpoint_id=\"KEPT\",psp_category=\"C\",severity=\"CRITICAL\"} 0",
+            "dict_rate_limit_alerts_resolved_total{endpoint_id=\"KEPT\",psp_category=\"C\",severity=\"WARNING\"} 0",
+            "dictmon_alert_threshold_percent{endpoint_id=\"KEPT\",severity=\"warning\"} 20",
+            "dictmon_alert_threshold_percent{endpoint_id=\"KEPT\",severity=\"critical\"} 10",
+            "dict_rate_limit_refill_tokens{endpoint_id=\"KEPT\",psp_category=\"C\"} 1",
+            "dict_rate_limit_refill_period_seconds{endpoint_id=\"KEPT\",psp_category=\"C\"} 60",
+            "dict_rate_limit_last_sample_timestamp_seconds{endpoint_id=\"KEPT\",psp_category=\"C\"} 1796551200",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
     }
 }

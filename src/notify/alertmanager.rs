@@ -1,5 +1,8 @@
 //! The Prometheus Alertmanager sink (API v2, `POST /api/v2/alerts`). An alert is identified by
-//! its labels `alertname="DictRateLimit"`, `endpoint_id`, `severity`, `psp_category`; a
+//! its labels `alertname="DictRateLimit"`, `endpoint_id`, `severity` (lower case, as
+//! Prometheus rules write it), `psp_category`, and the configured `instance` and `job` (what
+//! Prometheus calls this dictmon, so that the bucket rules' mirror of the same alert —
+//! `packaging/prometheus-rules-buckets.yml` — has the very same labels); a
 //! `created` event posts it firing, a `resolved` event posts it with `endsAt`. An `updated`
 //! event (dictmon's alert changed severity) ends the alert under the old `severity` label and
 //! fires it under the new one, since Alertmanager's identity of an alert is its labels. A
@@ -34,6 +37,8 @@ struct Firing {
 
 pub struct Alertmanager {
     http: HttpClient,
+    /// `instance` and `job` labels.
+    origin: (String, String),
     resend: Duration,
     /// By policy: one open alert each.
     firing: BTreeMap<String, Firing>,
@@ -43,9 +48,8 @@ pub struct Alertmanager {
 impl Firing {
     /// Alertmanager's identity (labels) and description (annotations) of an alert.
     fn new(
-        policy: &PolicyName,
-        severity: Severity,
-        category: PspCategory,
+        (instance, job): &(String, String),
+        (policy, severity, category): (&PolicyName, Severity, PspCategory),
         message: &str,
         (tokens, capacity, utilization): (i64, i64, f64),
         starts_at: DateTime<Utc>,
@@ -54,8 +58,10 @@ impl Firing {
             labels: json!({
                 "alertname": ALERTNAME,
                 "endpoint_id": policy.as_str(),
-                "severity": severity.as_str(),
+                "severity": severity.as_str().to_ascii_lowercase(),
                 "psp_category": category.to_string(),
+                "instance": instance,
+                "job": job,
             }),
             annotations: json!({
                 "summary": message,
@@ -66,12 +72,11 @@ impl Firing {
     }
 
     /// The alert as of `e`, firing since it.
-    fn of_event(e: &AlertEvent) -> Self {
+    fn of_event(origin: &(String, String), e: &AlertEvent) -> Self {
         let figures = (e.available_tokens, e.capacity, e.utilization_percent);
         Self::new(
-            &e.endpoint_id,
-            e.severity,
-            e.psp_category,
+            origin,
+            (&e.endpoint_id, e.severity, e.psp_category),
             &e.message,
             figures,
             e.timestamp,
@@ -106,6 +111,7 @@ impl Alertmanager {
         } else {
             format!("{base}/api/v2/alerts")
         };
+        let origin = (c.instance.clone(), c.job.clone());
         // The alerts open now are firing from the start; a catalog that cannot be read only
         // delays them until their next event.
         let firing = catalog
@@ -116,9 +122,8 @@ impl Alertmanager {
             .map(|a| {
                 let figures = (a.available_tokens, a.capacity, a.utilization_percent);
                 let f = Firing::new(
-                    &a.policy,
-                    a.severity,
-                    a.psp_category,
+                    &origin,
+                    (&a.policy, a.severity, a.psp_category),
                     &a.message,
                     figures,
                     a.opened_at,
@@ -128,6 +133,7 @@ impl Alertmanager {
             .collect();
         Ok(Self {
             http: HttpClient::new(sink, &url, c.ca_cert.as_deref(), c.timeout)?,
+            origin,
             resend: c.resend_interval,
             firing,
             // The first idle moment re-sends what is open.
@@ -161,7 +167,7 @@ impl Sink for Alertmanager {
         let mut postings = Vec::with_capacity(events.len());
         for (_, e) in events {
             let key = e.endpoint_id.as_str().to_owned();
-            let mut f = Firing::of_event(e);
+            let mut f = Firing::of_event(&self.origin, e);
             // DICT's clock may lead ours: an end in the future would keep it firing.
             let ends = e.timestamp.min(now);
             match e.event_type {

@@ -105,6 +105,12 @@ pub struct AlertmanagerConfig {
     pub resend_interval: Duration,
     /// Deadline of one request.
     pub timeout: Duration,
+    /// The `instance` label of every alert sent: the name under which Prometheus scrapes this
+    /// dictmon, so that its alerts and Prometheus' about it group together. Default: this
+    /// machine's name and the port of `listen`.
+    pub instance: String,
+    /// The `job` label of every alert sent (default `dictmon`): the scrape job's name.
+    pub job: String,
 }
 
 /// `[[notify.webhook]]`.

@@ -6,9 +6,12 @@
 //! `endpoint_id` is the policy name. dictmon's own health is `dictmon_*`. Label values are
 //! bounded: policy names come from DICT, reasons and kinds from fixed enums.
 //!
-//! Conventions: a recovery ETA or exhaustion projection that is "never" is exported as `+Inf`;
-//! an unknown consumption rate (first sample of a policy) is not exported. When a policy's
-//! category changes, its series under the old category are removed.
+//! Conventions: a recovery ETA or exhaustion projection that is "never" is exported as `+Inf`
+//! (leave those series out of an aggregate with `… < +Inf`, e.g.
+//! `min(dict_rate_limit_exhaustion_projection_seconds < +Inf)`); an unknown consumption rate
+//! (first sample of a policy) is not exported. When a policy's category changes, its series
+//! under the old category are removed; when it leaves DICT's listing ([`Metrics::forget`]),
+//! all its gauges go. Alert counters exist at zero from a policy's first sample.
 //!
 //! Every metric is a reading. The legacy's `dict_rate_limit_error_404_rate` is not exported:
 //! DICT's policy API does not report look-ups or their 404s, so dictmon has nothing to measure
@@ -22,12 +25,15 @@ pub use published::{NOTICE_WINDOW, PolicyView, Published};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::domain::{AlertEvent, AlertEventType, RejectReason, StateRecord};
+use crate::domain::{
+    Alert, AlertEvent, AlertEventType, RejectReason, Severity, StateRecord, Thresholds,
+};
 
 const POLICY_LABELS: [&str; 2] = ["endpoint_id", "psp_category"];
 const ALERT_LABELS: [&str; 3] = ["endpoint_id", "severity", "psp_category"];
@@ -41,6 +47,12 @@ pub struct Metrics {
     consumption: GaugeVec,
     recovery_eta: GaugeVec,
     exhaustion: GaugeVec,
+    refill_tokens: GaugeVec,
+    refill_period: GaugeVec,
+    consumption_per_second: GaugeVec,
+    last_sample: GaugeVec,
+    alert_open: IntGaugeVec,
+    thresholds: GaugeVec,
     alerts_created: IntCounterVec,
     alerts_resolved: IntCounterVec,
     alerts_updated: IntCounterVec,
@@ -48,6 +60,8 @@ pub struct Metrics {
     /// `dict_rate_limit_monitoring_duration_seconds{operation}`: `fetch`, `process`, `persist`,
     /// `cycle`.
     pub duration: HistogramVec,
+    /// `dictmon_cycle_duration_seconds`: one whole poll cycle.
+    pub cycle_duration: Histogram,
     /// Unix time of the last successful poll.
     pub last_success: Gauge,
     /// 1 while the source answered within two intervals.
@@ -67,6 +81,7 @@ pub struct Metrics {
     /// I/O errors after which the catalog was closed, to be opened again.
     pub catalog_io_errors: IntCounter,
     poll_errors: IntCounterVec,
+    request_errors: IntCounterVec,
     rejected: IntCounterVec,
     /// Bytes of segment files.
     pub store_bytes: IntGauge,
@@ -87,47 +102,42 @@ pub struct Metrics {
     /// `dictmon_delivery_failures_total{sink, kind}`.
     pub delivery_failures: IntCounterVec,
     categories: Mutex<HashMap<String, String>>,
+    /// The label values of `dictmon_alert_open` set now.
+    open_alerts: Mutex<Vec<[String; 3]>>,
+}
+
+/// Registers a collector made from constant names, help texts and labels: neither making nor
+/// registering it can fail but through a bug (a malformed or duplicate name), which every
+/// test that builds [`Metrics`] would show.
+fn registered<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    made: prometheus::Result<C>,
+) -> C {
+    let c = made.unwrap_or_else(|e| unreachable!("{e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    c
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let g = GaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("{e}"));
-    registry
-        .register(Box::new(g.clone()))
-        .unwrap_or_else(|e| unreachable!("{e}"));
-    g
+    registered(registry, GaugeVec::new(Opts::new(name, help), labels))
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c =
-        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("{e}"));
-    registry
-        .register(Box::new(c.clone()))
-        .unwrap_or_else(|e| unreachable!("{e}"));
-    c
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("{e}"));
-    registry
-        .register(Box::new(g.clone()))
-        .unwrap_or_else(|e| unreachable!("{e}"));
-    g
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("{e}"));
-    registry
-        .register(Box::new(c.clone()))
-        .unwrap_or_else(|e| unreachable!("{e}"));
-    c
+    registered(registry, IntCounter::new(name, help))
 }
 
 fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("{e}"));
-    registry
-        .register(Box::new(g.clone()))
-        .unwrap_or_else(|e| unreachable!("{e}"));
-    g
+    registered(registry, IntGauge::new(name, help))
 }
 
 impl Default for Metrics {
@@ -142,26 +152,56 @@ impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
         let p = &POLICY_LABELS;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "dict_rate_limit_monitoring_duration_seconds",
-                "Time spent per monitoring operation (fetch, process, persist, cycle).",
-            )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-            &["operation"],
-        )
+        let buckets = vec![
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        let duration = registered(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "dict_rate_limit_monitoring_duration_seconds",
+                    "Time spent per monitoring operation (fetch, process, persist, cycle); the legacy's name, kept for its dashboards (dictmon_cycle_duration_seconds is the whole cycle).",
+                )
+                .buckets(buckets.clone()),
+                &["operation"],
+            ),
+        );
+        let cycle_duration = registered(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "dictmon_cycle_duration_seconds",
+                    "Time of one poll cycle, from the request to the source to the stored and published result (retries included).",
+                )
+                .buckets(buckets),
+            ),
+        );
+        let last_success = registered(
+            &r,
+            Gauge::new(
+                "dictmon_last_successful_poll_timestamp_seconds",
+                "Unix time of the last poll that returned a listing.",
+            ),
+        );
+        let build_info = registered(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "dictmon_build_info",
+                    "Always 1; the labels say which dictmon this is.",
+                ),
+                &["version"],
+            ),
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
+        // process_start_time_seconds …, read from /proc at each scrape.
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
         .unwrap_or_else(|e| unreachable!("{e}"));
-        r.register(Box::new(duration.clone()))
-            .unwrap_or_else(|e| unreachable!("{e}"));
-        let last_success = Gauge::new(
-            "dictmon_last_successful_poll_timestamp_seconds",
-            "Unix time of the last poll that returned a listing.",
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
-        r.register(Box::new(last_success.clone()))
-            .unwrap_or_else(|e| unreachable!("{e}"));
         let m = Self {
             available: gauge(
                 &r,
@@ -199,6 +239,42 @@ impl Metrics {
                 "Seconds until the bucket is empty at the current net rate; +Inf when not draining.",
                 p,
             ),
+            refill_tokens: gauge(
+                &r,
+                "dict_rate_limit_refill_tokens",
+                "Tokens added to the bucket each refill period.",
+                p,
+            ),
+            refill_period: gauge(
+                &r,
+                "dict_rate_limit_refill_period_seconds",
+                "Seconds between two refills of the bucket.",
+                p,
+            ),
+            consumption_per_second: gauge(
+                &r,
+                "dict_rate_limit_consumption_tokens_per_second",
+                "dict_rate_limit_consumption_rate_per_minute in base units: tokens consumed per second, net of refill, smoothed over the rate window.",
+                p,
+            ),
+            last_sample: gauge(
+                &r,
+                "dict_rate_limit_last_sample_timestamp_seconds",
+                "DICT time (Unix seconds) of the policy's latest accepted sample: how fresh its other series are.",
+                p,
+            ),
+            alert_open: int_gauge_vec(
+                &r,
+                "dictmon_alert_open",
+                "1 while dictmon's alert on the policy is open at this severity (lower case), with its hysteresis and forecast; the series goes when the alert resolves or changes severity. endpoint_id=\"DICTMON_SOURCE\" is the source itself going stale.",
+                &ALERT_LABELS,
+            ),
+            thresholds: gauge(
+                &r,
+                "dictmon_alert_threshold_percent",
+                "The remaining % at or below which dictmon opens an alert of this severity on the policy (the configuration in force).",
+                &["endpoint_id", "severity"],
+            ),
             alerts_created: counter(
                 &r,
                 "dict_rate_limit_alerts_created_total",
@@ -224,6 +300,7 @@ impl Metrics {
                 &["severity", "psp_category"],
             ),
             duration,
+            cycle_duration,
             last_success,
             source_fresh: int_gauge(
                 &r,
@@ -268,7 +345,13 @@ impl Metrics {
             poll_errors: counter(
                 &r,
                 "dictmon_poll_errors_total",
-                "Failed polls of the source, by kind of error.",
+                "Polls that failed (every retry within the interval failed, or the answer could not be used), by kind of the last error.",
+                &["kind"],
+            ),
+            request_errors: counter(
+                &r,
+                "dictmon_source_request_errors_total",
+                "Failed requests to the source, retries included, by kind of error.",
                 &["kind"],
             ),
             rejected: counter(
@@ -327,6 +410,7 @@ impl Metrics {
                 &["sink", "kind"],
             ),
             categories: Mutex::new(HashMap::new()),
+            open_alerts: Mutex::new(Vec::new()),
             registry: r,
         };
         for reason in RejectReason::ALL {
@@ -339,16 +423,38 @@ impl Metrics {
     pub fn observe(&self, r: &StateRecord) {
         let name = r.policy.as_str();
         let category = r.sample.category.to_string();
-        if let Ok(mut known) = self.categories.lock()
-            && let Some(old) = known.insert(name.to_owned(), category.clone())
-            && old != category
-        {
-            for g in self.policy_gauges() {
-                let _ = g.remove_label_values(&[name, &old]);
+        if let Ok(mut known) = self.categories.lock() {
+            match known.insert(name.to_owned(), category.clone()) {
+                Some(old) if old != category => {
+                    for g in self.policy_gauges() {
+                        let _ = g.remove_label_values(&[name, &old]);
+                    }
+                    self.alert_counters_at_zero(name, &category);
+                }
+                Some(_) => {}
+                None => self.alert_counters_at_zero(name, &category),
             }
         }
         let labels = [name, category.as_str()];
         let e = &r.enrichment;
+        self.refill_tokens
+            .with_label_values(&labels)
+            .set(r.sample.bucket.refill_tokens as f64);
+        self.refill_period
+            .with_label_values(&labels)
+            .set(r.sample.bucket.refill_period_secs as f64);
+        self.last_sample
+            .with_label_values(&labels)
+            .set(r.sample.at.timestamp_millis() as f64 / 1000.0);
+        match e.consumption_rate_per_minute {
+            Some(rate) => self
+                .consumption_per_second
+                .with_label_values(&labels)
+                .set(rate / 60.0),
+            None => {
+                let _ = self.consumption_per_second.remove_label_values(&labels);
+            }
+        }
         self.available
             .with_label_values(&labels)
             .set(r.sample.available_tokens as f64);
@@ -372,7 +478,7 @@ impl Metrics {
             .set(e.exhaustion_projection_seconds.unwrap_or(f64::INFINITY));
     }
 
-    fn policy_gauges(&self) -> [&GaugeVec; 6] {
+    fn policy_gauges(&self) -> [&GaugeVec; 10] {
         [
             &self.available,
             &self.capacity,
@@ -380,7 +486,84 @@ impl Metrics {
             &self.consumption,
             &self.recovery_eta,
             &self.exhaustion,
+            &self.refill_tokens,
+            &self.refill_period,
+            &self.consumption_per_second,
+            &self.last_sample,
         ]
+    }
+
+    /// The alert counters of a policy newly seen (or seen in a new category), at zero, so that
+    /// `increase()` sees its first alert.
+    fn alert_counters_at_zero(&self, name: &str, category: &str) {
+        for severity in [Severity::Warning, Severity::Critical] {
+            let labels = [name, severity.as_str(), category];
+            for c in [
+                &self.alerts_created,
+                &self.alerts_resolved,
+                &self.alerts_updated,
+            ] {
+                c.with_label_values(&labels);
+            }
+        }
+    }
+
+    /// The thresholds in force for a policy.
+    pub fn policy_thresholds(&self, name: &str, t: &Thresholds) {
+        for (severity, percent) in [
+            ("warning", t.warning_percent),
+            ("critical", t.critical_percent),
+        ] {
+            self.thresholds
+                .with_label_values(&[name, severity])
+                .set(percent);
+        }
+    }
+
+    /// `dictmon_alert_open`: exactly the alerts in `open`.
+    pub fn open_alerts(&self, open: &[Alert]) {
+        let now: Vec<[String; 3]> = open
+            .iter()
+            .map(|a| {
+                [
+                    a.policy.to_string(),
+                    a.severity.as_str().to_ascii_lowercase(),
+                    a.psp_category.to_string(),
+                ]
+            })
+            .collect();
+        let Ok(mut set) = self.open_alerts.lock() else {
+            return;
+        };
+        for gone in set.iter().filter(|l| !now.contains(l)) {
+            let _ = self
+                .alert_open
+                .remove_label_values(&[&gone[0], &gone[1], &gone[2]]);
+        }
+        for l in &now {
+            self.alert_open
+                .with_label_values(&[&l[0], &l[1], &l[2]])
+                .set(1);
+        }
+        *set = now;
+    }
+
+    /// A policy that left DICT's listing: its gauges and thresholds go (its counters stay, the
+    /// history of what happened).
+    pub fn forget(&self, name: &str) {
+        let category = self
+            .categories
+            .lock()
+            .ok()
+            .and_then(|mut known| known.remove(name));
+        if let Some(category) = category {
+            for g in self.policy_gauges() {
+                let _ = g.remove_label_values(&[name, &category]);
+            }
+        }
+        for severity in ["warning", "critical"] {
+            let _ = self.thresholds.remove_label_values(&[name, severity]);
+        }
     }
 
     /// Counts an alert event.
@@ -405,12 +588,18 @@ impl Metrics {
     pub fn register_poll_error_kinds(&self, kinds: &[&str]) {
         for kind in kinds {
             self.poll_errors.with_label_values(&[kind]);
+            self.request_errors.with_label_values(&[kind]);
         }
     }
 
     /// Counts a failed poll.
     pub fn poll_error(&self, kind: &str) {
         self.poll_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a failed request to the source (a poll retries several).
+    pub fn request_error(&self, kind: &str) {
+        self.request_errors.with_label_values(&[kind]).inc();
     }
 
     /// Counts a refused sample.

@@ -30,6 +30,8 @@ mod notify_stream;
 mod notify_webhook;
 /// The shipped Grafana dashboard and Prometheus rules against the real metrics and promtool.
 mod packaging_files;
+/// Two instances, a real Prometheus and Alertmanager: the documented alert path.
+mod prometheus_stack;
 /// query summary and episodes against a second-by-second walk of query states.
 mod query_forensics;
 /// The README's commands, followed literally from a fresh directory.

@@ -2,81 +2,28 @@
 //! here on a loopback port in a temporary directory): an exhaustion alert appears with its
 //! labels, and ends when dictmon de-escalates or resolves it.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use dictmon::store::StoreReader;
 
-use super::util::{Serve, free_port, http_get, wait_until};
+use super::util::{Alertmanager, Serve, wait_until};
 
 const POLICY: &str = "ENTRIES_READ_PARTICIPANT_ANTISCAN";
-
-/// A running Alertmanager, killed on drop.
-struct Alertmanager {
-    child: Child,
-    url: String,
-}
-
-impl Alertmanager {
-    fn start(dir: &Path) -> Self {
-        let binary = ["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"]
-            .into_iter()
-            .find(|b| Path::new(b).exists())
-            .expect("Alertmanager is not installed: apt-get install prometheus-alertmanager (.ci/run does)");
-        let port = free_port();
-        let config = dir.join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
-        )
-        .expect("config");
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            // No clustering: nothing listens beyond the one loopback port.
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start alertmanager");
-        let am = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        wait_until("Alertmanager ready", Duration::from_secs(30), || {
-            http_get(&format!("{}/-/ready", am.url)).is_ok_and(|(s, _)| s == 200)
-        });
-        am
-    }
-
-    /// The active alerts of `GET /api/v2/alerts`.
-    fn alerts(&self) -> Vec<serde_json::Value> {
-        let (status, body) = http_get(&format!("{}/api/v2/alerts", self.url)).expect("GET");
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).expect("JSON")
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn an_exhaustion_alert_appears_in_alertmanager_and_ends_after_resolution() {
     let dir = tempfile::tempdir().expect("temp");
-    let am = Alertmanager::start(dir.path());
+    let am = Alertmanager::start(
+        dir.path(),
+        "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
+    );
     let config = dir.path().join("dictmon.toml");
     // Firing alerts are sent with endsAt four resend intervals (4 min) ahead, so the alert can
     // end within the test only through the endsAt of the resolution.
     std::fs::write(
         &config,
         format!(
-            "[notify]\nmax_backoff = \"1s\"\n\n[[notify.alertmanager]]\nurl = \"{}\"\nresend_interval = \"60s\"\n",
+            "[notify]\nmax_backoff = \"1s\"\n\n[[notify.alertmanager]]\nurl = \"{}\"\nresend_interval = \"60s\"\ninstance = \"box-1:9464\"\n",
             am.url
         ),
     )
@@ -95,7 +42,7 @@ fn an_exhaustion_alert_appears_in_alertmanager_and_ends_after_resolution() {
     );
 
     let is_critical = |a: &serde_json::Value| {
-        a["labels"]["endpoint_id"] == POLICY && a["labels"]["severity"] == "CRITICAL"
+        a["labels"]["endpoint_id"] == POLICY && a["labels"]["severity"] == "critical"
     };
     let mut firing = None;
     wait_until(
@@ -109,6 +56,9 @@ fn an_exhaustion_alert_appears_in_alertmanager_and_ends_after_resolution() {
     let firing = firing.expect("found");
     assert_eq!(firing["labels"]["alertname"], dictmon::notify::ALERTNAME);
     assert_eq!(firing["labels"]["psp_category"], "C");
+    // The labels Prometheus gives this dictmon's series: its alerts group with them.
+    assert_eq!(firing["labels"]["instance"], "box-1:9464");
+    assert_eq!(firing["labels"]["job"], "dictmon");
     assert_eq!(firing["status"]["state"], "active");
     assert!(
         firing["annotations"]["summary"]

@@ -3,19 +3,10 @@
 //! exports (or a recording rule of the rules file); the dashboard is well-formed.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::util::{Serve, wait_until};
-
-fn packaging(file: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("packaging")
-        .join(file)
-        .display()
-        .to_string()
-}
+use super::util::{Serve, packaging, wait_until};
 
 /// The metric names in a Prometheus query: identifiers starting `dict_rate_limit` or `dictmon_`
 /// that are not function calls.
@@ -59,14 +50,10 @@ fn exported() -> BTreeSet<String> {
         ],
     );
     let mut text = String::new();
-    wait_until(
-        "alert counters in /metrics",
-        Duration::from_secs(60),
-        || {
-            text = serve.get("/metrics").1;
-            text.contains("dict_rate_limit_alerts_resolved_total{")
-        },
-    );
+    wait_until("an open alert in /metrics", Duration::from_secs(60), || {
+        text = serve.get("/metrics").1;
+        text.contains("dictmon_alert_open{")
+    });
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| {
@@ -105,7 +92,12 @@ fn the_dashboard_and_the_rules_name_only_exported_metrics() {
         &std::fs::read_to_string(packaging("grafana-dashboard.json")).expect("dashboard"),
     )
     .expect("the dashboard is JSON");
-    let rules = std::fs::read_to_string(packaging("prometheus-rules.yml")).expect("rules");
+    let rules = [
+        "prometheus-rules-appliance.yml",
+        "prometheus-rules-buckets.yml",
+    ]
+    .map(|f| std::fs::read_to_string(packaging(f)).expect("rules"))
+    .join("\n");
     let recorded: BTreeSet<String> = rules
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- record: "))
@@ -145,6 +137,30 @@ fn the_dashboard_and_the_rules_name_only_exported_metrics() {
     }
     let rows = all.iter().filter(|p| p["type"] == "row").count();
     assert!(rows >= 5, "one row per policy group expected, found {rows}");
+    // Each of DICT's policies is in exactly one row (Prometheus anchors its regexes).
+    let groups: BTreeSet<String> = queries
+        .iter()
+        .filter_map(|q| {
+            Some(
+                q.split("endpoint_id=~\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    for p in dictmon::domain::dict_table::PSP_POLICIES {
+        let rows: Vec<&String> = groups
+            .iter()
+            .filter(|g| {
+                regex::Regex::new(&format!("^(?:{g})$"))
+                    .expect("a regex")
+                    .is_match(p.name)
+            })
+            .collect();
+        assert_eq!(rows.len(), 1, "{} is in the rows {rows:?}", p.name);
+    }
 
     let mut named: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
     let rules_without_comments: String = rules
@@ -180,8 +196,18 @@ fn the_dashboard_and_the_rules_name_only_exported_metrics() {
 #[test]
 fn the_rules_pass_promtool_check_and_their_unit_tests() {
     for args in [
-        vec!["check", "rules", "prometheus-rules.yml"],
-        vec!["test", "rules", "prometheus-rules.test.yml"],
+        vec![
+            "check",
+            "rules",
+            "prometheus-rules-appliance.yml",
+            "prometheus-rules-buckets.yml",
+        ],
+        vec![
+            "test",
+            "rules",
+            "prometheus-rules-appliance.test.yml",
+            "prometheus-rules-buckets.test.yml",
+        ],
     ] {
         let out = Command::new("promtool")
             .args(&args)

@@ -304,3 +304,65 @@ pub fn faketime(spec: &str) -> Vec<(&'static str, String)> {
         ("TZ", "UTC".to_owned()),
     ]
 }
+
+/// A file of `packaging/`.
+pub fn packaging(file: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging")
+        .join(file)
+        .display()
+        .to_string()
+}
+
+/// A running Alertmanager (Debian's `prometheus-alertmanager`) on a loopback port, killed on
+/// drop.
+pub struct Alertmanager {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Alertmanager {
+    /// Starts one with configuration `config` (YAML), its files in `dir`; waits until ready.
+    pub fn start(dir: &std::path::Path, config: &str) -> Self {
+        let binary = ["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"]
+            .into_iter()
+            .find(|b| std::path::Path::new(b).exists())
+            .expect("Alertmanager is not installed: apt-get install prometheus-alertmanager (.ci/run does)");
+        let port = free_port();
+        let file = dir.join("alertmanager.yml");
+        std::fs::write(&file, config).expect("config");
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // No clustering: nothing listens beyond the one loopback port.
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start alertmanager");
+        let am = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        wait_until("Alertmanager ready", Duration::from_secs(30), || {
+            http_get(&format!("{}/-/ready", am.url)).is_ok_and(|(s, _)| s == 200)
+        });
+        am
+    }
+
+    /// The active alerts of `GET /api/v2/alerts`.
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let (status, body) = http_get(&format!("{}/api/v2/alerts", self.url)).expect("GET");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
