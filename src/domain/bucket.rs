@@ -175,10 +175,10 @@ pub fn enrich_timed(
     ))
 }
 
-/// [`enrich_timed`] of every prefix `samples[..=j]`, with `times_ns[j]` the time of sample `j`:
+/// `enrich_timed` of every prefix `samples[..=j]`, with `times_ns[j]` the time of sample `j`:
 /// the store's predictor (storage-format.md §4.3), which decodes every row of a frame this way.
 ///
-/// Same bits as calling [`enrich_timed`] on each prefix, at a fraction of the cost: each pair's
+/// Same bits as calling `enrich_timed` on each prefix, at a fraction of the cost: each pair's
 /// consumption and `Δt` are computed once; each row's window (the pairs it adds up, with the
 /// same stops) is found by a pointer that only moves forward, since times increase; then each
 /// row adds up its pairs in the same order, newest first — four rows at a time, so that four

@@ -171,7 +171,11 @@ fn write_states(
                     handles
                         .into_iter()
                         .map(|h| {
-                            let (text, seen) = h.join().unwrap_or_default();
+                            // A formatter that panicked is a bug: the export fails with it
+                            // (the writer thread's join below says so) rather than write a
+                            // month with rows missing.
+                            let (text, seen) =
+                                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
                             partitions.extend(seen);
                             text
                         })

@@ -13,7 +13,7 @@
 //! - Derived columns are kept as given (they are the historical record); a missing
 //!   `utilization_percent` is computed, a missing `created_at` is the response time.
 //!
-//! The states file is parsed on every core ([`super::csv_chunks`]); the rows wait by month
+//! The states file is parsed on every core (`csv_chunks`); the rows wait by month
 //! and policy, and a month is written as sealed blocks by a thread of its own once the next
 //! month's rows are coming in (an export lists the months in order), while reading goes on.
 //! A month too big to wait whole is written in parts, which compaction merges at the end, a

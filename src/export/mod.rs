@@ -502,7 +502,7 @@ impl<W: Write> StatesWriter<W> {
                 );
             }
             Format::Json => {
-                let v = serde_json::to_string(&StateJson::from(r)).unwrap_or_default();
+                let v = serde_json::to_string(&StateJson::from(r)).map_err(io::Error::other)?;
                 let _ = writeln!(self.line, "{v}");
             }
             Format::Table => {
@@ -580,7 +580,8 @@ pub fn write_alerts<W: Write>(
         match format {
             Format::PgCsv | Format::Csv => push_alert_pg(&mut line, a),
             Format::Json => {
-                let mut value = serde_json::to_value(AlertJson::from(a)).unwrap_or_default();
+                let mut value =
+                    serde_json::to_value(AlertJson::from(a)).map_err(io::Error::other)?;
                 if let Some(d) = delivery.get(i).filter(|d| !d.is_empty())
                     && let Some(obj) = value.as_object_mut()
                 {

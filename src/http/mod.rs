@@ -17,10 +17,10 @@
 //! [`HEADER_TIMEOUT`], request bodies never read, and every connection closed gracefully after
 //! [`CONNECTION_LIFETIME`] (then dropped if a slow reader still holds it after [`GRACE`]).
 
-pub mod chart;
+pub(crate) mod chart;
 pub mod heavy;
 pub mod history;
-pub mod pages;
+pub(crate) mod pages;
 pub mod route;
 
 use std::collections::HashMap;
@@ -310,15 +310,31 @@ async fn handle(req: &Request<Incoming>, state: Arc<HttpState>) -> Reply {
         Route::Healthz => reply(StatusCode::OK, TEXT, "ok\n"),
         Route::Readyz => readyz(shared),
         Route::ApiPolicies => json(&policies(shared)),
-        Route::ApiAlerts { open_only } => match state.catalog.alerts() {
-            Ok(mut alerts) => {
-                if open_only {
-                    alerts.retain(|a| a.resolved_at.is_none());
-                }
-                json(&alerts.iter().map(AlertJson::from).collect::<Vec<_>>())
+        Route::ApiAlerts { open_only } => {
+            // Catalog reads block (the whole history, without ?open): on the blocking pool.
+            let catalog = Arc::clone(&state.catalog);
+            let read = tokio::task::spawn_blocking(move || {
+                let alerts = if open_only {
+                    catalog.open_alerts()?
+                } else {
+                    catalog.alerts()?
+                };
+                Ok::<_, crate::store::catalog::CatalogError>(
+                    serde_json::to_vec(&alerts.iter().map(AlertJson::from).collect::<Vec<_>>()),
+                )
+            })
+            .await;
+            match read {
+                Ok(Ok(Ok(body))) => reply(StatusCode::OK, "application/json", body),
+                Ok(Ok(Err(e))) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    TEXT,
+                    format!("cannot encode: {e}\n"),
+                ),
+                Ok(Err(e)) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
             }
-            Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
-        },
+        }
         Route::Overview => html(StatusCode::OK, overview(&state, Utc::now())),
         Route::Asset(content_type, body) => asset(content_type, body),
         Route::Policy { name, range, csv } => policy_route(name, range, csv, state).await,

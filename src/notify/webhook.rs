@@ -1,7 +1,8 @@
-//! The webhook sink: each event is sent (`POST`) as its JSON (DESIGN.md's schema), one request per
-//! event, in outbox order. Headers: `X-Dictmon-Event-Id`; `Authorization: Bearer …` with a
-//! token file; `X-Dictmon-Signature-256: sha256=<hex HMAC-SHA256 of the body>` with a secret
-//! file. Acknowledged by any 2xx answer.
+//! The webhook sink: each event is sent (`POST`) as its JSON (the legacy event schema,
+//! `proto/alerts.proto`), one request per event, in outbox order. Headers:
+//! `X-Dictmon-Event-Id`; `Authorization: Bearer …` with a token file;
+//! `X-Dictmon-Signature-256: sha256=<hex HMAC-SHA256 of the body>` with a secret file.
+//! Acknowledged by any 2xx answer.
 
 use std::fmt::Write;
 

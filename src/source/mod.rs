@@ -16,7 +16,7 @@ pub mod dict_xml;
 pub mod simulator;
 pub mod simulator_dict;
 pub mod tls;
-pub mod traffic;
+pub(crate) mod traffic;
 
 use std::future::Future;
 use std::time::Duration;

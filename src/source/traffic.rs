@@ -119,11 +119,6 @@ impl Traffic {
         self.category
     }
 
-    /// The buckets as they are now.
-    pub fn buckets(&self) -> &[SimBucket] {
-        &self.buckets
-    }
-
     /// BACEN moves the participant to another category: the category-dependent buckets get
     /// their new capacity and refill, their balance capped at the new capacity.
     pub fn set_category(&mut self, category: PspCategory) {
@@ -281,7 +276,7 @@ mod tests {
             }
         }
         let list = t
-            .buckets()
+            .buckets
             .iter()
             .find(|b| b.name.as_str() == "POLICIES_LIST")
             .expect("present");
@@ -291,10 +286,10 @@ mod tests {
     #[test]
     fn a_category_move_reconfigures_only_the_anti_scan_buckets() {
         let mut t = Traffic::new(1, 29, PspCategory::C);
-        let before: Vec<_> = t.buckets().iter().map(|b| b.config).collect();
+        let before: Vec<_> = t.buckets.iter().map(|b| b.config).collect();
         t.set_category(PspCategory::E);
         let changed: Vec<_> = t
-            .buckets()
+            .buckets
             .iter()
             .zip(before)
             .filter(|(b, old)| b.config != *old)
@@ -307,10 +302,6 @@ mod tests {
                 "ENTRIES_STATISTICS_READ"
             ]
         );
-        assert!(
-            t.buckets()
-                .iter()
-                .all(|b| b.available() <= b.config.capacity)
-        );
+        assert!(t.buckets.iter().all(|b| b.available() <= b.config.capacity));
     }
 }

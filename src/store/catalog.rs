@@ -64,6 +64,14 @@ pub enum CatalogError {
         /// redb's error (part of the message).
         error: Box<redb::Error>,
     },
+    /// A value could not be written as JSON (nothing was written).
+    #[error("catalog {path}: cannot encode a record: {error}")]
+    Encode {
+        /// The catalog file.
+        path: String,
+        /// The JSON error (part of the message).
+        error: serde_json::Error,
+    },
     /// A stored value is not valid JSON of its type.
     #[error("catalog {path}: table {table}, key {key}: {error}")]
     Value {
@@ -554,7 +562,7 @@ impl Catalog {
                 let mut table = tx.open_table(SEGMENTS).map_err(|e| redb_err(p, e))?;
                 for (month, record) in records {
                     table
-                        .insert(month.as_str(), json(record).as_slice())
+                        .insert(month.as_str(), json(record, p)?.as_slice())
                         .map_err(|e| redb_err(p, e))?;
                 }
                 let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
@@ -569,7 +577,11 @@ impl Catalog {
                         at: Utc::now(),
                         text: text.clone(),
                     }));
-                    let text = serde_json::to_string(&kept).unwrap_or_default();
+                    let text =
+                        serde_json::to_string(&kept).map_err(|error| CatalogError::Encode {
+                            path: p.to_owned(),
+                            error,
+                        })?;
                     meta.insert(FINDINGS, text.as_str())
                         .map_err(|e| redb_err(p, e))?;
                 }
@@ -596,7 +608,7 @@ impl Catalog {
             let mut table = tx.open_table(SEGMENTS).map_err(|e| redb_err(p, e))?;
             for (month, record) in change(&table)? {
                 match record {
-                    Some(r) => table.insert(month.as_str(), json(&r).as_slice()),
+                    Some(r) => table.insert(month.as_str(), json(&r, p)?.as_slice()),
                     None => table.remove(month.as_str()).map(|_| None),
                 }
                 .map_err(|e| redb_err(p, e))?;
@@ -625,7 +637,7 @@ impl Catalog {
                         last_seen: *seen,
                     };
                     policies
-                        .insert(name, json(&record).as_slice())
+                        .insert(name, json(&record, p)?.as_slice())
                         .map_err(|e| redb_err(p, e))?;
                 }
                 let mut latest = tx.open_table(LATEST).map_err(|e| redb_err(p, e))?;
@@ -638,7 +650,7 @@ impl Catalog {
                         .is_none_or(|kept| kept.sample.at <= record.sample.at);
                     if older {
                         latest
-                            .insert(name, json(record).as_slice())
+                            .insert(name, json(record, p)?.as_slice())
                             .map_err(|e| redb_err(p, e))?;
                     }
                 }
@@ -646,7 +658,7 @@ impl Catalog {
                 let mut open = tx.open_table(OPEN_ALERTS).map_err(|e| redb_err(p, e))?;
                 let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
                 for alert in &update.alerts {
-                    let value = json(alert);
+                    let value = json(alert, p)?;
                     alerts
                         .insert(alert.id.as_u128(), value.as_slice())
                         .map_err(|e| redb_err(p, e))?;
@@ -665,7 +677,7 @@ impl Catalog {
                     let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
                     let mut next = next_seq(&outbox, &meta, p)?;
                     for event in &update.events {
-                        let value = json(event);
+                        let value = json(event, p)?;
                         outbox
                             .insert(next, value.as_slice())
                             .map_err(|e| redb_err(p, e))?;
@@ -786,7 +798,7 @@ impl Catalog {
             {
                 let mut sinks = tx.open_table(SINKS).map_err(|e| redb_err(p, e))?;
                 sinks
-                    .insert(name, json(progress).as_slice())
+                    .insert(name, json(progress, p)?.as_slice())
                     .map_err(|e| redb_err(p, e))?;
             }
             tx.commit().map_err(|e| redb_err(p, e))
@@ -823,6 +835,11 @@ impl Catalog {
     /// Every alert, oldest first.
     pub fn alerts(&self) -> Result<Vec<Alert>, CatalogError> {
         self.heal(|| read_alerts(&begin(&*self.db()?, &self.path)?, &self.path))
+    }
+
+    /// The open alerts, oldest first (the writer keeps them apart from the history, §10).
+    pub fn open_alerts(&self) -> Result<Vec<Alert>, CatalogError> {
+        self.heal(|| read_open_alerts(&begin(&*self.db()?, &self.path)?, &self.path))
     }
 
     /// Every policy as last seen.
@@ -1179,9 +1196,13 @@ fn begin(db: &impl ReadableDatabase, p: &str) -> Result<ReadTransaction, Catalog
     db.begin_read().map_err(|e| redb_err(p, e))
 }
 
-fn json<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serialising our own plain data types to JSON cannot fail.
-    serde_json::to_vec(v).unwrap_or_default()
+/// A record's value: its JSON. An error (none of our types can give one today) fails the
+/// write transaction rather than store an empty value.
+fn json<T: Serialize>(v: &T, p: &str) -> Result<Vec<u8>, CatalogError> {
+    serde_json::to_vec(v).map_err(|error| CatalogError::Encode {
+        path: p.to_owned(),
+        error,
+    })
 }
 
 /// Every row of a table, values decoded as JSON of `T` and mapped with their key. A table not
@@ -1394,7 +1415,10 @@ mod tests {
         let tx = db.begin_write().expect("tx");
         tx.open_table(OPEN_ALERTS)
             .expect("table")
-            .insert(1_u128, json(&alert(1, 0, true)).as_slice())
+            .insert(
+                1_u128,
+                json(&alert(1, 0, true), "test").expect("json").as_slice(),
+            )
             .expect("insert");
         tx.commit().expect("commit");
         drop(db);

@@ -497,7 +497,7 @@ impl Store {
         Ok(())
     }
 
-    /// [`Self::check_place`], for the monitor to call once a cycle even when nothing is
+    /// `check_place`, for the monitor to call once a cycle even when nothing is
     /// written.
     pub fn check_in_place(&self) -> Result<()> {
         self.check_place(&compact::lock(&self.segments))

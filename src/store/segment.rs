@@ -50,7 +50,7 @@ pub struct Layout {
 
 /// Walks the blocks after the segment header. A region that does not parse is searched for the
 /// next block header whose checksum verifies; if there is none and the region looks like an
-/// interrupted append ([`is_torn`]), it is the torn tail, else damage up to the end.
+/// interrupted append (`is_torn`), it is the torn tail, else damage up to the end.
 pub fn layout(bytes: &[u8]) -> Layout {
     let mut out = Layout::default();
     let len = bytes.len() as u64;

@@ -2,7 +2,7 @@
 //!
 //! May use: `domain`, prometheus.
 //!
-//! Names of the `dict_rate_limit_*` metrics are fixed by the legacy design (DESIGN.md):
+//! Names of the `dict_rate_limit_*` metrics are the legacy system's (its dashboards use them):
 //! `endpoint_id` is the policy name. dictmon's own health is `dictmon_*`. Label values are
 //! bounded: policy names come from DICT, reasons and kinds from fixed enums.
 //!

@@ -217,7 +217,7 @@ fn check_events_file(path: &Path, outbox: &[(u64, serde_json::Value)], acked: u6
         .map(|l| serde_json::from_str(l).expect("a whole JSON line"))
         .collect();
     assert_complete(outbox, acked, &lines);
-    // The schema of DESIGN.md, exactly.
+    // The legacy event schema, exactly.
     let keys: Vec<&String> = lines[0].as_object().expect("object").keys().collect();
     let mut want = vec![
         "event_id",
