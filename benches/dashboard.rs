@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{Months, TimeDelta, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use dictmon::domain::{PspCategory, RateWindow, ValidationLimits};
-use dictmon::http::{HttpState, history::Range};
+use dictmon::http::{HttpState, Range};
 use dictmon::monitor::backfill::{BackfillPlan, backfill, serve_defaults};
 use dictmon::monitor::cycle::{Monitor, MonitorConfig};
 use dictmon::source::simulator::{Scenario, Simulator, SimulatorSource};
@@ -51,7 +51,7 @@ fn dashboard_benches(c: &mut Criterion) {
         thresholds: config.thresholds,
         per_policy: config.per_policy,
         states_csv: |_, _, _, _, _| Err("no CSV in this bench".into()),
-        heavy: dictmon::http::heavy::Heavy::default(),
+        heavy: dictmon::http::Heavy::default(),
         api_token: None,
     });
     let policies = state.published.latest.load().len();

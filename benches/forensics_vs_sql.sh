@@ -85,18 +85,8 @@ VACUUM;
 ANALYZE;
 EOF
 
-median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.1f", v[int((NR + 1) / 2)] }'; }
-# time_ms CMD…: the median wall time of $runs runs, in ms.
-# (EPOCHREALTIME: no process of its own around the one timed.)
-time_ms() {
-    for _ in $(seq "$runs"); do
-        local s e
-        s=$EPOCHREALTIME
-        "$@" >/dev/null
-        e=$EPOCHREALTIME
-        awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f\n", (e - s) * 1000 }'
-    done | median
-}
+# shellcheck source=benches/timing.sh
+. benches/timing.sh
 
 one_pg="COPY (SELECT * FROM dict_rate_limit_states WHERE endpoint_id = '$policy' ORDER BY response_time) TO STDOUT WITH (FORMAT csv, HEADER true)"
 one_sql="SELECT * FROM dict_rate_limit_states WHERE endpoint_id = '$policy' ORDER BY response_time;"

@@ -62,7 +62,7 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc
 
 fn parse_any_time(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     let t = text.trim();
-    if let Ok(x) = dictmon::export::pg::parse_timestamp(t) {
+    if let Ok(x) = dictmon::export::parse_timestamp(t) {
         return Ok(x);
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {

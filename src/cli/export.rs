@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chrono::Utc;
-use dictmon::export::dump::dump;
+use dictmon::export::dump;
 use dictmon::export::import::{ImportError, ImportReport, import};
 use dictmon::store::{Store, StoreOptions, StoreReader};
 

@@ -8,13 +8,12 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
-use dictmon::domain::forensics::{Forensics, ForensicsQuery, Period};
 use dictmon::domain::{AlertEvent, PolicyName, Severity};
-use dictmon::export::forensics::{write_episodes, write_summary};
+use dictmon::domain::{Forensics, ForensicsQuery, Period};
 use dictmon::export::{
     Format, StatesQuery, StatesWriter, alerts_in, scan_policies, scan_states, write_alerts,
 };
-use dictmon::notify::status;
+use dictmon::export::{write_episodes, write_summary};
 use dictmon::store::StoreReader;
 use dictmon::store::catalog::SinkProgress;
 
@@ -276,13 +275,13 @@ fn alerts(a: &AlertsArgs) -> anyhow::Result<Outcome> {
     let catalog = reader.catalog()?;
     let sinks = catalog.sinks()?;
     let outbox = catalog.outbox()?;
-    let sequences = status::sequences(&outbox);
+    let sequences = dictmon::notify::sequences(&outbox);
     let delivery: Vec<_> = if sinks.is_empty() {
         Vec::new()
     } else {
         alerts
             .iter()
-            .map(|x| status::delivery_of(x, &sequences, &sinks))
+            .map(|x| dictmon::notify::delivery_of(x, &sequences, &sinks))
             .collect()
     };
     let mut out = BufWriter::new(std::io::stdout().lock());

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use chrono::Utc;
-use dictmon::store::{Month, Store, StoreOptions, StoreReader, month};
+use dictmon::store::{Month, Store, StoreOptions, StoreReader, months_to_delete};
 
 use super::{DEFAULT_DATA_DIR, Outcome};
 
@@ -44,7 +44,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         // Without the writer's lock: the reference time from the newest segment's blocks.
         let reader = StoreReader::open(&args.data_dir)?;
         let reference = reader.newest_time()?.map_or(now, |t| t.min(now));
-        let doomed = month::to_delete(&reader.months()?, Month::of(reference), args.keep_months);
+        let doomed = months_to_delete(&reader.months()?, Month::of(reference), args.keep_months);
         println!(
             "ages measured from {}",
             reference.format("%Y-%m-%d %H:%M:%S UTC")

@@ -8,7 +8,7 @@ use dictmon::config::{self, Config, SourceConfig};
 use dictmon::domain::{RateWindow, ValidationLimits};
 use dictmon::http::{ApiToken, HttpState};
 use dictmon::monitor::cycle::{Monitor, MonitorConfig};
-use dictmon::notify::stream::AlertStream;
+use dictmon::notify::AlertStream;
 use dictmon::notify::{self, DeliveryMetrics, FileSinkConfig, NotifyConfig, SinkConfig, SinkKind};
 use dictmon::source::Source;
 use dictmon::store::{Store, StoreOptions};
@@ -284,11 +284,11 @@ impl WithSource for Serve {
             let mut stopping = stopped.clone();
             tokio::spawn(
                 tonic::transport::Server::builder()
-                    .http2_keepalive_interval(Some(dictmon::notify::grpc_conn::GRPC_PING))
-                    .http2_keepalive_timeout(Some(dictmon::notify::grpc_conn::GRPC_PING))
+                    .http2_keepalive_interval(Some(dictmon::notify::GRPC_PING))
+                    .http2_keepalive_timeout(Some(dictmon::notify::GRPC_PING))
                     .add_service(service)
                     .serve_with_incoming_shutdown(
-                        dictmon::notify::grpc_conn::incoming(listener),
+                        dictmon::notify::incoming(listener),
                         async move {
                             let _ = stopping.wait_for(|s| *s).await;
                         },
@@ -305,7 +305,7 @@ impl WithSource for Serve {
                 thresholds,
                 per_policy,
                 states_csv: super::query::policy_pg_csv,
-                heavy: dictmon::http::heavy::Heavy::default(),
+                heavy: dictmon::http::Heavy::default(),
                 api_token: self.api_token,
             }),
             stopped.clone(),

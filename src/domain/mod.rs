@@ -50,7 +50,7 @@ pub mod dict_table;
 mod alert;
 mod bucket;
 pub mod forecast;
-pub mod forensics;
+pub(crate) mod forensics;
 mod policy;
 mod snapshot;
 
@@ -62,7 +62,7 @@ pub use alert::{
 pub use bucket::{
     Enrichment, PrefixScratch, RateWindow, TextScales, enrich, enrich_prefixes, human, tenths,
 };
-pub use forensics::Reading;
+pub use forensics::{Episode, Forensics, ForensicsQuery, Period, Reading, SummaryRow};
 pub use policy::{BucketConfig, Policy, PolicyName, PspCategory};
 pub use snapshot::{
     RejectReason, Sample, Snapshot, StateJson, StateRecord, ValidationLimits, validate,

@@ -10,10 +10,14 @@
 //! next), never by the amount of history; damaged blocks are reported and skipped, never fatal.
 
 mod csv_chunks;
-pub mod dump;
-pub mod forensics;
+mod dump;
+mod forensics;
 pub mod import;
-pub mod pg;
+pub(crate) mod pg;
+
+pub use dump::dump;
+pub use forensics::{write_episodes, write_summary};
+pub use pg::parse_timestamp;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

@@ -105,11 +105,6 @@ impl TimestampCache {
     }
 }
 
-/// A time truncated to PostgreSQL's precision (microseconds).
-pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
-}
-
 /// Appends a `numeric` without exponent (`f64`'s shortest round-trip text, the same as its
 /// `Display`; `-0` as `0`). Non-finite values (never stored) are written as `NaN`.
 pub fn push_numeric(out: &mut String, x: f64) {
@@ -215,13 +210,6 @@ fn push_fixed(out: &mut String, x: f64, scale: u8) -> bool {
         out.push_str(frac);
     }
     true
-}
-
-/// Appends an optional `numeric`: NULL is an empty field.
-pub fn push_opt_numeric(out: &mut String, x: Option<f64>) {
-    if let Some(x) = x {
-        push_numeric(out, x);
-    }
 }
 
 /// Appends a text field, quoted when PostgreSQL would quote it.
@@ -453,7 +441,9 @@ mod tests {
         assert_eq!(ts(t), "2026-11-18 11:06:40.12+00");
         let t = DateTime::from_timestamp(1_795_000_000, 123_456_789).expect("t");
         assert_eq!(ts(t), "2026-11-18 11:06:40.123456+00");
-        assert_eq!(parse_timestamp(&ts(t)), Ok(to_micros(t)));
+        // Truncated to PostgreSQL's precision, microseconds.
+        let micros = DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t);
+        assert_eq!(parse_timestamp(&ts(t)), Ok(micros));
         for (text, expect) in [
             ("2026-11-18 08:06:40-03", "2026-11-18 11:06:40+00"),
             ("2026-11-18 16:36:40.5+05:30", "2026-11-18 11:06:40.5+00"),

@@ -45,7 +45,7 @@ impl Default for Heavy {
 }
 
 impl Heavy {
-    /// A permit, waiting up to [`HEAVY_WAIT`]; none when every permit stayed taken.
+    /// A permit, waiting up to `HEAVY_WAIT`; none when every permit stayed taken.
     pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
         tokio::time::timeout(HEAVY_WAIT, Arc::clone(&self.0).acquire_owned())
             .await

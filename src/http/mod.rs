@@ -10,16 +10,16 @@
 //!
 //! Invariants: handlers only read (the ring, the latest view, the catalog, the segments);
 //! none blocks the poll cycle — reading history runs on the blocking pool, at most
-//! [`heavy::HEAVY_REQUESTS`] at once, and a download is streamed with back-pressure
-//! ([`heavy`]): its memory does not grow with its size or with clients that do not read. No client can hold
+//! `heavy::HEAVY_REQUESTS` at once, and a download is streamed with back-pressure
+//! (`heavy`): its memory does not grow with its size or with clients that do not read. No client can hold
 //! the server: at most [`MAX_CONNECTIONS`] at once (more are closed at accept), a request head
 //! of at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] headers that must arrive within
 //! [`HEADER_TIMEOUT`], request bodies never read, and every connection closed gracefully after
 //! [`CONNECTION_LIFETIME`] (then dropped if a slow reader still holds it after [`GRACE`]).
 
 pub(crate) mod chart;
-pub mod heavy;
-pub mod history;
+pub(crate) mod heavy;
+pub(crate) mod history;
 pub(crate) mod pages;
 pub mod route;
 
@@ -42,7 +42,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, warn};
 
-use self::history::Range;
+pub use self::heavy::Heavy;
+pub use self::history::Range;
 use self::pages::{Card, Health};
 use self::route::Route;
 use crate::domain::{AlertJson, PolicyName, Severity, StateJson, Thresholds};
@@ -319,9 +320,9 @@ async fn handle(req: &Request<Incoming>, state: Arc<HttpState>) -> Reply {
                 } else {
                     catalog.alerts()?
                 };
-                Ok::<_, crate::store::catalog::CatalogError>(
-                    serde_json::to_vec(&alerts.iter().map(AlertJson::from).collect::<Vec<_>>()),
-                )
+                Ok::<_, crate::store::catalog::CatalogError>(serde_json::to_vec(
+                    &alerts.iter().map(AlertJson::from).collect::<Vec<_>>(),
+                ))
             })
             .await;
             match read {

@@ -1125,6 +1125,34 @@ mod tests {
         }
     }
 
+    /// A listing of one bucket per (name, tokens, capacity), category `category`.
+    fn listing_of(at: DateTime<Utc>, category: &str, policies: &[(&str, i64, i64)]) -> PolicyList {
+        let mut list = listing(at, &[]);
+        list.category = category.into();
+        list.policies = policies
+            .iter()
+            .map(|&(name, tokens, capacity)| RawPolicy {
+                name: name.into(),
+                available_tokens: tokens,
+                capacity,
+                refill_tokens: 1,
+                refill_period_secs: 60,
+            })
+            .collect();
+        list
+    }
+
+    /// The types of the outbox's events, in order.
+    fn event_types(readers: &Readers) -> Vec<String> {
+        readers
+            .catalog
+            .outbox()
+            .expect("outbox")
+            .into_iter()
+            .map(|(_, e)| e.event_type.to_string())
+            .collect()
+    }
+
     /// A cycle as `serve` builds it (metrics on), over a store in `dir`.
     fn cycle(dir: &std::path::Path, t0: DateTime<Utc>) -> (Cycle, Readers) {
         let store = Store::open(dir, StoreOptions::default()).expect("store");
@@ -1203,5 +1231,134 @@ mod tests {
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");
         }
+    }
+
+    /// A listing of a case: seconds after t0, category, buckets (name, tokens, capacity).
+    type Listing = (i64, &'static str, Vec<(&'static str, i64, i64)>);
+
+    /// One case: listings, then what must hold.
+    struct Case {
+        name: &'static str,
+        listings: Vec<Listing>,
+        /// The event types of the outbox, in order (`created`, `updated`, …: the suffix).
+        events: Vec<&'static str>,
+        /// Series of /metrics that must be there (substrings of a line).
+        metrics: Vec<&'static str>,
+        /// Rows stored.
+        rows: usize,
+    }
+
+    #[test]
+    fn listings_through_the_cycle_give_the_rows_events_and_metrics_expected() {
+        let cases = vec![
+            Case {
+                name: "an incident: WARNING, escalated to CRITICAL, recovered",
+                listings: vec![
+                    (0, "C", vec![("P", 90, 100)]),
+                    (10, "C", vec![("P", 15, 100)]),
+                    (20, "C", vec![("P", 5, 100)]),
+                    (30, "C", vec![("P", 95, 100)]),
+                ],
+                events: vec![
+                    "rate_limit.alert.created",
+                    "rate_limit.alert.updated",
+                    "rate_limit.alert.resolved",
+                ],
+                metrics: vec![
+                    "dict_rate_limit_alerts_created_total{endpoint_id=\"P\",psp_category=\"C\",severity=\"WARNING\"} 1",
+                    "dict_rate_limit_alerts_updated_total{endpoint_id=\"P\",psp_category=\"C\",severity=\"CRITICAL\"} 1",
+                    "dict_rate_limit_alerts_resolved_total{endpoint_id=\"P\",psp_category=\"C\",severity=\"CRITICAL\"} 1",
+                ],
+                rows: 4,
+            },
+            Case {
+                name: "bad samples are refused, counted and not stored; the good one is",
+                listings: vec![(
+                    0,
+                    "C",
+                    vec![("ZERO", 0, 0), ("OVER", 200, 100), ("GOOD", 50, 100)],
+                )],
+                events: vec![],
+                metrics: vec![
+                    "dictmon_rejected_samples_total{reason=\"non_positive_capacity\"} 1",
+                    "dictmon_rejected_samples_total{reason=\"tokens_above_capacity\"} 1",
+                ],
+                rows: 1,
+            },
+            Case {
+                name: "a listing replayed (same ResponseTime) stores and alerts nothing twice",
+                listings: vec![(0, "C", vec![("P", 5, 100)]), (0, "C", vec![("P", 5, 100)])],
+                events: vec!["rate_limit.alert.created"],
+                metrics: vec!["dictmon_rejected_samples_total{reason=\"replayed\"} 1"],
+                rows: 1,
+            },
+            Case {
+                name: "DICT moves the participant from C to B: one category event",
+                listings: vec![
+                    (0, "C", vec![("P", 90, 100)]),
+                    (10, "B", vec![("P", 90, 100)]),
+                ],
+                events: vec!["rate_limit.category.changed"],
+                metrics: vec![
+                    "dict_rate_limit_category_changes_total{psp_category=\"B\",severity=\"INFO\"} 1",
+                ],
+                rows: 2,
+            },
+        ];
+        let t0: DateTime<Utc> = "2026-12-06T10:00:00Z".parse().expect("time");
+        for case in cases {
+            let dir = tempfile::tempdir().expect("temp");
+            let (mut cycle, readers) = cycle(dir.path(), t0);
+            for (secs, category, buckets) in &case.listings {
+                let at = t0 + TimeDelta::seconds(*secs);
+                cycle.process(&listing_of(at, category, buckets), at);
+            }
+            assert_eq!(event_types(&readers), case.events, "{}", case.name);
+            let text = readers.published.metrics.render();
+            for m in &case.metrics {
+                assert!(text.contains(m), "{}: no {m:?} in\n{text}", case.name);
+            }
+            let store = cycle.into_store();
+            let mut rows = 0;
+            crate::store::StoreReader::open(store.dir())
+                .expect("reader")
+                .scan(&crate::store::Filter::default(), &mut |_| rows += 1)
+                .expect("scan");
+            assert_eq!(rows, case.rows, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn a_source_silent_for_two_intervals_opens_the_staleness_alert_and_an_answer_resolves_it() {
+        let dir = tempfile::tempdir().expect("temp");
+        // Freshness is the local clock's business; DICT's time must not lead it.
+        let now = Utc::now();
+        let t0 = now - TimeDelta::seconds(60);
+        let (mut cycle, readers) = cycle(dir.path(), t0);
+        cycle.process(&listing(t0, &[("P", 90)]), now);
+        cycle.check_staleness(now);
+        assert!(readers.published.open_alerts.load().is_empty());
+        // The interval is 10 s: 25 s without an answer is stale.
+        let later = now + TimeDelta::seconds(25);
+        cycle.check_staleness(later);
+        let open = readers.published.open_alerts.load();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].policy.as_str(), SELF_POLICY);
+        assert!(
+            readers
+                .published
+                .metrics
+                .render()
+                .contains("dictmon_source_fresh 0")
+        );
+        // The next answer resolves it.
+        let answer = later + TimeDelta::seconds(1);
+        cycle.process(&listing(t0 + TimeDelta::seconds(30), &[("P", 90)]), answer);
+        cycle.check_staleness(answer);
+        assert!(readers.published.open_alerts.load().is_empty());
+        assert_eq!(
+            event_types(&readers),
+            ["rate_limit.alert.created", "rate_limit.alert.resolved"]
+        );
     }
 }

@@ -209,3 +209,48 @@ impl Sink for Alertmanager {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::AlertEventType;
+
+    fn event(event_type: AlertEventType, severity: Severity) -> AlertEvent {
+        AlertEvent {
+            event_id: uuid::Uuid::nil(),
+            event_type,
+            timestamp: DateTime::UNIX_EPOCH,
+            endpoint_id: PolicyName::new("ENTRIES_WRITE").expect("name"),
+            severity,
+            available_tokens: 5,
+            capacity: 100,
+            utilization_percent: 95.0,
+            recovery_eta_seconds: None,
+            exhaustion_projection_seconds: None,
+            psp_category: PspCategory::C,
+            message: "ENTRIES_WRITE: 5.0% remaining".into(),
+            category_change: None,
+        }
+    }
+
+    #[test]
+    fn an_alert_has_the_labels_a_prometheus_rule_on_the_same_instance_would_give_it() {
+        let origin = ("dictmon-1:9464".to_owned(), "dictmon".to_owned());
+        let f = Firing::of_event(&origin, &event(AlertEventType::Created, Severity::Critical));
+        assert_eq!(
+            f.labels,
+            json!({
+                "alertname": "DictRateLimit",
+                "endpoint_id": "ENTRIES_WRITE",
+                "severity": "critical",
+                "psp_category": "C",
+                "instance": "dictmon-1:9464",
+                "job": "dictmon",
+            })
+        );
+        let now = DateTime::UNIX_EPOCH + chrono::TimeDelta::minutes(1);
+        let posting = f.posting(now, now);
+        assert_eq!(posting["startsAt"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(posting["endsAt"], "1970-01-01T00:01:00.000Z");
+    }
+}

@@ -1,7 +1,7 @@
 //! Alert-event delivery: the outbox in the catalog is the queue, and each configured sink
 //! (Prometheus Alertmanager, webhook, JSON-lines file) has one worker that reads it in sequence
 //! order, delivers, and records the sink's progress only once the sink acknowledged (HTTP 2xx,
-//! fsync). The gRPC `WatchAlerts` stream ([`stream`]) reads the same outbox for its clients.
+//! fsync). The gRPC `WatchAlerts` stream ([`AlertStream`]) reads the same outbox for its clients.
 //!
 //! May use: `domain`, `store` (the catalog's outbox and sink progress). Prometheus handles are
 //! passed in ([`DeliveryMetrics`]), so `telemetry` stays the owner of metric definitions.
@@ -17,10 +17,10 @@
 
 mod alertmanager;
 mod file;
-pub mod grpc_conn;
+mod grpc_conn;
 mod http;
-pub mod status;
-pub mod stream;
+mod status;
+mod stream;
 mod webhook;
 
 use std::path::PathBuf;
@@ -36,7 +36,10 @@ use crate::domain::AlertEvent;
 use crate::store::catalog::{Catalog, CatalogError, SinkProgress};
 
 pub use alertmanager::ALERTNAME;
+pub use grpc_conn::{GRPC_IDLE, GRPC_PING, MAX_GRPC_CONNECTIONS, incoming};
 pub use http::SetupError;
+pub use status::{delivery_of, sequences};
+pub use stream::{AlertStream, proto, to_proto};
 pub use webhook::{EVENT_ID_HEADER, SIGNATURE_HEADER, signature};
 
 /// The first retry waits this long; each failure doubles it up to the sink's maximum.

@@ -21,7 +21,7 @@ pub mod catalog;
 mod compact;
 pub mod disk;
 pub mod format;
-pub mod month;
+mod month;
 pub mod segment;
 mod verify;
 
@@ -40,7 +40,7 @@ use crate::domain::{PolicyName, RateWindow, Reading, StateRecord};
 use self::catalog::{Catalog, CatalogError, CatalogReader};
 use self::compact::{OpenSegment, Segments};
 use self::format::{BlockHeader, BlockKind, FormatError, SegmentHeader};
-pub use self::month::{Month, SegmentId};
+pub use self::month::{Month, SegmentId, to_delete as months_to_delete};
 use self::segment::BlockRef;
 pub use self::segment::{Corruption, Filter, release_read_buffers};
 pub use self::verify::{VerifyReport, verify};

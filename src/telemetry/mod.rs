@@ -615,3 +615,85 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::format::tests::record;
+
+    fn lines_of(m: &Metrics, needle: &str) -> Vec<String> {
+        m.render()
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_category_change_moves_every_series_of_the_policy() {
+        let m = Metrics::new();
+        let mut r = record("P", 0, 500);
+        m.observe(&r);
+        r.sample.category = crate::domain::PspCategory::B;
+        m.observe(&r);
+        let gauges: Vec<String> = lines_of(&m, "endpoint_id=\"P\"")
+            .into_iter()
+            .filter(|l| !l.contains("_total{"))
+            .collect();
+        assert!(!gauges.is_empty());
+        assert!(
+            gauges.iter().all(|l| l.contains("psp_category=\"B\"")),
+            "{gauges:#?}"
+        );
+        // The counters exist at zero under both categories (history stays).
+        assert_eq!(
+            lines_of(&m, "dict_rate_limit_alerts_created_total{").len(),
+            4
+        );
+    }
+
+    #[test]
+    fn open_alert_series_follow_the_open_alerts_exactly() {
+        let m = Metrics::new();
+        let alert = |policy: &str, severity: Severity| crate::domain::Alert {
+            id: uuid::Uuid::nil(),
+            policy: crate::domain::PolicyName::new(policy).expect("name"),
+            severity,
+            peak_severity: None,
+            cause: crate::domain::AlertCause::Threshold,
+            opened_at: chrono::DateTime::UNIX_EPOCH,
+            available_tokens: 1,
+            capacity: 100,
+            utilization_percent: 99.0,
+            psp_category: crate::domain::PspCategory::C,
+            message: String::new(),
+            resolved_at: None,
+            resolution: None,
+        };
+        m.open_alerts(&[
+            alert("A", Severity::Warning),
+            alert("B", Severity::Critical),
+        ]);
+        assert_eq!(lines_of(&m, "dictmon_alert_open{").len(), 2);
+        // A escalates, B resolves.
+        m.open_alerts(&[alert("A", Severity::Critical)]);
+        assert_eq!(
+            lines_of(&m, "dictmon_alert_open{"),
+            ["dictmon_alert_open{endpoint_id=\"A\",psp_category=\"C\",severity=\"critical\"} 1"]
+        );
+        m.open_alerts(&[]);
+        assert!(lines_of(&m, "dictmon_alert_open{").is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_policy_keeps_only_its_counters() {
+        let m = Metrics::new();
+        m.observe(&record("GONE", 0, 500));
+        m.observe(&record("KEPT", 0, 500));
+        m.policy_thresholds("GONE", &Thresholds::default());
+        m.forget("GONE");
+        let left = lines_of(&m, "endpoint_id=\"GONE\"");
+        assert!(left.iter().all(|l| l.contains("_total{")), "{left:#?}");
+        assert!(!lines_of(&m, "dict_rate_limit_available_tokens{endpoint_id=\"KEPT\"").is_empty());
+    }
+}

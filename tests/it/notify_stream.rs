@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use dictmon::notify::stream::proto::alert_service_client::AlertServiceClient;
-use dictmon::notify::stream::proto::{AlertEvent, WatchAlertsRequest};
+use dictmon::notify::proto::alert_service_client::AlertServiceClient;
+use dictmon::notify::proto::{AlertEvent, WatchAlertsRequest};
 use tonic::Code;
 
 use super::util::{Serve, outbox, wait_until};
@@ -103,11 +103,7 @@ fn watch_alerts_reconnecting_with_the_last_event_id_misses_nothing() {
             .iter()
             .find(|(s, _)| *s == got.sequence)
             .expect("streamed event in the outbox");
-        assert_eq!(
-            *got,
-            dictmon::notify::stream::to_proto(*seq, event),
-            "event {seq}"
-        );
+        assert_eq!(*got, dictmon::notify::to_proto(*seq, event), "event {seq}");
     }
 }
 
@@ -136,7 +132,7 @@ fn closed_within(mut socket: &std::net::TcpStream, limit: Duration) -> bool {
 
 #[test]
 fn idle_grpc_sockets_are_capped_and_timed_out_while_a_waiting_watcher_stays() {
-    use dictmon::notify::grpc_conn::{GRPC_IDLE, MAX_GRPC_CONNECTIONS};
+    use dictmon::notify::{GRPC_IDLE, MAX_GRPC_CONNECTIONS};
     let dir = tempfile::tempdir().expect("temp");
     // Steady: no alert for the watcher to receive, so its stream stays silent. At 15 s
     // dictmon's own listing costs 4 tokens/min of POLICIES_LIST's refill of 6 (at 5 s it would
