@@ -332,9 +332,14 @@ impl Cycle {
         let metrics = Arc::new(Metrics::new());
         metrics.register_poll_error_kinds(&SourceError::KINDS);
         metrics.register_poll_error_kinds(&[EMPTY_LISTING]);
-        for view in latest.values() {
-            metrics.observe(&view.record);
-        }
+        let reloaded: Vec<StateRecord> = latest.values().map(|v| v.record.clone()).collect();
+        metrics.observe_cycle(&reloaded, &|p| {
+            config
+                .per_policy
+                .get(p)
+                .copied()
+                .unwrap_or(config.thresholds)
+        });
         let shared = Arc::new(Published {
             latest: ArcSwap::from_pointee(latest.values().cloned().collect()),
             open_alerts: ArcSwap::from_pointee(Vec::new()),
@@ -439,6 +444,19 @@ impl Cycle {
             0
         };
         self.shared.clock_behind_ms.store(behind, Ordering::Release);
+        if !self.history {
+            let config = &self.config;
+            let thresholds = |p: &PolicyName| {
+                config
+                    .per_policy
+                    .get(p)
+                    .copied()
+                    .unwrap_or(config.thresholds)
+            };
+            self.shared
+                .metrics
+                .observe_cycle(&update.latest, &thresholds);
+        }
         if !clock_wrong {
             self.notice_vanished(list, &mut update);
             self.refused = None;
@@ -654,11 +672,6 @@ impl Cycle {
                 rate,
             );
         }
-        if !self.history {
-            self.shared
-                .metrics
-                .policy_thresholds(policy.as_str(), thresholds);
-        }
         let state = self.states.entry(policy.clone()).or_default();
         let t = evaluate(
             state,
@@ -696,9 +709,6 @@ impl Cycle {
             enrichment,
             created_at: now,
         };
-        if !self.history {
-            self.shared.metrics.observe(&record);
-        }
         self.last_accepted.insert(policy.clone(), sample.at);
         update.latest.push(record.clone());
         self.latest.insert(

@@ -32,7 +32,7 @@ use prometheus::{
 };
 
 use crate::domain::{
-    Alert, AlertEvent, AlertEventType, RejectReason, Severity, StateRecord, Thresholds,
+    Alert, AlertEvent, AlertEventType, PolicyName, RejectReason, Severity, StateRecord, Thresholds,
 };
 
 const POLICY_LABELS: [&str; 2] = ["endpoint_id", "psp_category"];
@@ -419,20 +419,44 @@ impl Metrics {
         m
     }
 
-    /// Publishes a stored snapshot's gauges.
-    pub fn observe(&self, r: &StateRecord) {
+    /// Publishes the gauges of a cycle's stored snapshots; `thresholds` gives a policy's
+    /// thresholds, exported when it is first seen.
+    pub fn observe_cycle(
+        &self,
+        records: &[StateRecord],
+        thresholds: &dyn Fn(&PolicyName) -> Thresholds,
+    ) {
+        // The monitor alone calls this, once a cycle: the lock is never contended.
+        let Ok(mut known) = self.categories.lock() else {
+            return;
+        };
+        for r in records {
+            self.observe(&mut known, r, thresholds);
+        }
+    }
+
+    fn observe(
+        &self,
+        known: &mut HashMap<String, String>,
+        r: &StateRecord,
+        thresholds: &dyn Fn(&PolicyName) -> Thresholds,
+    ) {
         let name = r.policy.as_str();
         let category = r.sample.category.to_string();
-        if let Ok(mut known) = self.categories.lock() {
-            match known.insert(name.to_owned(), category.clone()) {
-                Some(old) if old != category => {
-                    for g in self.policy_gauges() {
-                        let _ = g.remove_label_values(&[name, &old]);
-                    }
-                    self.alert_counters_at_zero(name, &category);
+        match known.get_mut(name) {
+            Some(old) if *old != category => {
+                for g in self.policy_gauges() {
+                    let _ = g.remove_label_values(&[name, old]);
                 }
-                Some(_) => {}
-                None => self.alert_counters_at_zero(name, &category),
+                self.alert_counters_at_zero(name, &category);
+                old.clone_from(&category);
+            }
+            Some(_) => {}
+            None => {
+                // A policy newly seen: its counters at zero, the thresholds in force.
+                self.alert_counters_at_zero(name, &category);
+                self.policy_thresholds(name, &thresholds(&r.policy));
+                known.insert(name.to_owned(), category.clone());
             }
         }
         let labels = [name, category.as_str()];
@@ -509,7 +533,7 @@ impl Metrics {
     }
 
     /// The thresholds in force for a policy.
-    pub fn policy_thresholds(&self, name: &str, t: &Thresholds) {
+    fn policy_thresholds(&self, name: &str, t: &Thresholds) {
         for (severity, percent) in [
             ("warning", t.warning_percent),
             ("critical", t.critical_percent),
@@ -633,10 +657,10 @@ mod tests {
     fn a_category_change_moves_every_series_of_the_policy() {
         let m = Metrics::new();
         let mut r = record("P", 0, 500);
-        m.observe(&r);
+        m.observe_cycle(std::slice::from_ref(&r), &|_| Thresholds::default());
         r.sample.category = crate::domain::PspCategory::B;
-        m.observe(&r);
-        let gauges: Vec<String> = lines_of(&m, "endpoint_id=\"P\"")
+        m.observe_cycle(&[r], &|_| Thresholds::default());
+        let gauges: Vec<String> = lines_of(&m, "endpoint_id=\"P\",psp_category")
             .into_iter()
             .filter(|l| !l.contains("_total{"))
             .collect();
@@ -688,9 +712,10 @@ mod tests {
     #[test]
     fn a_forgotten_policy_keeps_only_its_counters() {
         let m = Metrics::new();
-        m.observe(&record("GONE", 0, 500));
-        m.observe(&record("KEPT", 0, 500));
-        m.policy_thresholds("GONE", &Thresholds::default());
+        m.observe_cycle(&[record("GONE", 0, 500), record("KEPT", 0, 500)], &|_| {
+            Thresholds::default()
+        });
+        assert!(!lines_of(&m, "dictmon_alert_threshold_percent{endpoint_id=\"GONE\"").is_empty());
         m.forget("GONE");
         let left = lines_of(&m, "endpoint_id=\"GONE\"");
         assert!(left.iter().all(|l| l.contains("_total{")), "{left:#?}");
