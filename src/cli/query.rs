@@ -321,13 +321,7 @@ fn forensics(
     let reader = StoreReader::open(&located.data_dir)?;
     let policies = known_policies(&reader, &located.data_dir, policy)?;
     let config = &located.config;
-    let thresholds = |p: &PolicyName| {
-        config
-            .per_policy
-            .get(p)
-            .copied()
-            .unwrap_or(config.thresholds)
-    };
+    let thresholds = |p: &PolicyName| config.thresholds.for_policy(&config.per_policy, p);
     let query = ForensicsQuery {
         by,
         below,

@@ -138,6 +138,16 @@ pub enum ThresholdError {
 }
 
 impl Thresholds {
+    /// `policy`'s thresholds: its own in `per_policy`, else these (the defaults).
+    #[must_use]
+    pub fn for_policy(
+        self,
+        per_policy: &std::collections::HashMap<PolicyName, Thresholds>,
+        policy: &PolicyName,
+    ) -> Thresholds {
+        per_policy.get(policy).copied().unwrap_or(self)
+    }
+
     /// Checks that the thresholds make sense together.
     pub fn check(&self) -> Result<(), ThresholdError> {
         let pct = |x: f64| (0.0..=100.0).contains(&x);

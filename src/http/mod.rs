@@ -121,10 +121,7 @@ impl ApiToken {
 
 impl HttpState {
     fn thresholds_for(&self, policy: &PolicyName) -> Thresholds {
-        self.per_policy
-            .get(policy)
-            .copied()
-            .unwrap_or(self.thresholds)
+        self.thresholds.for_policy(&self.per_policy, policy)
     }
 
     fn health(&self, now: DateTime<Utc>) -> Health<'_> {

@@ -334,11 +334,7 @@ impl Cycle {
         metrics.register_poll_error_kinds(&[EMPTY_LISTING]);
         let reloaded: Vec<StateRecord> = latest.values().map(|v| v.record.clone()).collect();
         metrics.observe_cycle(&reloaded, &|p| {
-            config
-                .per_policy
-                .get(p)
-                .copied()
-                .unwrap_or(config.thresholds)
+            config.thresholds.for_policy(&config.per_policy, p)
         });
         let shared = Arc::new(Published {
             latest: ArcSwap::from_pointee(latest.values().cloned().collect()),
@@ -446,13 +442,7 @@ impl Cycle {
         self.shared.clock_behind_ms.store(behind, Ordering::Release);
         if !self.history {
             let config = &self.config;
-            let thresholds = |p: &PolicyName| {
-                config
-                    .per_policy
-                    .get(p)
-                    .copied()
-                    .unwrap_or(config.thresholds)
-            };
+            let thresholds = |p: &PolicyName| config.thresholds.for_policy(&config.per_policy, p);
             self.shared
                 .metrics
                 .observe_cycle(&update.latest, &thresholds);
@@ -649,11 +639,10 @@ impl Cycle {
             policy: policy.clone(),
             sample,
         };
-        let thresholds = self
+        let thresholds = &self
             .config
-            .per_policy
-            .get(&policy)
-            .unwrap_or(&self.config.thresholds);
+            .thresholds
+            .for_policy(&self.config.per_policy, &policy);
         let forecast = thresholds.predictive_horizon.and_then(|horizon| {
             forecast(
                 self.profiles.get(&policy),
