@@ -94,10 +94,15 @@ chroot --userspec=alice:alice --groups=dictmon "$root" /bin/sh -c 'cd /tmp && /u
     grep -q '^ENTRIES_WRITE ' || fail "status as a member of dictmon did not read /var/lib/dictmon"
 chroot --userspec=alice:alice --groups=dictmon "$root" /bin/sh -c 'cd /tmp && /usr/bin/dictmon verify' >/dev/null ||
     fail "verify as a member of dictmon failed"
-if chroot --userspec=alice:alice "$root" /bin/sh -c 'cd /tmp && /usr/bin/dictmon status' >/dev/null 2>&1; then
+# (chroot --userspec alone would give alice her groups from the user database, dictmon among
+# them: the outsider is another user.)
+in_root useradd --create-home bob
+if refused=$(chroot --userspec=bob:bob "$root" /bin/sh -c 'cd /tmp && /usr/bin/dictmon status' 2>&1); then
     fail "a user outside the dictmon group read /var/lib/dictmon"
 fi
+grep -qi 'permission denied' <<<"$refused" || fail "bob was refused for another reason: $refused"
 in_root userdel --remove alice
+in_root userdel --remove bob
 
 step "upgrade over itself (a local change to the config is kept)"
 echo "# local change" >> "$root/etc/dictmon/dictmon.toml"
