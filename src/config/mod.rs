@@ -17,7 +17,8 @@ use toml::Spanned;
 
 use crate::domain::{PolicyName, PspCategory, Thresholds};
 use crate::notify::{
-    AlertmanagerConfig, FileSinkConfig, NotifyConfig, SinkConfig, SinkKind, WebhookConfig,
+    AlertmanagerConfig, FileSinkConfig, NotifyConfig, PulsarConfig, SinkConfig, SinkKind,
+    WebhookConfig,
 };
 use crate::source::simulator::{DICT_POLICIES, Scenario};
 
@@ -233,6 +234,20 @@ struct NotifySection {
     alertmanager: Option<Vec<AlertmanagerSection>>,
     webhook: Option<Vec<WebhookSection>>,
     file: Option<Vec<FileSection>>,
+    pulsar: Option<Vec<PulsarSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PulsarSection {
+    name: Option<Spanned<String>>,
+    url: Spanned<String>,
+    topic: Spanned<String>,
+    token_file: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -631,8 +646,55 @@ fn notify(
         });
         named.push((f.name, f.path.span()));
     }
+    for p in n.pulsar.unwrap_or_default() {
+        let name = p.name.clone();
+        let span = p.url.span();
+        out.sinks
+            .push(pulsar_sink(p, loc, &|v, key| duration(v, key, timeout))?);
+        named.push((name, span));
+    }
     name_sinks(&mut out.sinks, named, loc)?;
     Ok(out)
+}
+
+/// Reads a duration key of a sink section, its default applied.
+type SinkDuration<'a> =
+    dyn Fn(&Option<Spanned<String>>, &str) -> Result<Duration, ConfigError> + 'a;
+
+/// A `[[notify.pulsar]]` sink.
+fn pulsar_sink(
+    p: PulsarSection,
+    loc: &Locator<'_>,
+    duration: &SinkDuration<'_>,
+) -> Result<SinkConfig, ConfigError> {
+    let key = "notify.pulsar";
+    crate::notify::producer_url(p.url.get_ref(), p.topic.get_ref()).map_err(|e| {
+        let span = if e.starts_with(&format!("{:?}", p.url.get_ref())) {
+            p.url.span()
+        } else {
+            p.topic.span()
+        };
+        loc.key(span, key, e)
+    })?;
+    if p.client_cert.is_some() != p.client_key.is_some() {
+        return Err(loc.key(
+            p.url.span(),
+            key,
+            "client_cert and client_key go together: both, or neither",
+        ));
+    }
+    Ok(SinkConfig {
+        name: String::new(),
+        kind: SinkKind::Pulsar(PulsarConfig {
+            url: p.url.get_ref().clone(),
+            topic: p.topic.get_ref().clone(),
+            token_file: p.token_file,
+            ca_cert: p.ca_cert,
+            client_cert: p.client_cert,
+            client_key: p.client_key,
+            timeout: duration(&p.timeout, &format!("{key}.timeout"))?,
+        }),
+    })
 }
 
 /// Gives every sink its name: the one written, or its kind when it is the only one of its

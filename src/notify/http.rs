@@ -79,7 +79,7 @@ impl HttpClient {
             });
         }
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(sink, ca_cert)?)
+            .with_tls_config(tls_config(sink, ca_cert, None)?)
             .https_or_http()
             .enable_http1()
             .build();
@@ -180,7 +180,13 @@ impl HttpClient {
     }
 }
 
-fn tls_config(sink: &str, ca_cert: Option<&Path>) -> Result<rustls::ClientConfig, SetupError> {
+/// A TLS client configuration trusting `ca_cert` (PEM) or the system's CAs, presenting the
+/// certificate chain and key of `client` (PEM files) when given.
+pub(super) fn tls_config(
+    sink: &str,
+    ca_cert: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, SetupError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -210,14 +216,40 @@ fn tls_config(sink: &str, ca_cert: Option<&Path>) -> Result<rustls::ClientConfig
         roots.add_parsable_certificates(found.certs);
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| SetupError::Invalid {
             sink: sink.to_owned(),
             path: PathBuf::new(),
             detail: e.to_string(),
         })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+        .with_root_certificates(roots);
+    let Some((cert, key)) = client else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let read = |path: &Path, what: &'static str| {
+        std::fs::read(path).map_err(|error| SetupError::Read {
+            sink: sink.to_owned(),
+            what,
+            path: path.to_owned(),
+            error,
+        })
+    };
+    let invalid = |path: &Path, detail: String| SetupError::Invalid {
+        sink: sink.to_owned(),
+        path: path.to_owned(),
+        detail,
+    };
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&read(cert, "client certificate")?)
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(invalid(cert, "no CERTIFICATE block in it".into()));
+    }
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_slice(&read(key, "client key")?)
+        .map_err(|e| invalid(key, e.to_string()))?;
+    builder
+        .with_client_auth_cert(chain, key_der)
+        .map_err(|e| invalid(key, e.to_string()))
 }

@@ -1,5 +1,5 @@
 //! Alert-event delivery: the outbox in the catalog is the queue, and each configured sink
-//! (Prometheus Alertmanager, webhook, JSON-lines file) has one worker that reads it in sequence
+//! (Prometheus Alertmanager, webhook, Apache Pulsar, JSON-lines file) has one worker that reads it in sequence
 //! order, delivers, and records the sink's progress only once the sink acknowledged (HTTP 2xx,
 //! fsync). The gRPC `WatchAlerts` stream ([`AlertStream`]) reads the same outbox for its clients.
 //!
@@ -19,6 +19,7 @@ mod alertmanager;
 mod file;
 mod grpc_conn;
 mod http;
+mod pulsar;
 mod status;
 mod stream;
 mod webhook;
@@ -38,6 +39,7 @@ use crate::store::catalog::{Catalog, CatalogError, SinkProgress};
 pub use alertmanager::ALERTNAME;
 pub use grpc_conn::{GRPC_IDLE, GRPC_PING, MAX_GRPC_CONNECTIONS, incoming};
 pub use http::SetupError;
+pub use pulsar::producer_url;
 pub use status::{delivery_of, sequences};
 pub use stream::{AlertStream, proto, to_proto};
 pub use webhook::{EVENT_ID_HEADER, SIGNATURE_HEADER, signature};
@@ -75,15 +77,18 @@ pub enum SinkKind {
     Webhook(WebhookConfig),
     /// JSON lines appended to a file.
     File(FileSinkConfig),
+    /// An Apache Pulsar topic, through the broker's WebSocket producer API.
+    Pulsar(PulsarConfig),
 }
 
 impl SinkKind {
-    /// `alertmanager`, `webhook` or `file`.
+    /// `alertmanager`, `webhook`, `pulsar` or `file`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Alertmanager(_) => "alertmanager",
             Self::Webhook(_) => "webhook",
             Self::File(_) => "file",
+            Self::Pulsar(_) => "pulsar",
         }
     }
 
@@ -93,6 +98,7 @@ impl SinkKind {
             Self::Alertmanager(a) => a.url.clone(),
             Self::Webhook(w) => w.url.clone(),
             Self::File(f) => f.path.display().to_string(),
+            Self::Pulsar(p) => format!("{} {}", p.url, p.topic),
         }
     }
 }
@@ -128,6 +134,25 @@ pub struct WebhookConfig {
     /// CA bundle of an https URL (default: the system's).
     pub ca_cert: Option<PathBuf>,
     /// Deadline of one request.
+    pub timeout: Duration,
+}
+
+/// `[[notify.pulsar]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PulsarConfig {
+    /// The broker's web service URL (`ws://`, `wss://`; `http://`, `https://` alike).
+    pub url: String,
+    /// The topic, `persistent://tenant/namespace/topic`.
+    pub topic: String,
+    /// File holding the token of Pulsar's token authentication (`Authorization: Bearer …`).
+    pub token_file: Option<PathBuf>,
+    /// CA bundle of a `wss://` URL (default: the system's).
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate chain (PEM) for Pulsar's TLS authentication, with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// Deadline of one event's round trip (connection included).
     pub timeout: Duration,
 }
 
@@ -284,6 +309,7 @@ pub fn check_setup(config: &NotifyConfig) -> Vec<String> {
                 http::HttpClient::new(name, &c.url, c.ca_cert.as_deref(), c.timeout).map(drop)
             }
             SinkKind::Webhook(c) => webhook::Webhook::new(name, c).map(drop),
+            SinkKind::Pulsar(c) => pulsar::Pulsar::new(name, c).map(drop),
             SinkKind::File(c) => {
                 let dir = c
                     .path
@@ -325,6 +351,7 @@ pub fn spawn(
             }
             SinkKind::Webhook(c) => AnySink::Webhook(webhook::Webhook::new(name, c)?),
             SinkKind::File(c) => AnySink::File(file::EventsFile::new(c)),
+            SinkKind::Pulsar(c) => AnySink::Pulsar(pulsar::Pulsar::new(name, c)?),
         };
         let worker = Worker {
             name: name.clone(),
@@ -349,6 +376,7 @@ pub fn spawn(
                 AnySink::Alertmanager(s) => worker.run(s).await,
                 AnySink::Webhook(s) => worker.run(s).await,
                 AnySink::File(s) => worker.run(s).await,
+                AnySink::Pulsar(s) => worker.run(s).await,
             }
         }));
     }
@@ -359,6 +387,7 @@ enum AnySink {
     Alertmanager(alertmanager::Alertmanager),
     Webhook(webhook::Webhook),
     File(file::EventsFile),
+    Pulsar(pulsar::Pulsar),
 }
 
 /// One sink's delivery loop.

@@ -123,7 +123,7 @@ pub struct PolicyRecord {
 /// where delivery stopped and `query alerts` can say what each sink received.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SinkProgress {
-    /// `alertmanager`, `webhook`, `file`.
+    /// `alertmanager`, `webhook`, `pulsar`, `file`.
     pub kind: String,
     /// Where it delivers (URL or path), for people.
     pub target: String,

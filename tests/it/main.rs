@@ -22,6 +22,8 @@ mod http_limits;
 mod import_bad_rows;
 /// Alert events to a real Prometheus Alertmanager.
 mod notify_alertmanager;
+/// Alert events to Apache Pulsar (a stand-in of its WebSocket producer API), through a restart.
+mod notify_pulsar;
 /// A webhook receiver that checks tokens and signatures.
 mod notify_receiver;
 /// The gRPC `WatchAlerts` stream: reconnect with the last `event_id`.

@@ -7,10 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use dictmon::store::StoreReader;
-
 use super::notify_receiver::Receiver;
-use super::util::{Serve, dictmon, free_port, metric, outbox, wait_until};
+use super::util::{Serve, dictmon, free_port, metric, outbox, sink_progress, wait_until};
 
 const TOKEN: &str = "right-token";
 const SECRET: &str = "shared-hmac-secret";
@@ -50,12 +48,7 @@ fn outbox_and_acks(data: &Path) -> (Vec<(u64, serde_json::Value)>, HashMap<Strin
         .into_iter()
         .map(|(seq, e)| (seq, serde_json::to_value(&e).expect("json")))
         .collect();
-    let acked = StoreReader::open(data)
-        .expect("reader")
-        .catalog()
-        .expect("catalog")
-        .sinks()
-        .expect("sinks")
+    let acked = sink_progress(data)
         .into_iter()
         .map(|(name, p)| (name, p.next_seq))
         .collect();

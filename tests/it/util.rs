@@ -366,3 +366,17 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// Every sink's delivery progress in the catalog of `data`, by sink name.
+pub fn sink_progress(
+    data: &std::path::Path,
+) -> std::collections::HashMap<String, dictmon::store::catalog::SinkProgress> {
+    dictmon::store::StoreReader::open(data)
+        .expect("reader")
+        .catalog()
+        .expect("catalog")
+        .sinks()
+        .expect("sinks")
+        .into_iter()
+        .collect()
+}
