@@ -1090,17 +1090,32 @@ pub struct StoreReader {
 }
 
 impl StoreReader {
-    /// A reader of `dir`. Fails if it is not a data directory.
+    /// A reader of `dir`. Fails if it is not a data directory, or one this user may not read.
     pub fn open(dir: &Path) -> Result<Self> {
         let segments = dir.join(SEGMENTS_DIR);
-        if !segments.is_dir() {
-            return Err(StoreError::Io {
-                path: segments,
-                error: io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "not a dictmon data directory (no segments/ folder); check --data-dir",
-                ),
-            });
+        let refused = |path: PathBuf, what: &str| StoreError::Io {
+            path,
+            error: io::Error::new(io::ErrorKind::PermissionDenied, what.to_owned()),
+        };
+        match fs::metadata(&segments) {
+            Ok(m) if m.is_dir() => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(refused(
+                    dir.to_owned(),
+                    "permission denied: the data directory is readable by its owner and group \
+                     only; ask for membership of its group (on a packaged install: usermod -aG \
+                     dictmon USER, then log in again)",
+                ));
+            }
+            _ => {
+                return Err(StoreError::Io {
+                    path: segments,
+                    error: io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "not a dictmon data directory (no segments/ folder); check --data-dir",
+                    ),
+                });
+            }
         }
         Ok(Self {
             dir: dir.to_owned(),

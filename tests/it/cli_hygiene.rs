@@ -2,7 +2,7 @@
 //! mistyped `--data-dir` for `retention`, an `import` of a missing file or a `--strict` one
 //! with bad rows create no data directory; a second import of the same file says "already
 //! present" once, not once per row; `--backfill 13m` is refused as minutes; `query … | head`
-//! stops quietly.
+//! stops quietly; a reader outside the data directory's group is told so, and how to join it.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -151,4 +151,43 @@ fn output_into_a_closed_pipe_stops_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     // (`completions bash` takes the same path, but its 37 KB fit in a pipe's buffer, so a
     // test could not tell whether its write ever met the closed pipe.)
+}
+
+#[test]
+fn a_reader_outside_the_data_directory_s_group_is_told_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("temp");
+    let data = tmp.path().join("data");
+    backfill(&data, "1h");
+    let mode = |path: &std::path::Path, m: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).expect("chmod");
+    };
+    mode(tmp.path(), 0o755);
+    // As installed: the owner and its group read it, nobody else.
+    mode(&data, 0o750);
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let mut cmd = if root {
+        // Root reads everything: the reader is `nobody`, in no group of ours.
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_dictmon"));
+        c
+    } else {
+        mode(&data, 0o000);
+        dictmon()
+    };
+    let out = cmd
+        .args(["status", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("run");
+    mode(&data, 0o755);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert!(stderr.contains("usermod -aG dictmon"), "{stderr}");
+    assert!(!stderr.contains("not a dictmon data directory"), "{stderr}");
 }
