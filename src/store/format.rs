@@ -1199,6 +1199,22 @@ impl RowBuffers {
     }
 }
 
+/// §4.2, §4.5: a policy frame's row count, rate window and predictor family (none in version
+/// 1); `r` is left at the cycle indices.
+fn policy_frame_head(r: &mut Reader<'_>, version: u16) -> Result<(usize, i64, Option<Family>)> {
+    let n = r.count("row count")?;
+    let window_ns = r.zigzag("rate window")?;
+    let family = match version {
+        1 => None,
+        _ => Some(match r.u8("predictor family")? {
+            1 => Family::Dictmon,
+            2 => Family::Legacy,
+            _ => return Err(FormatError::Malformed("predictor family")),
+        }),
+    };
+    Ok((n, window_ns, family))
+}
+
 /// Decodes one policy frame: its records in time order, each with its response time in
 /// nanoseconds — all of them, or an error if the frame is malformed anywhere.
 pub fn decode_policy(
@@ -1229,16 +1245,7 @@ pub fn decode_policy_each(
     } = fb;
     let raw = frame.raw_in(zstd, buf)?;
     let mut r = Reader::new(raw);
-    let n = r.count("row count")?;
-    let window_ns = r.zigzag("rate window")?;
-    let family = match version {
-        1 => None,
-        _ => Some(match r.u8("predictor family")? {
-            1 => Family::Dictmon,
-            2 => Family::Legacy,
-            _ => return Err(FormatError::Malformed("predictor family")),
-        }),
-    };
+    let (n, window_ns, family) = policy_frame_head(&mut r, version)?;
     rows.read(&mut r, n, cycles)?;
     predict_into(
         family,
@@ -1339,16 +1346,7 @@ fn readings_into(
     } = fb;
     let raw = frame.raw_in(zstd, buf)?;
     let mut r = Reader::new(raw);
-    let n = r.count("row count")?;
-    let window_ns = r.zigzag("rate window")?;
-    let family = match version {
-        1 => None,
-        _ => Some(match r.u8("predictor family")? {
-            1 => Family::Dictmon,
-            2 => Family::Legacy,
-            _ => return Err(FormatError::Malformed("predictor family")),
-        }),
-    };
+    let (n, window_ns, family) = policy_frame_head(&mut r, version)?;
     // The legacy's predictions of remaining % and rate need two columns; §4.3's all of them.
     let legacy = family == Some(Family::Legacy);
     if legacy {
