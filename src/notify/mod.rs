@@ -212,6 +212,15 @@ pub enum DeliveryError {
         /// The start of the answer's body.
         body: String,
     },
+    /// A broker answered the message with an error (Pulsar's `send-error`), or it could not
+    /// be put in a message.
+    #[error("{target}: the message was not taken: {detail}")]
+    NotTaken {
+        /// URL.
+        target: String,
+        /// The broker's result and message.
+        detail: String,
+    },
     /// Writing the events file failed.
     #[error("{path}: {error}")]
     Io {
@@ -240,7 +249,7 @@ impl DeliveryError {
             Self::Timeout { .. } => "timeout",
             Self::Tls { .. } => "tls",
             Self::Rejected { .. } => "rejected",
-            Self::Unavailable { .. } => "unavailable",
+            Self::Unavailable { .. } | Self::NotTaken { .. } => "unavailable",
             Self::Io { .. } => "io",
         }
     }

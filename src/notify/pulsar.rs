@@ -199,7 +199,10 @@ impl Pulsar {
             target: target.clone(),
             detail,
         };
-        let payload = serde_json::to_vec(event).map_err(|e| broken(e.to_string()))?;
+        let payload = serde_json::to_vec(event).map_err(|e| DeliveryError::NotTaken {
+            target: target.clone(),
+            detail: e.to_string(),
+        })?;
         let context = seq.to_string();
         let frame = json!({
             "payload": base64::engine::general_purpose::STANDARD.encode(payload),
@@ -228,10 +231,9 @@ impl Pulsar {
             }
             return match answer["result"].as_str() {
                 Some("ok") => Ok(()),
-                result => Err(DeliveryError::Unavailable {
+                result => Err(DeliveryError::NotTaken {
                     target: target.clone(),
-                    status: 0,
-                    body: format!(
+                    detail: format!(
                         "{}: {}",
                         result.unwrap_or("no result"),
                         answer["errorMsg"].as_str().unwrap_or_default()
