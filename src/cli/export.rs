@@ -37,6 +37,7 @@ pub struct ExportArgs {
 }
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<Outcome> {
+    dictmon::store::keep_read_buffers();
     let (since, until) = parse_window(args.since.as_deref(), args.until.as_deref())?;
     let reader = StoreReader::open(&args.data.locate()?.data_dir)?;
     let tty = std::io::stderr().is_terminal();

@@ -129,6 +129,8 @@ struct AlertsArgs {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+    // A short-lived reader of months of history: reading buffers go from one month to the next.
+    dictmon::store::keep_read_buffers();
     match &args.what {
         What::States(a) => states(a),
         What::Alerts(a) => alerts(a),

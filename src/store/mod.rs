@@ -42,7 +42,7 @@ use self::compact::{OpenSegment, Segments};
 use self::format::{BlockHeader, BlockKind, FormatError, SegmentHeader};
 pub use self::month::{Month, SegmentId, to_delete as months_to_delete};
 use self::segment::BlockRef;
-pub use self::segment::{Corruption, Filter, release_read_buffers};
+pub use self::segment::{Corruption, Filter, keep_read_buffers, release_read_buffers};
 pub use self::verify::{VerifyReport, verify};
 
 /// §1: the segments folder inside a data directory.

@@ -222,8 +222,7 @@ pub trait Row: Send + Sized + 'static {
     /// The row's response time, ns since the epoch.
     fn response_ns(&self) -> i64;
 
-    /// Emptied vectors of rows, handed from the reader back to the decoding workers and from
-    /// one read to the next, so that reading does not fault in fresh memory for every frame.
+    /// Emptied vectors of rows kept from one read to the next ([`keep_read_buffers`]).
     fn spare() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
 }
 
@@ -397,9 +396,26 @@ thread_local! {
 }
 
 /// The decoding workers' buffers, handed from one read to the next (each read of a segment
-/// starts its workers anew).
+/// starts its workers anew) when [`keep_read_buffers`] asked for it.
 static WORKER_BUFFERS: std::sync::Mutex<Vec<format::FrameBuffer>> =
     std::sync::Mutex::new(Vec::new());
+
+/// Whether reads hand their decoding workers' buffers and emptied row vectors on to the next
+/// read ([`keep_read_buffers`]).
+static KEEP_READ_BUFFERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Keeps the decoding workers' buffers and the emptied row vectors from one read of a segment
+/// to the next, so that a command reading months of history does not fault in fresh memory
+/// for each (tens of megabytes held until the process ends). For short-lived readers (`query`,
+/// `export`); a long-lived process (`serve`) leaves it off, so that a dashboard page does not
+/// hold on to what it read.
+pub fn keep_read_buffers() {
+    KEEP_READ_BUFFERS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn keeping() -> bool {
+    KEEP_READ_BUFFERS.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Frees the buffers kept for reading (up to a frame's columns each: megabytes after a large
 /// sealed block): this thread's and the decoding workers'. For a long-lived thread done with
@@ -476,7 +492,15 @@ fn read_blocks_with<R: Row>(
         }
         return problems;
     }
-    let spare = R::spare();
+    // Emptied row vectors go back to the workers; kept for the next read only if asked.
+    let spare: std::sync::Mutex<Vec<Vec<R>>> = std::sync::Mutex::new(if keeping() {
+        R::spare()
+            .lock()
+            .map(|mut kept| std::mem::take(&mut *kept))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    });
     let bounded = filter.since_ns.is_some() || filter.until_ns.is_some();
     let decode = |(_, table, frames): &(usize, usize, Vec<Frame<'_>>),
                   buf: &mut format::FrameBuffer|
@@ -516,6 +540,11 @@ fn read_blocks_with<R: Row>(
             }
         }
     });
+    if keeping()
+        && let (Ok(mut kept), Ok(spare)) = (R::spare().lock(), spare.into_inner())
+    {
+        *kept = spare;
+    }
     problems
 }
 
@@ -616,7 +645,9 @@ fn run_in_order<J: Sync, R: Send>(
                             break;
                         }
                     }
-                    if let Ok(mut kept) = WORKER_BUFFERS.lock() {
+                    if keeping()
+                        && let Ok(mut kept) = WORKER_BUFFERS.lock()
+                    {
                         kept.push(buf);
                     }
                 });
