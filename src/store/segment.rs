@@ -256,10 +256,7 @@ impl Row for Reading {
         version: u16,
         emit: &mut dyn FnMut(Self),
     ) -> Result<(), FormatError> {
-        let mut readings = Vec::new();
-        format::decode_policy_readings(frame, cycles, buf, version, &mut readings)?;
-        readings.into_iter().for_each(emit);
-        Ok(())
+        format::decode_policy_readings_each(frame, cycles, buf, version, &mut |r, _| emit(r))
     }
 
     fn decode_into(
