@@ -16,6 +16,7 @@
 //! | [`source`] | the `Source` trait: DICT's HTTPS API, the Bridge over gRPC, the simulator |
 //! | [`monitor`] | the poll cycle and its scheduler; the history backfill |
 //! | [`telemetry`] | Prometheus metrics; the state published to readers |
+//! | [`trace`] | traces over OTLP: the span layer, its bounded queue and export thread |
 //! | [`http`] | `/metrics`, health, `/api/v1/…`, the dashboard |
 //! | [`config`] | the TOML configuration and its checks |
 //! | [`export`] | queries over segments, CSV/pg-csv/JSON, PostgreSQL export, legacy import |
@@ -31,3 +32,4 @@ pub mod ring;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod trace;

@@ -63,6 +63,11 @@ pub fn run(args: &Args) -> Outcome {
     {
         found.push(format!("{e:#}"));
     }
+    if let Some(otlp) = &config.otlp
+        && let Err(e) = dictmon::trace::endpoint(otlp)
+    {
+        found.push(format!("[telemetry.otlp] {e}"));
+    }
     found.extend(
         notify::check_setup(&config.notify)
             .into_iter()
@@ -109,8 +114,11 @@ fn summary(c: &config::Config) -> String {
         1 => "1 alert sink".to_owned(),
         n => format!("{n} alert sinks"),
     };
+    let traces = c.otlp.as_ref().map_or("traces off".to_owned(), |o| {
+        format!("traces to {}", o.endpoint)
+    });
     format!(
-        "polls {} every {}; data in {}; HTTP on {}; {grpc}; {sinks}",
+        "polls {} every {}; data in {}; HTTP on {}; {grpc}; {sinks}; {traces}",
         c.source.describe(),
         config::format_duration(c.interval),
         c.data_dir.display(),

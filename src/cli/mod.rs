@@ -131,13 +131,31 @@ pub fn run() -> ExitCode {
 
 /// Logs to stderr; `RUST_LOG` overrides `level`.
 pub fn init_logging(level: &str) {
+    init_logging_and_traces(level, None);
+}
+
+/// Logs to stderr (`RUST_LOG` overrides `level`) and, with `traces`, hands dictmon's spans to
+/// the OTLP pipeline, whose layer filters by itself: the log level does not silence traces.
+/// Log lines stay as they were without traces: the log layer sees events, not spans.
+pub fn init_logging_and_traces(level: &str, traces: Option<opentelemetry_sdk::trace::Tracer>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        // (A closure, not the method: the method's `Metadata` lifetime is not `'static`.)
+        .with_filter(filter.and(filter_fn(
+            #[expect(clippy::redundant_closure_for_method_calls, reason = "see above")]
+            |m| m.is_event(),
+        )));
+    let _ = tracing_subscriber::registry()
+        .with(traces.map(dictmon::trace::layer))
+        .with(logs)
         .try_init();
 }
 

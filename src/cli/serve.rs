@@ -95,12 +95,28 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         None => Config::default(),
     };
     apply(args, &mut config)?;
-    super::init_logging(&config.log_level);
+    let traces = match &config.otlp {
+        Some(otlp) => {
+            let endpoint = dictmon::trace::endpoint(otlp).context("[telemetry.otlp]")?;
+            let started = dictmon::trace::Pipeline::start(otlp, endpoint)
+                .context("cannot start the trace export thread")?;
+            Some(started)
+        }
+        None => None,
+    };
+    super::init_logging_and_traces(
+        &config.log_level,
+        traces.as_ref().map(|(_, tracer)| tracer.clone()),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))?;
+    let served = runtime.block_on(serve(config));
+    if let Some((pipeline, _)) = traces {
+        pipeline.shutdown();
+    }
+    served?;
     Ok(Outcome::Success)
 }
 
@@ -238,6 +254,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             listener,
             api_token,
             grpc,
+            traces: config.otlp.is_some(),
             shutdown: Box::pin(shutdown),
         },
     )
@@ -252,6 +269,8 @@ struct Serve {
     listener: TcpListener,
     api_token: Option<ApiToken>,
     grpc: Option<TcpListener>,
+    /// Traces go to an OTLP collector: its span counters join `/metrics`.
+    traces: bool,
     /// SIGTERM or SIGINT, caught since start-up.
     shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
@@ -264,6 +283,11 @@ impl WithSource for Serve {
         let (monitor, readers) = Monitor::new(source, self.store, self.config)?;
         let (stop, stopped) = watch::channel(false);
         let metrics = &readers.published.metrics;
+        if self.traces {
+            let spans = &*dictmon::trace::COUNTERS;
+            metrics.register(Box::new(spans.exported.clone()))?;
+            metrics.register(Box::new(spans.dropped.clone()))?;
+        }
         let workers = notify::spawn(
             &self.notify,
             &readers.catalog,

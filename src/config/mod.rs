@@ -167,6 +167,8 @@ pub struct Config {
     pub max_future_skew: TimeDelta,
     /// Log filter (`info`, `debug`, `dictmon=debug,warn` …).
     pub log_level: String,
+    /// Traces over OTLP (`[telemetry.otlp]`); none: off.
+    pub otlp: Option<crate::trace::OtlpConfig>,
     /// Whether the file was given (false: all defaults).
     pub from_file: Option<PathBuf>,
 }
@@ -201,6 +203,7 @@ impl Default for Config {
             keep_months: 13,
             max_future_skew: TimeDelta::minutes(5),
             log_level: "info".into(),
+            otlp: None,
             from_file: None,
         }
     }
@@ -225,6 +228,24 @@ struct FileConfig {
     validation: Option<ValidationSection>,
     log: Option<LogSection>,
     notify: Option<NotifySection>,
+    telemetry: Option<TelemetrySection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetrySection {
+    otlp: Option<OtlpSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OtlpSection {
+    endpoint: Spanned<String>,
+    ca_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    timeout: Option<Spanned<String>>,
+    instance: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -450,18 +471,83 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     {
         c.max_future_skew = to_delta(skew);
     }
-    if let Some(level) = raw.log.and_then(|l| l.level) {
-        match check_log_level(level.get_ref()) {
-            Ok(()) => c.log_level = level.into_inner(),
-            Err(e) => problems.push(spanned_err(level.span(), "log.level", e)),
-        }
-    }
+    log_and_traces(raw.log, raw.telemetry, &mut c, &mut problems, &loc);
     if let Some(n) = raw.notify
         && let Some(notify) = problems.keep(notify(n, c.notify.max_backoff, &c.listen, &loc))
     {
         c.notify = notify;
     }
     problems.into_result(c)
+}
+
+/// `[log]` and `[telemetry]`: what dictmon tells of itself.
+fn log_and_traces(
+    log: Option<LogSection>,
+    telemetry: Option<TelemetrySection>,
+    c: &mut Config,
+    problems: &mut Problems,
+    loc: &Locator<'_>,
+) {
+    if let Some(level) = log.and_then(|l| l.level) {
+        match check_log_level(level.get_ref()) {
+            Ok(()) => c.log_level = level.into_inner(),
+            Err(e) => problems.push(loc.key(level.span(), "log.level", e)),
+        }
+    }
+    let traces = telemetry.and_then(|t| t.otlp);
+    c.otlp = traces.and_then(|o| problems.keep(otlp(o, &c.listen, loc)));
+}
+
+/// `[telemetry.otlp]`: where traces go.
+fn otlp(
+    o: OtlpSection,
+    listen: &str,
+    loc: &Locator<'_>,
+) -> Result<crate::trace::OtlpConfig, ConfigError> {
+    let key = "telemetry.otlp.endpoint";
+    let url = o.endpoint.get_ref();
+    let https = url.starts_with("https://");
+    if !https && !url.starts_with("http://") {
+        return Err(loc.key(
+            o.endpoint.span(),
+            key,
+            "must start with http:// or https:// (OTLP over gRPC, usually port 4317)",
+        ));
+    }
+    if https && o.ca_cert.is_none() {
+        return Err(loc.key(
+            o.endpoint.span(),
+            key,
+            "is https, so ca_cert (the CA that signs the collector's certificate) is required",
+        ));
+    }
+    if o.client_cert.is_some() != o.client_key.is_some() {
+        return Err(loc.key(
+            o.endpoint.span(),
+            key,
+            "client_cert and client_key go together: both, or neither",
+        ));
+    }
+    let timeout = match &o.timeout {
+        Some(t) => parse_duration(t.get_ref())
+            .map_err(|e| loc.key(t.span(), "telemetry.otlp.timeout", e))?,
+        None => Duration::from_secs(10),
+    };
+    let instance = match o.instance {
+        Some(i) if i.get_ref().trim().is_empty() => {
+            return Err(loc.key(i.span(), "telemetry.otlp.instance", "must not be empty"));
+        }
+        Some(i) => i.into_inner(),
+        None => default_instance(listen),
+    };
+    Ok(crate::trace::OtlpConfig {
+        endpoint: url.clone(),
+        ca_cert: o.ca_cert,
+        client_cert: o.client_cert,
+        client_key: o.client_key,
+        timeout,
+        instance,
+    })
 }
 
 /// The `instance` label of dictmon's own alerts when the configuration names none: this
@@ -1154,6 +1240,27 @@ mod tests {
         let e = err("[source.simulator]\npolicies = 0\n");
         assert_eq!((e.line, e.column), (2, 12), "{e}");
         assert!(e.message.contains("source.simulator.policies"), "{e}");
+    }
+
+    #[test]
+    fn traces_are_off_by_default_and_an_otlp_endpoint_is_checked() {
+        assert_eq!(parse("", "t.toml").expect("valid").otlp, None);
+        let c = parse(
+            "[telemetry.otlp]\nendpoint = \"http://127.0.0.1:4317\"\ninstance = \"pix-1\"\n",
+            "t.toml",
+        )
+        .expect("valid");
+        let otlp = c.otlp.expect("on");
+        assert_eq!(otlp.endpoint, "http://127.0.0.1:4317");
+        assert_eq!(otlp.timeout, Duration::from_secs(10));
+        assert_eq!(otlp.instance, "pix-1");
+        let e = err("[telemetry.otlp]\nendpoint = \"127.0.0.1:4317\"\n");
+        assert_eq!((e.line, e.column), (2, 12), "{e}");
+        assert!(e.message.contains("http://"), "{e}");
+        let e = err("[telemetry.otlp]\nendpoint = \"https://collector:4317\"\n");
+        assert!(e.message.contains("ca_cert"), "{e}");
+        let e = err("[telemetry.otlp]\nendpoint = \"http://c:4317\"\ntimeout = \"soon\"\n");
+        assert_eq!(e.line, 3, "{e}");
     }
 
     #[test]

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
+use tracing::field::Empty;
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
 use uuid::Uuid;
 
 use crate::domain::forecast::{BucketNow, SeasonalProfile, forecast};
@@ -53,6 +54,22 @@ const PROFILE_RELOAD_DAYS: i64 = 28;
 const MAX_PENDING: usize = 100_000;
 /// Most alert events kept in memory while the catalog refuses writes (the oldest go first).
 const MAX_PENDING_EVENTS: usize = 10_000;
+
+/// What one cycle did: the attributes of its trace span.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CycleReport {
+    /// `ok`, `empty_listing` (nothing to store), `clock_behind` (every sample refused as
+    /// from the future), `store_failed` (kept in memory for the next cycle).
+    pub outcome: &'static str,
+    /// Samples accepted.
+    pub accepted: usize,
+    /// Samples refused.
+    pub rejected: usize,
+    /// Alert events this cycle raised.
+    pub alert_events: usize,
+    /// Rows written to the store by this cycle's flush (pending ones of earlier cycles included).
+    pub rows_written: usize,
+}
 
 /// The named sample a source's policy entry stands for (not yet validated against the
 /// policy's history: see [`crate::domain::validate`]).
@@ -186,10 +203,36 @@ impl<S: Source> Monitor<S> {
             let deadline = started + self.cycle.config.interval.mul_f64(0.8);
             // The source's Retry-After, when it reaches past the next cycle.
             let mut hold = None;
+            let span = info_span!(
+                "poll_cycle",
+                source.kind = self.source.kind(),
+                policies = Empty,
+                dict.correlation_id = Empty,
+                accepted = Empty,
+                rejected = Empty,
+                alert_events = Empty,
+                rows_written = Empty,
+                outcome = Empty,
+                otel.status_code = Empty,
+            );
             tokio::select! {
-                result = self.fetch(deadline) => match result {
-                    Ok(list) => self.cycle.process(&list, Utc::now()),
+                result = self.fetch(deadline).instrument(span.clone()) => match result {
+                    Ok(list) => {
+                        span.record("policies", list.policies.len());
+                        span.record("dict.correlation_id", list.correlation_id.as_str());
+                        let report = span.in_scope(|| self.cycle.process(&list, Utc::now()));
+                        span.record("accepted", report.accepted);
+                        span.record("rejected", report.rejected);
+                        span.record("alert_events", report.alert_events);
+                        span.record("rows_written", report.rows_written);
+                        span.record("outcome", report.outcome);
+                        if report.outcome != "ok" {
+                            span.record("otel.status_code", "error");
+                        }
+                    }
                     Err(e) => {
+                        span.record("outcome", e.kind());
+                        span.record("otel.status_code", "error");
                         if let SourceError::BadSignature { .. } = &e {
                             self.cycle.refuse_answer(&e, Utc::now());
                         }
@@ -211,6 +254,8 @@ impl<S: Source> Monitor<S> {
             metrics.cycle_duration.observe(took);
             self.cycle.check_staleness(Utc::now());
             self.cycle.maintenance();
+            // The cycle's span ends here, before the wait for the next one.
+            drop(span);
             if *shutdown.borrow() {
                 break;
             }
@@ -238,16 +283,38 @@ impl<S: Source> Monitor<S> {
         // Never closer than the source allows (DICT's POLICIES_LIST), retries included.
         let spacing = self.source.min_spacing();
         let mut backoff = Duration::from_millis(250).max(spacing);
+        let mut attempt = 0_u32;
         loop {
             let started = Instant::now();
-            let result =
-                match tokio::time::timeout(self.cycle.config.timeout, self.source.list()).await {
-                    Ok(r) => r,
-                    Err(_) => Err(SourceError::Timeout {
-                        endpoint: self.source.describe(),
-                        after: self.cycle.config.timeout,
-                    }),
-                };
+            attempt += 1;
+            let span = info_span!(
+                "source.list",
+                source.kind = self.source.kind(),
+                attempt,
+                policies = Empty,
+                dict.correlation_id = Empty,
+                outcome = Empty,
+                otel.status_code = Empty,
+            );
+            let call = tokio::time::timeout(self.cycle.config.timeout, self.source.list());
+            let result = match call.instrument(span.clone()).await {
+                Ok(r) => r,
+                Err(_) => Err(SourceError::Timeout {
+                    endpoint: self.source.describe(),
+                    after: self.cycle.config.timeout,
+                }),
+            };
+            match &result {
+                Ok(list) => {
+                    span.record("policies", list.policies.len());
+                    span.record("dict.correlation_id", list.correlation_id.as_str());
+                    span.record("outcome", "ok");
+                }
+                Err(e) => {
+                    span.record("outcome", e.kind());
+                    span.record("otel.status_code", "error");
+                }
+            }
             self.cycle
                 .shared
                 .metrics
@@ -384,16 +451,21 @@ impl Cycle {
     }
 
     /// Validates, enriches, evaluates and persists one listing.
-    pub fn process(&mut self, list: &PolicyList, now: DateTime<Utc>) {
-        self.ingest(list, now);
-        self.flush();
+    pub fn process(&mut self, list: &PolicyList, now: DateTime<Utc>) -> CycleReport {
+        let mut report = self.ingest(list, now);
+        let (rows_written, stored) = self.flush();
+        report.rows_written = rows_written;
+        if !stored {
+            report.outcome = "store_failed";
+        }
         debug!(policies = self.latest.len(), "cycle done");
+        report
     }
 
     /// Validates, enriches and evaluates one listing received at `now` (the stored
     /// `created_at`): its rows and catalog changes wait in memory for [`Self::process`]'s
     /// flush, or for [`Self::write_history`].
-    pub fn ingest(&mut self, list: &PolicyList, now: DateTime<Utc>) {
+    pub fn ingest(&mut self, list: &PolicyList, now: DateTime<Utc>) -> CycleReport {
         let started = Instant::now();
         self.shared.metrics.source_retry_after.set(0);
         if list.policies.is_empty() {
@@ -405,7 +477,10 @@ impl Cycle {
                 response_time = %list.response_time,
                 "the source answered with no policy at all; nothing stored, and the source is not counted as fresh (dictmon_poll_errors_total{{kind=\"{EMPTY_LISTING}\"}})"
             );
-            return;
+            return CycleReport {
+                outcome: EMPTY_LISTING,
+                ..CycleReport::default()
+            };
         }
         let category = PspCategory::parse(&list.category);
         if let Ok(PspCategory::Unknown(c)) = category
@@ -419,21 +494,44 @@ impl Cycle {
             self.notice_category(to, list, &mut update);
         }
         let mut refused_for_clock = 0;
+        let mut report = CycleReport {
+            outcome: "ok",
+            ..CycleReport::default()
+        };
+        // Validation, enrichment and the alert state machine, sample by sample.
+        let span = info_span!(
+            "validate",
+            policies = list.policies.len(),
+            accepted = Empty,
+            rejected = Empty,
+            alert_events = Empty,
+        )
+        .entered();
         for raw in &list.policies {
             match self.check(raw, category, list.response_time, now) {
                 Ok((policy, sample)) => {
                     let record = self.observe(policy, sample, now, &mut update);
+                    report.accepted += 1;
                     self.pending.extend(record);
                 }
                 Err(reason) => {
                     refused_for_clock += usize::from(reason == RejectReason::TimeInFuture);
+                    report.rejected += 1;
                     self.reject(reason, &raw.name, list.response_time, &list.correlation_id);
                 }
             }
         }
+        report.alert_events = update.events.len();
+        span.record("accepted", report.accepted);
+        span.record("rejected", report.rejected);
+        span.record("alert_events", report.alert_events);
+        drop(span);
         // A listing whose every sample is refused because DICT's time is ahead of ours is not
         // a successful poll: readiness goes red and the self-alert names the clock.
         let clock_wrong = refused_for_clock > 0 && refused_for_clock == list.policies.len();
+        if clock_wrong {
+            report.outcome = "clock_behind";
+        }
         let behind = if clock_wrong {
             (list.response_time - now).num_milliseconds().max(1)
         } else {
@@ -469,6 +567,7 @@ impl Cycle {
             .store(Arc::new(self.latest.values().cloned().collect()));
         self.publish_open_alerts();
         self.pending_catalog.absorb(update);
+        report
     }
 
     /// Notices a move of the participant to another category: one resolved alert (a notice)
@@ -737,19 +836,49 @@ impl Cycle {
 
     /// Writes pending records and catalog updates; on failure keeps them (bounded) for the
     /// next cycle.
-    fn flush(&mut self) {
+    /// Returns the rows written and whether everything pending was.
+    fn flush(&mut self) -> (usize, bool) {
         let started = Instant::now();
+        let mut rows_written = 0;
         let written = tokio::task::block_in_place(|| {
             // Every cycle, written or not, a data directory removed under us is noticed at
             // once: an append checks it itself.
             if self.pending.is_empty() {
                 self.store.check_in_place()?;
             } else {
-                self.store.append(&self.pending)?;
+                let span = info_span!(
+                    "store.append",
+                    rows = self.pending.len(),
+                    otel.status_code = Empty,
+                )
+                .entered();
+                let appended = self.store.append(&self.pending);
+                if appended.is_err() {
+                    span.record("otel.status_code", "error");
+                }
+                appended?;
+                rows_written = self.pending.len();
                 self.pending.clear();
             }
             if !self.pending_catalog.is_empty() {
-                self.store.catalog().apply(&self.pending_catalog)?;
+                let update = &self.pending_catalog;
+                crate::trace::remember_origin(
+                    &tracing::Span::current(),
+                    update.events.iter().map(|e| e.event_id),
+                );
+                let span = info_span!(
+                    "catalog.commit",
+                    alerts = update.alerts.len(),
+                    events = update.events.len(),
+                    policies = update.policies.len(),
+                    otel.status_code = Empty,
+                )
+                .entered();
+                let applied = self.store.catalog().apply(update);
+                if applied.is_err() {
+                    span.record("otel.status_code", "error");
+                }
+                applied?;
                 self.pending_catalog = CatalogUpdate::default();
             }
             Ok::<_, crate::store::StoreError>(())
@@ -804,6 +933,7 @@ impl Cycle {
         if ok {
             self.wakeup.committed();
         }
+        (rows_written, ok)
     }
 
     /// Publishes the alerts open now.
@@ -1308,10 +1438,20 @@ mod tests {
         for case in cases {
             let dir = tempfile::tempdir().expect("temp");
             let (mut cycle, readers) = cycle(dir.path(), t0);
+            let mut reported = CycleReport::default();
             for (secs, category, buckets) in &case.listings {
                 let at = t0 + TimeDelta::seconds(*secs);
-                cycle.process(&listing_of(at, category, buckets), at);
+                let report = cycle.process(&listing_of(at, category, buckets), at);
+                assert_eq!(report.outcome, "ok", "{}", case.name);
+                assert_eq!(report.accepted + report.rejected, buckets.len());
+                reported.accepted += report.accepted;
+                reported.alert_events += report.alert_events;
+                reported.rows_written += report.rows_written;
             }
+            // What the cycles said they did (their trace spans' attributes) is what they did.
+            assert_eq!(reported.accepted, case.rows, "{}", case.name);
+            assert_eq!(reported.rows_written, case.rows, "{}", case.name);
+            assert_eq!(reported.alert_events, case.events.len(), "{}", case.name);
             assert_eq!(event_types(&readers), case.events, "{}", case.name);
             let text = readers.published.metrics.render();
             for m in &case.metrics {

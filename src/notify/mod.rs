@@ -31,7 +31,7 @@ use std::time::Duration;
 use chrono::Utc;
 use prometheus::{IntCounterVec, IntGaugeVec};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 use crate::domain::AlertEvent;
 use crate::store::catalog::{Catalog, CatalogError, SinkProgress};
@@ -450,10 +450,18 @@ impl Worker {
                 continue;
             };
             progress.last_attempt = Some(Utc::now());
+            let ids: Vec<_> = batch.iter().map(|(_, e)| e.event_id).collect();
+            let span = crate::trace::delivery_span(&self.name, self.kind, &ids);
             let outcome = tokio::select! {
-                r = sink.deliver(&batch) => r,
+                r = sink.deliver(&batch).instrument(span.clone()) => r,
                 // Abandoned: nothing is acknowledged, the batch is sent again after a restart.
                 _ = self.shutdown.changed() => return,
+            };
+            match &outcome {
+                Ok(()) => span.record("outcome", "delivered"),
+                Err(e) => span
+                    .record("outcome", e.kind())
+                    .record("otel.status_code", "error"),
             };
             match outcome {
                 Ok(()) => {

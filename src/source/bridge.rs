@@ -3,7 +3,7 @@
 //! permanent. The connection is made lazily and re-made after failures, so a Bridge that is
 //! down at start-up or restarts later needs no restart of dictmon.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -37,8 +37,10 @@ pub struct BridgeConfig {
 #[non_exhaustive]
 pub enum BridgeSetupError {
     /// The URL is not usable.
-    #[error("bridge url {url:?}: {detail}")]
+    #[error("{what} url {url:?}: {detail}")]
     Url {
+        /// Which server: "bridge", "otlp".
+        what: &'static str,
         /// The URL.
         url: String,
         /// What is wrong.
@@ -60,41 +62,61 @@ pub struct BridgeSource {
     ispb: String,
 }
 
+/// A gRPC endpoint for `url` (`http://` or `https://host:port`) with a deadline per call and
+/// per connection, and TLS from PEM files when the URL is https or a CA is given: `ca_cert`
+/// (required for https) and, for mutual TLS, a client certificate and key. Shared by the
+/// Bridge's client and the OTLP trace exporter; `what` names the server in errors.
+pub fn grpc_endpoint(
+    what: &'static str,
+    url: &str,
+    ca_cert: Option<&Path>,
+    identity: (Option<&Path>, Option<&Path>),
+    timeout: Duration,
+) -> Result<Endpoint, BridgeSetupError> {
+    let url_err = |detail: String| BridgeSetupError::Url {
+        what,
+        url: url.to_owned(),
+        detail,
+    };
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| url_err(e.to_string()))?
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    if url.starts_with("https://") || ca_cert.is_some() {
+        let Some(ca) = ca_cert else {
+            return Err(url_err(format!(
+                "https needs ca_cert: the CA bundle that signs the {what}'s certificate"
+            )));
+        };
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read_pem(ca, "CA certificate")?));
+        match identity {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read_pem(cert, "client certificate")?,
+                    read_pem(key, "client key")?,
+                ));
+            }
+            (None, None) => {}
+            _ => return Err(BridgeSetupError::HalfIdentity),
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| url_err(e.to_string()))?;
+    }
+    Ok(endpoint)
+}
+
 impl BridgeSource {
     /// Builds the client; no connection is made until the first call.
     pub fn new(config: &BridgeConfig) -> Result<Self, BridgeSetupError> {
-        let url_err = |detail: String| BridgeSetupError::Url {
-            url: config.url.clone(),
-            detail,
-        };
-        let mut endpoint = Endpoint::from_shared(config.url.clone())
-            .map_err(|e| url_err(e.to_string()))?
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout);
-        let https = config.url.starts_with("https://");
-        if https || config.ca_cert.is_some() {
-            let mut tls = ClientTlsConfig::new();
-            if let Some(ca) = &config.ca_cert {
-                tls = tls.ca_certificate(Certificate::from_pem(read_pem(ca, "CA certificate")?));
-            } else {
-                return Err(url_err(
-                    "https needs ca_cert: the CA bundle that signs the Bridge's certificate".into(),
-                ));
-            }
-            match (&config.client_cert, &config.client_key) {
-                (Some(cert), Some(key)) => {
-                    tls = tls.identity(Identity::from_pem(
-                        read_pem(cert, "client certificate")?,
-                        read_pem(key, "client key")?,
-                    ));
-                }
-                (None, None) => {}
-                _ => return Err(BridgeSetupError::HalfIdentity),
-            }
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| url_err(e.to_string()))?;
-        }
+        let endpoint = grpc_endpoint(
+            "bridge",
+            &config.url,
+            config.ca_cert.as_deref(),
+            (config.client_cert.as_deref(), config.client_key.as_deref()),
+            config.timeout,
+        )?;
         Ok(Self {
             client: RateLimitServiceClient::new(endpoint.connect_lazy()),
             url: config.url.clone(),
@@ -186,6 +208,10 @@ pub fn policy_list(
 impl Source for BridgeSource {
     fn describe(&self) -> String {
         format!("the Bridge at {}", self.url)
+    }
+
+    fn kind(&self) -> &'static str {
+        "bridge"
     }
 
     fn list(&mut self) -> impl Future<Output = Result<PolicyList, SourceError>> + Send {

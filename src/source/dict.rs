@@ -383,6 +383,10 @@ impl Source for DictSource {
         format!("DICT at {}", self.base)
     }
 
+    fn kind(&self) -> &'static str {
+        "dict"
+    }
+
     fn list(&mut self) -> impl Future<Output = Result<PolicyList, SourceError>> + Send {
         self.list_policies()
     }

@@ -182,6 +182,8 @@ impl SourceError {
 pub trait Source: Send {
     /// For logs: what this source is and where.
     fn describe(&self) -> String;
+    /// For traces and metrics: `dict`, `bridge` or `simulator`.
+    fn kind(&self) -> &'static str;
     /// Asks for every policy now.
     fn list(&mut self) -> impl Future<Output = Result<PolicyList, SourceError>> + Send;
     /// Asks for one policy now (`dictmon status --live`); the listing holds it alone.

@@ -305,6 +305,10 @@ impl Source for SimulatorSource {
         format!("the built-in simulator (scenario {})", self.scenario)
     }
 
+    fn kind(&self) -> &'static str {
+        "simulator"
+    }
+
     fn list(&mut self) -> impl Future<Output = Result<PolicyList, SourceError>> + Send {
         let list = self
             .sim

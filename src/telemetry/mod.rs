@@ -631,6 +631,11 @@ impl Metrics {
         self.rejected.with_label_values(&[reason.label()]).inc();
     }
 
+    /// Adds a collector made elsewhere (the OTLP span counters) to `/metrics`.
+    pub fn register(&self, collector: Box<dyn Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -178,3 +178,43 @@ fn a_source_section_without_its_kind_is_refused() {
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("add kind = \"bridge\""), "{said}");
 }
+
+/// The OTLP collector's TLS files are read by `config check` as `serve` reads them, and a
+/// valid traces section is named in the summary.
+#[test]
+fn the_otlp_collector_s_files_are_checked_and_traces_are_summarised() {
+    let dir = tempfile::tempdir().expect("temp");
+    let file = dir.path().join("traces.toml");
+    let missing = dir.path().join("no-such-ca.pem");
+    std::fs::write(
+        &file,
+        format!(
+            "[telemetry.otlp]\nendpoint = \"https://collector:4317\"\nca_cert = \"{}\"\n",
+            missing.display()
+        ),
+    )
+    .expect("write");
+    let (code, text) = check(&file);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("[telemetry.otlp]"), "{text}");
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    let serve = dictmon()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run");
+    assert_eq!(serve.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&serve.stderr);
+    assert!(said.contains(&missing.display().to_string()), "{said}");
+
+    std::fs::write(
+        &file,
+        "[telemetry.otlp]\nendpoint = \"http://127.0.0.1:4317\"\n",
+    )
+    .expect("write");
+    let (code, text) = check(&file);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("traces to http://127.0.0.1:4317"), "{text}");
+}

@@ -80,5 +80,7 @@ mod store_model;
 mod store_readers_after_crash;
 /// Retention with a fake clock; one writer per data directory.
 mod store_retention;
+/// Traces over OTLP: the span tree a collector receives; cycles keep their pace when it hangs.
+mod trace_otlp;
 /// Helpers: synthetic records, the real binary.
 mod util;
