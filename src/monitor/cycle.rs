@@ -315,6 +315,8 @@ impl<S: Source> Monitor<S> {
                     span.record("otel.status_code", "error");
                 }
             }
+            // The attempt's span ends with the call, not after the backoff below.
+            drop(span);
             self.cycle
                 .shared
                 .metrics
