@@ -346,9 +346,12 @@ pub fn merge_blocks(blocks: &[&[u8]], rate_window: TimeDelta, version: u16) -> R
             if frame.is_cycles() {
                 cycles = Some(decode_cycles(&frame, &mut buf)?);
             } else if frame.is_policy() {
+                // A policy has a frame in about every input: sized for that at once, where
+                // doubling would hold up to twice it (7.2 MB instead of 3.6 for a compaction of
+                // 65 blocks of 1,000 policies, the peak of `serve`'s memory).
                 by_policy
                     .entry(frame.name)
-                    .or_default()
+                    .or_insert_with(|| Vec::with_capacity(blocks.len()))
                     .push((index, frame));
             }
         }
