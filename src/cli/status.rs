@@ -57,8 +57,13 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             since_ns: since.and_then(|t| t.timestamp_nanos_opt()),
             ..Filter::default()
         };
+        let listed: std::collections::HashSet<&str> =
+            view.policy_names.iter().map(String::as_str).collect();
         let problems = reader.scan(&filter, &mut |r| {
             let key = r.policy.to_string();
+            if !listed.contains(key.as_str()) {
+                return;
+            }
             if latest.get(&key).is_none_or(|l| l.sample.at <= r.sample.at) {
                 latest.insert(key, r);
             }

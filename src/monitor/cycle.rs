@@ -1000,6 +1000,8 @@ impl Cycle {
         }
         self.last_accepted.remove(policy);
         self.profiles.remove(policy);
+        // The catalog remembers it: `status` and a restart leave it out until it is listed.
+        update.left.push((policy.clone(), at));
         if !self.history {
             self.shared.metrics.forget(policy.as_str());
         }
@@ -1128,7 +1130,18 @@ fn reload_recent(
         ..Filter::default()
     };
     let mut previous: HashMap<PolicyName, Sample> = HashMap::new();
+    // A policy that left DICT's listing stays gone across a restart, until it is listed again.
+    let left: HashSet<PolicyName> = store
+        .catalog()
+        .policies()?
+        .into_iter()
+        .filter(|p| p.left_at.is_some())
+        .map(|p| p.policy.name)
+        .collect();
     let problems = StoreReader::open(store.dir())?.scan(&filter, &mut |r| {
+        if left.contains(&r.policy) {
+            return;
+        }
         let before = previous.get(&r.policy);
         if before.is_some_and(|b| b.at >= r.sample.at) {
             return;
@@ -1338,10 +1351,36 @@ mod tests {
             gone.resolution.as_deref(),
             Some("the policy left DICT's listing")
         );
-        // Back in the listing, it is a policy again.
+        // The catalog knows it left: `status` (what it reads) and a restart leave it out.
+        let status = || {
+            let view = crate::store::StoreReader::open(dir.path())
+                .and_then(|r| Ok(r.catalog()?.status()?))
+                .expect("status");
+            let latest: Vec<String> = view.latest.iter().map(|r| r.policy.to_string()).collect();
+            (view.policy_names, latest)
+        };
+        assert_eq!(status(), (vec!["KEPT".into()], vec!["KEPT".into()]));
+        let catalog = &readers.catalog;
+        let record = catalog.policies().expect("policies");
+        let gone = record.iter().find(|p| p.policy.name.as_str() == "GONE");
+        assert_eq!(gone.and_then(|p| p.left_at), Some(at(6)));
+        drop(cycle.into_store());
+        drop(readers);
+        let (mut cycle, readers) = super::tests::cycle(dir.path(), at(7));
+        let names = |r: &Readers| -> Vec<String> {
+            let latest = r.published.latest.load();
+            latest.iter().map(|v| v.record.policy.to_string()).collect()
+        };
+        assert_eq!(names(&readers), ["KEPT"], "a restart brought it back");
+        // Back in the listing, it is a policy again, in the catalog too.
         cycle.process(&listing(at(7), &[("GONE", 50), ("KEPT", 90)]), at(7));
-        assert_eq!(readers.published.latest.load().len(), 2);
-        assert!(metrics().contains("dict_rate_limit_available_tokens{endpoint_id=\"GONE\""));
+        assert_eq!(names(&readers), ["GONE", "KEPT"]);
+        let text = readers.published.metrics.render();
+        assert!(text.contains("dict_rate_limit_available_tokens{endpoint_id=\"GONE\""));
+        let both: Vec<String> = vec!["GONE".into(), "KEPT".into()];
+        assert_eq!(status(), (both.clone(), both));
+        let record = readers.catalog.policies().expect("policies");
+        assert!(record.iter().all(|p| p.left_at.is_none()), "{record:?}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Alert, AlertEvent, Policy, StateRecord};
+use crate::domain::{Alert, AlertEvent, Policy, PolicyName, StateRecord};
 
 const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
 const ALERTS: TableDefinition<u128, &[u8]> = TableDefinition::new("alerts");
@@ -117,6 +117,11 @@ pub struct PolicyRecord {
     pub first_seen: DateTime<Utc>,
     /// Last sample time.
     pub last_seen: DateTime<Utc>,
+    /// The time of the listing at which dictmon concluded the policy had left DICT's listing
+    /// (missing from `vanished_after_polls` listings in a row); none while it is listed. Its
+    /// `latest` entry goes in the same transaction, and a restart does not bring it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_at: Option<DateTime<Utc>>,
 }
 
 /// One delivery sink's progress through the outbox (`notify`), kept so that a restart resumes
@@ -189,6 +194,9 @@ pub struct CatalogUpdate {
     pub events: Vec<AlertEvent>,
     /// Each policy's newest snapshot of the update (kept only if newer than the catalog's).
     pub latest: Vec<StateRecord>,
+    /// Policies that left DICT's listing, with the listing's time: marked so in `policies`
+    /// and gone from `latest`, unless seen since.
+    pub left: Vec<(PolicyName, DateTime<Utc>)>,
 }
 
 impl CatalogUpdate {
@@ -198,11 +206,12 @@ impl CatalogUpdate {
             && self.alerts.is_empty()
             && self.events.is_empty()
             && self.latest.is_empty()
+            && self.left.is_empty()
     }
 
     /// Policy sightings, alert states and events it holds.
     pub fn len(&self) -> usize {
-        self.policies.len() + self.alerts.len() + self.events.len()
+        self.policies.len() + self.alerts.len() + self.events.len() + self.left.len()
     }
 
     /// Folds a later update into this one, so that applying the result once writes what
@@ -241,6 +250,8 @@ impl CatalogUpdate {
             }
         }
         self.events.extend(later.events);
+        // Applied after the sightings, each only over a policy not seen since it left.
+        self.left.extend(later.left);
         if self.latest.is_empty() {
             self.latest = later.latest;
             return;
@@ -635,6 +646,7 @@ impl Catalog {
                         policy: policy.clone(),
                         first_seen,
                         last_seen: *seen,
+                        left_at: None,
                     };
                     policies
                         .insert(name, json(&record, p)?.as_slice())
@@ -654,6 +666,7 @@ impl Catalog {
                             .map_err(|e| redb_err(p, e))?;
                     }
                 }
+                mark_left(&mut policies, &mut latest, &update.left, p)?;
                 let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
                 let mut open = tx.open_table(OPEN_ALERTS).map_err(|e| redb_err(p, e))?;
                 let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
@@ -901,7 +914,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 pub struct StatusView {
     /// Each policy's newest snapshot.
     pub latest: Vec<StateRecord>,
-    /// The names of the policies ever seen.
+    /// The names of the policies seen and not gone from DICT's listing since.
     pub policy_names: Vec<String>,
     /// The open alerts, if the catalog keeps them apart.
     pub open_alerts: Option<Vec<Alert>>,
@@ -993,7 +1006,7 @@ impl CatalogReader {
         })
     }
 
-    /// The names of the policies ever seen (the `policies` keys; no value decoded).
+    /// The names of the policies seen and not gone from DICT's listing since (`left_at`).
     pub fn policy_names(&self) -> Result<Vec<String>, CatalogError> {
         self.read(read_policy_names)
     }
@@ -1293,7 +1306,41 @@ fn read_latest(tx: &ReadTransaction, p: &str) -> Result<Vec<StateRecord>, Catalo
     read_all(tx, p, LATEST, "latest", |_, r| r)
 }
 
+/// Marks each policy of `left` as having left DICT's listing at its time and deletes its
+/// `latest` entry — unless it was seen since (a later sighting of the same update, or of an
+/// update written in between).
+fn mark_left(
+    policies: &mut redb::Table<&str, &[u8]>,
+    latest: &mut redb::Table<&str, &[u8]>,
+    left: &[(PolicyName, DateTime<Utc>)],
+    p: &str,
+) -> Result<(), CatalogError> {
+    for (policy, at) in left {
+        let name = policy.as_str();
+        let record = policies
+            .get(name)
+            .map_err(|e| redb_err(p, e))?
+            .and_then(|v| serde_json::from_slice::<PolicyRecord>(v.value()).ok());
+        let Some(mut record) = record.filter(|r| r.last_seen < *at) else {
+            continue;
+        };
+        record.left_at = Some(*at);
+        policies
+            .insert(name, json(&record, p)?.as_slice())
+            .map_err(|e| redb_err(p, e))?;
+        latest.remove(name).map_err(|e| redb_err(p, e))?;
+    }
+    Ok(())
+}
+
+/// The policies listed now: those of `policies` that have not left DICT's listing.
 fn read_policy_names(tx: &ReadTransaction, p: &str) -> Result<Vec<String>, CatalogError> {
+    /// The one field this read needs of a `PolicyRecord`.
+    #[derive(Deserialize)]
+    struct Listed {
+        #[serde(default)]
+        left_at: Option<DateTime<Utc>>,
+    }
     let table = match tx.open_table(POLICIES) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -1301,8 +1348,12 @@ fn read_policy_names(tx: &ReadTransaction, p: &str) -> Result<Vec<String>, Catal
     };
     let mut names = Vec::new();
     for entry in table.iter().map_err(|e| redb_err(p, e))? {
-        let (k, _) = entry.map_err(|e| redb_err(p, e))?;
-        names.push(k.value().to_owned());
+        let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+        // A record that does not decode is `verify`'s to report; here it counts as listed.
+        let left = serde_json::from_slice::<Listed>(v.value()).is_ok_and(|r| r.left_at.is_some());
+        if !left {
+            names.push(k.value().to_owned());
+        }
     }
     Ok(names)
 }
@@ -1428,6 +1479,58 @@ mod tests {
             .expect("check");
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("resolved, yet listed"), "{problems:?}");
+    }
+
+    /// A policy that left DICT's listing is marked and leaves `latest`; a sighting after its
+    /// departure (in the same absorbed update or a later one) wins, one before it does not.
+    #[test]
+    fn a_policy_that_left_is_marked_unless_seen_since() {
+        use crate::store::format::tests::record;
+        let dir = tempfile::tempdir().expect("temp");
+        let path = dir.path().join("catalog.redb");
+        let catalog = Catalog::open(&path).expect("open");
+        let at = |minute: i64| DateTime::<Utc>::UNIX_EPOCH + chrono::TimeDelta::minutes(minute);
+        let name = |n: &str| PolicyName::new(n).expect("name");
+        let seen = |n: &str, minute: i64| CatalogUpdate {
+            policies: vec![sighting(n, 100, minute)],
+            latest: vec![record(n, minute * 60, 5)],
+            ..CatalogUpdate::default()
+        };
+        let left_at = |c: &Catalog, n: &str| {
+            let policies = c.policies().expect("policies");
+            policies
+                .into_iter()
+                .find(|p| p.policy.name.as_str() == n)
+                .and_then(|p| p.left_at)
+        };
+        // GONE seen at minute 1 and left at 4; BACK left at 4 and was seen again at 6, both
+        // in one update merged while the catalog could not be written.
+        let mut pending = seen("GONE", 1);
+        pending.absorb(seen("BACK", 1));
+        pending.absorb(CatalogUpdate {
+            left: vec![(name("GONE"), at(4)), (name("BACK"), at(4))],
+            ..CatalogUpdate::default()
+        });
+        pending.absorb(seen("BACK", 6));
+        catalog.apply(&pending).expect("apply");
+        assert_eq!(left_at(&catalog, "GONE"), Some(at(4)));
+        assert_eq!(left_at(&catalog, "BACK"), None);
+        drop(catalog);
+        let reader = CatalogReader::open(&path).expect("reader");
+        let view = reader.status().expect("status");
+        assert_eq!(view.policy_names, ["BACK"]);
+        let latest: Vec<String> = view.latest.iter().map(|r| r.policy.to_string()).collect();
+        assert_eq!(latest, ["BACK"]);
+        drop(reader);
+        // Listed again, GONE is a policy again.
+        let catalog = Catalog::open(&path).expect("open");
+        catalog.apply(&seen("GONE", 8)).expect("apply");
+        assert_eq!(left_at(&catalog, "GONE"), None);
+        assert_eq!(
+            catalog.policies().expect("policies").len(),
+            2,
+            "first sightings kept"
+        );
     }
 
     #[test]
