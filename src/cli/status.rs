@@ -43,10 +43,14 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let catalog = reader.catalog()?;
     // The catalog keeps each policy's newest snapshot, written with the policy itself; the
     // segments are read only for a policy it lacks (a catalog written before it kept them).
+    // Policies that left DICT's listing are not shown.
     let view = catalog.status()?;
+    let listed: std::collections::HashSet<&str> =
+        view.policy_names.iter().map(String::as_str).collect();
     let mut latest: BTreeMap<String, StateRecord> = view
         .latest
         .into_iter()
+        .filter(|r| listed.contains(r.policy.as_str()))
         .map(|r| (r.policy.to_string(), r))
         .collect();
     if view.policy_names.iter().any(|n| !latest.contains_key(n)) {
@@ -57,8 +61,6 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             since_ns: since.and_then(|t| t.timestamp_nanos_opt()),
             ..Filter::default()
         };
-        let listed: std::collections::HashSet<&str> =
-            view.policy_names.iter().map(String::as_str).collect();
         let problems = reader.scan(&filter, &mut |r| {
             let key = r.policy.to_string();
             if !listed.contains(key.as_str()) {

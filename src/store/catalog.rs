@@ -637,16 +637,17 @@ impl Catalog {
                 let mut policies = tx.open_table(POLICIES).map_err(|e| redb_err(p, e))?;
                 for (policy, seen) in &update.policies {
                     let name = policy.name.as_str();
-                    let first_seen = match policies.get(name).map_err(|e| redb_err(p, e))? {
-                        Some(v) => serde_json::from_slice::<PolicyRecord>(v.value())
-                            .map_or(*seen, |r| r.first_seen.min(*seen)),
-                        None => *seen,
+                    let kept = match policies.get(name).map_err(|e| redb_err(p, e))? {
+                        Some(v) => serde_json::from_slice::<PolicyRecord>(v.value()).ok(),
+                        None => None,
                     };
                     let record = PolicyRecord {
                         policy: policy.clone(),
-                        first_seen,
+                        first_seen: kept.as_ref().map_or(*seen, |r| r.first_seen.min(*seen)),
                         last_seen: *seen,
-                        left_at: None,
+                        // A sighting from before its departure (an import of older history)
+                        // does not bring it back.
+                        left_at: kept.and_then(|r| r.left_at).filter(|left| *left > *seen),
                     };
                     policies
                         .insert(name, json(&record, p)?.as_slice())
@@ -1522,8 +1523,11 @@ mod tests {
         let latest: Vec<String> = view.latest.iter().map(|r| r.policy.to_string()).collect();
         assert_eq!(latest, ["BACK"]);
         drop(reader);
-        // Listed again, GONE is a policy again.
+        // Older history imported afterwards does not bring it back; listed again, it is a
+        // policy again.
         let catalog = Catalog::open(&path).expect("open");
+        catalog.apply(&seen("GONE", 2)).expect("apply");
+        assert_eq!(left_at(&catalog, "GONE"), Some(at(4)));
         catalog.apply(&seen("GONE", 8)).expect("apply");
         assert_eq!(left_at(&catalog, "GONE"), None);
         assert_eq!(
