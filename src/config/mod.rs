@@ -498,36 +498,44 @@ fn log_and_traces(
     c.otlp = traces.and_then(|o| problems.keep(otlp(o, &c.listen, loc)));
 }
 
+/// The URL and TLS files of a gRPC server (the Bridge, the OTLP collector), checked as
+/// [`crate::source::bridge::grpc_endpoint`] will use them: `http://` or `https://`; https needs
+/// `ca_cert`, the CA that signs `server`'s certificate; `client_cert` and `client_key` go
+/// together. Errors point at the URL.
+fn check_grpc_url(
+    url: &Spanned<String>,
+    key: &str,
+    server: &str,
+    [ca_cert, client_cert, client_key]: [&Option<PathBuf>; 3],
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let text = url.get_ref();
+    let https = text.starts_with("https://");
+    let problem = if !https && !text.starts_with("http://") {
+        "must start with http:// or https://".to_owned()
+    } else if https && ca_cert.is_none() {
+        format!("is https, so ca_cert (the CA that signs the {server}'s certificate) is required")
+    } else if client_cert.is_some() != client_key.is_some() {
+        "client_cert and client_key go together: set both for mutual TLS, or neither".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(loc.key(url.span(), key, problem))
+}
+
 /// `[telemetry.otlp]`: where traces go.
 fn otlp(
     o: OtlpSection,
     listen: &str,
     loc: &Locator<'_>,
 ) -> Result<crate::trace::OtlpConfig, ConfigError> {
-    let key = "telemetry.otlp.endpoint";
-    let url = o.endpoint.get_ref();
-    let https = url.starts_with("https://");
-    if !https && !url.starts_with("http://") {
-        return Err(loc.key(
-            o.endpoint.span(),
-            key,
-            "must start with http:// or https:// (OTLP over gRPC, usually port 4317)",
-        ));
-    }
-    if https && o.ca_cert.is_none() {
-        return Err(loc.key(
-            o.endpoint.span(),
-            key,
-            "is https, so ca_cert (the CA that signs the collector's certificate) is required",
-        ));
-    }
-    if o.client_cert.is_some() != o.client_key.is_some() {
-        return Err(loc.key(
-            o.endpoint.span(),
-            key,
-            "client_cert and client_key go together: both, or neither",
-        ));
-    }
+    check_grpc_url(
+        &o.endpoint,
+        "telemetry.otlp.endpoint",
+        "collector",
+        [&o.ca_cert, &o.client_cert, &o.client_key],
+        loc,
+    )?;
     let timeout = match &o.timeout {
         Some(t) => parse_duration(t.get_ref())
             .map_err(|e| loc.key(t.span(), "telemetry.otlp.timeout", e))?,
@@ -541,7 +549,7 @@ fn otlp(
         None => default_instance(listen),
     };
     Ok(crate::trace::OtlpConfig {
-        endpoint: url.clone(),
+        endpoint: o.endpoint.into_inner(),
         ca_cert: o.ca_cert,
         client_cert: o.client_cert,
         client_key: o.client_key,
@@ -924,29 +932,13 @@ fn source(
                         .into(),
                 )
             })?;
-            if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://")) {
-                return Err(spanned_err(
-                    url.span(),
-                    "source.bridge.url",
-                    "must start with http:// or https://".into(),
-                ));
-            }
-            if url.get_ref().starts_with("https://") && b.ca_cert.is_none() {
-                return Err(spanned_err(
-                    url.span(),
-                    "source.bridge.url",
-                    "is https, so ca_cert (the CA that signs the Bridge's certificate) is required"
-                        .into(),
-                ));
-            }
-            if b.client_cert.is_some() != b.client_key.is_some() {
-                return Err(spanned_err(
-                    url.span(),
-                    "source.bridge",
-                    "client_cert and client_key go together: set both for mutual TLS, or neither"
-                        .into(),
-                ));
-            }
+            check_grpc_url(
+                &url,
+                "source.bridge.url",
+                "Bridge",
+                [&b.ca_cert, &b.client_cert, &b.client_key],
+                loc,
+            )?;
             SourceConfig::Bridge(crate::source::bridge::BridgeConfig {
                 url: url.into_inner(),
                 ca_cert: b.ca_cert,

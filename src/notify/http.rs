@@ -52,6 +52,28 @@ pub enum SetupError {
     },
 }
 
+/// The `Authorization: Bearer …` value of the token in the file at `path`: one line, trimmed,
+/// not empty, of characters a header can carry (webhook and Pulsar sinks).
+pub(super) fn bearer_header(sink: &str, path: &Path) -> Result<HeaderValue, SetupError> {
+    let text = std::fs::read_to_string(path).map_err(|error| SetupError::Read {
+        sink: sink.to_owned(),
+        what: "bearer token file",
+        path: path.to_owned(),
+        error,
+    })?;
+    let invalid = |detail: &str| SetupError::Invalid {
+        sink: sink.to_owned(),
+        path: path.to_owned(),
+        detail: detail.to_owned(),
+    };
+    let token = text.trim();
+    if token.is_empty() || token.contains(['\r', '\n']) {
+        return Err(invalid("the token file must hold one line"));
+    }
+    HeaderValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| invalid("the token has characters an HTTP header cannot carry"))
+}
+
 /// One sink's HTTP client.
 pub struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,

@@ -450,8 +450,7 @@ impl Worker {
                 continue;
             };
             progress.last_attempt = Some(Utc::now());
-            let ids: Vec<_> = batch.iter().map(|(_, e)| e.event_id).collect();
-            let span = crate::trace::delivery_span(&self.name, self.kind, &ids);
+            let span = crate::trace::delivery_span(&self.name, self.kind, &batch);
             let outcome = tokio::select! {
                 r = sink.deliver(&batch).instrument(span.clone()) => r,
                 // Abandoned: nothing is acknowledged, the batch is sent again after a restart.

@@ -17,7 +17,6 @@
 //! TLS with the broker's CA and, optionally, a client certificate (Pulsar's TLS
 //! authentication).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +30,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::http::{SetupError, tls_config};
+use super::http::{SetupError, bearer_header, tls_config};
 use super::{DeliveryError, PulsarConfig, Sink};
 use crate::domain::AlertEvent;
 
@@ -45,7 +44,8 @@ pub struct Pulsar {
     host: String,
     port: u16,
     tls: Option<TlsConnector>,
-    token: Option<String>,
+    /// `Authorization: Bearer …`, from the token file.
+    token: Option<hyper::header::HeaderValue>,
     timeout: Duration,
     conn: Option<WebSocketStream<Box<dyn Io>>>,
 }
@@ -107,7 +107,7 @@ impl Pulsar {
         let token = c
             .token_file
             .as_deref()
-            .map(|path| read_token(sink, path))
+            .map(|path| bearer_header(sink, path))
             .transpose()?;
         Ok(Self {
             target,
@@ -150,10 +150,10 @@ impl Pulsar {
             .as_str()
             .into_client_request()
             .map_err(|e| unreachable(e.to_string()))?;
-        if let Some(token) = &self.token
-            && let Ok(value) = format!("Bearer {token}").parse()
-        {
-            request.headers_mut().insert("authorization", value);
+        if let Some(token) = &self.token {
+            request
+                .headers_mut()
+                .insert(hyper::header::AUTHORIZATION, token.clone());
         }
         match tokio_tungstenite::client_async(request, stream).await {
             Ok((ws, _)) => Ok(ws),
@@ -243,24 +243,6 @@ impl Pulsar {
         }
         Err(broken("the broker closed the connection".into()))
     }
-}
-
-fn read_token(sink: &str, path: &Path) -> Result<String, SetupError> {
-    let text = std::fs::read_to_string(path).map_err(|error| SetupError::Read {
-        sink: sink.to_owned(),
-        what: "token",
-        path: path.to_owned(),
-        error,
-    })?;
-    let token = text.trim().to_owned();
-    if token.is_empty() || token.contains(['\r', '\n']) {
-        return Err(SetupError::Invalid {
-            sink: sink.to_owned(),
-            path: path.to_owned(),
-            detail: "the token file must hold one line".into(),
-        });
-    }
-    Ok(token)
 }
 
 impl Sink for Pulsar {

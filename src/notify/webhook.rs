@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
-use super::http::{HttpClient, SetupError};
+use super::http::{HttpClient, SetupError, bearer_header};
 use super::{DeliveryError, Sink, WebhookConfig};
 use crate::domain::AlertEvent;
 
@@ -35,20 +35,11 @@ impl Webhook {
                     error,
                 })
         };
-        let bearer = match &c.bearer_token_file {
-            Some(path) => {
-                let token = read("bearer token file", path)?;
-                let value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
-                    SetupError::Invalid {
-                        sink: sink.to_owned(),
-                        path: path.clone(),
-                        detail: "the token has characters an HTTP header cannot carry".into(),
-                    }
-                })?;
-                Some(value)
-            }
-            None => None,
-        };
+        let bearer = c
+            .bearer_token_file
+            .as_deref()
+            .map(|path| bearer_header(sink, path))
+            .transpose()?;
         let key = match &c.hmac_secret_file {
             Some(path) => Some(ring::hmac::Key::new(
                 ring::hmac::HMAC_SHA256,

@@ -13,6 +13,8 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
 
+use crate::domain::AlertEvent;
+
 /// Events whose cycle is remembered.
 const REMEMBERED: usize = 4096;
 
@@ -53,13 +55,13 @@ pub fn remember_origin(span: &tracing::Span, events: impl IntoIterator<Item = Uu
 
 /// The span of one delivery attempt of `events` (in outbox order) to a sink; `outcome` is
 /// recorded by the caller.
-pub fn delivery_span(sink: &str, kind: &str, events: &[Uuid]) -> tracing::Span {
+pub fn delivery_span(sink: &str, kind: &str, events: &[(u64, AlertEvent)]) -> tracing::Span {
     let span = tracing::info_span!(
         "sink.deliver",
         sink,
         sink.kind = kind,
         events = events.len(),
-        first_event_id = events.first().map(ToString::to_string),
+        first_event_id = events.first().map(|(_, e)| e.event_id.to_string()),
         outcome = Empty,
         otel.status_code = Empty,
     );
@@ -71,8 +73,8 @@ pub fn delivery_span(sink: &str, kind: &str, events: &[Uuid]) -> tracing::Span {
         let origins = ORIGINS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for id in events {
-            let Some(cx) = origins.cycle_of.get(id) else {
+        for (_, event) in events {
+            let Some(cx) = origins.cycle_of.get(&event.event_id) else {
                 continue;
             };
             let known = cycles

@@ -47,11 +47,7 @@ impl Broker {
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             accepted: Arc::default(),
             refused: Arc::default(),
-            runtime: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("runtime"),
+            runtime: super::util::stand_in_runtime(),
             tasks: None,
         }
     }

@@ -86,11 +86,7 @@ impl Receiver {
             key: key.as_bytes().to_vec(),
             seen: Arc::default(),
             delay: Arc::new(Mutex::new(Duration::ZERO)),
-            runtime: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("runtime"),
+            runtime: super::util::stand_in_runtime(),
             tasks: None,
         }
     }

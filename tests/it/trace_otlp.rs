@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 
-use super::util::{Serve, free_port, metric, wait_until};
+use super::util::{Serve, free_port, metric, stand_in_runtime, wait_until};
 
 /// A span as received, with its resource's `service.name`.
 #[derive(Clone, Debug)]
@@ -99,11 +99,7 @@ struct RunningCollector {
 
 impl RunningCollector {
     fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let runtime = stand_in_runtime();
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");

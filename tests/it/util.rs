@@ -263,6 +263,16 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The runtime of a stand-in server the test runs in its own process (a webhook receiver,
+/// a Pulsar broker, an OTLP collector): one worker thread, so it serves while the test waits.
+pub fn stand_in_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// A loopback port the kernel says is free (nothing listens on it when this returns).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
