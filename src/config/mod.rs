@@ -2,7 +2,7 @@
 //! name the file, line, column and key. `packaging/dictmon.toml` is the commented example.
 //!
 //! May use: `domain` (threshold checks), `source` (scenario names), `notify` (sink settings),
-//! serde, toml.
+//! `trace` (the OTLP settings), serde, toml.
 //!
 //! Invariants: unknown keys are errors (a typo must not silently fall back to a default);
 //! a [`Config`] that was returned passed every check.

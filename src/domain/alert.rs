@@ -38,6 +38,10 @@ use super::forecast::Forecast;
 use super::policy::{PolicyName, PspCategory};
 use super::snapshot::Snapshot;
 
+/// The policy name of dictmon's own alert on its source (no successful poll for two
+/// intervals, or answers refused).
+pub const SELF_POLICY: &str = "DICTMON_SOURCE";
+
 /// Namespace of dictmon's name-based (v5) alert and event ids. Never change it: ids already
 /// delivered would no longer match.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d1c_7a0e_3b6f_4c2a_9e81_d1c7_0a4e_b6f2);

@@ -56,8 +56,8 @@ mod snapshot;
 
 pub use alert::{
     Alert, AlertCause, AlertEvent, AlertEventType, AlertJson, AlertState, BucketChange,
-    CategoryChange, Observation, Severity, ThresholdError, Thresholds, Transition, evaluate,
-    withdraw,
+    CategoryChange, Observation, SELF_POLICY, Severity, ThresholdError, Thresholds, Transition,
+    evaluate, withdraw,
 };
 pub use bucket::{
     Enrichment, PrefixScratch, RateWindow, TextScales, enrich, enrich_prefixes, human, tenths,

@@ -49,7 +49,7 @@ use self::route::Route;
 use crate::domain::{AlertJson, PolicyName, Severity, StateJson, Thresholds};
 use crate::ring::RingSet;
 use crate::store::StoreReader;
-use crate::store::catalog::Catalog;
+use crate::store::catalog::{AlertCursor, Catalog};
 use crate::telemetry::{PolicyView, Published};
 
 /// Writes one policy's rows in `[since, until)` as `dictmon query states --format pg-csv`
@@ -299,40 +299,27 @@ async fn handle(req: &Request<Incoming>, state: Arc<HttpState>) -> Reply {
         Route::Metrics => {
             let heavy = i64::try_from(state.heavy.in_flight()).unwrap_or(i64::MAX);
             shared.metrics.http_heavy_requests.set(heavy);
-            reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                shared.metrics.render(),
-            )
+            match shared.metrics.render() {
+                Ok(text) => reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text,
+                ),
+                Err(e) => {
+                    tracing::error!("/metrics cannot be rendered: {e}");
+                    reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        TEXT,
+                        format!("the metrics cannot be rendered: {e}\n"),
+                    )
+                }
+            }
         }
         Route::Healthz => reply(StatusCode::OK, TEXT, "ok\n"),
         Route::Readyz => readyz(shared),
         Route::ApiPolicies => json(&policies(shared)),
-        Route::ApiAlerts { open_only } => {
-            // Catalog reads block (the whole history, without ?open): on the blocking pool.
-            let catalog = Arc::clone(&state.catalog);
-            let read = tokio::task::spawn_blocking(move || {
-                let alerts = if open_only {
-                    catalog.open_alerts()?
-                } else {
-                    catalog.alerts()?
-                };
-                Ok::<_, crate::store::catalog::CatalogError>(serde_json::to_vec(
-                    &alerts.iter().map(AlertJson::from).collect::<Vec<_>>(),
-                ))
-            })
-            .await;
-            match read {
-                Ok(Ok(Ok(body))) => reply(StatusCode::OK, "application/json", body),
-                Ok(Ok(Err(e))) => reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    TEXT,
-                    format!("cannot encode: {e}\n"),
-                ),
-                Ok(Err(e)) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        }
+        Route::ApiAlerts { open_only, page } => api_alerts(open_only, page, &state).await,
+        Route::BadApiQuery(e) => reply(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
         Route::Overview => html(StatusCode::OK, overview(&state, Utc::now())),
         Route::Asset(content_type, body) => asset(content_type, body),
         Route::Policy { name, range, csv } => policy_route(name, range, csv, state).await,
@@ -390,6 +377,74 @@ pub fn overview(state: &HttpState, now: DateTime<Utc>) -> String {
     });
     let notices = state.published.notices.load();
     pages::overview(&state.health(now), &open, &notices, &mut cards, now)
+}
+
+/// `/api/v1/alerts`: the open alerts, a page of the history (`Link: <…>; rel="next"` while
+/// more follow), or the whole history (one of the heavy requests: it decodes every alert).
+/// Catalog reads block: on the blocking pool.
+async fn api_alerts(
+    open_only: bool,
+    page: Option<(usize, Option<AlertCursor>)>,
+    state: &Arc<HttpState>,
+) -> Reply {
+    let whole_history = !open_only && page.is_none();
+    let _permit = if whole_history {
+        match state.heavy.acquire().await {
+            Some(p) => Some(p),
+            None => return busy_api(),
+        }
+    } else {
+        None
+    };
+    let catalog = Arc::clone(&state.catalog);
+    let read = tokio::task::spawn_blocking(move || {
+        let (alerts, next) = match (open_only, page) {
+            (true, _) => (catalog.open_alerts()?, None),
+            (false, Some((limit, after))) => {
+                let page = catalog.alert_page(after, limit)?;
+                (page.alerts, page.next.map(|c| (limit, c)))
+            }
+            (false, None) => (catalog.alerts()?, None),
+        };
+        let body = serde_json::to_vec(&alerts.iter().map(AlertJson::from).collect::<Vec<_>>());
+        Ok::<_, crate::store::catalog::CatalogError>((body, next))
+    })
+    .await;
+    match read {
+        Ok(Ok((Ok(body), next))) => {
+            let mut r = reply(StatusCode::OK, "application/json", body);
+            if let Some((limit, cursor)) = next
+                && let Ok(link) = HeaderValue::try_from(format!(
+                    "</api/v1/alerts?limit={limit}&after={cursor}>; rel=\"next\""
+                ))
+            {
+                r.headers_mut().insert(hyper::header::LINK, link);
+            }
+            r
+        }
+        Ok(Ok((Err(e), _))) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT,
+            format!("cannot encode: {e}\n"),
+        ),
+        Ok(Err(e)) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n")),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// 503 for an API request that found every heavy-request slot taken.
+fn busy_api() -> Reply {
+    let mut r = reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        TEXT,
+        format!(
+            "{} history pages or downloads are being served; try again in a few seconds, or read a page (?limit=N)\n",
+            heavy::HEAVY_REQUESTS
+        ),
+    );
+    r.headers_mut()
+        .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 async fn policy_route(name: PolicyName, range: Range, csv: bool, state: Arc<HttpState>) -> Reply {

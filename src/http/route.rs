@@ -8,6 +8,12 @@
 use super::history::Range;
 use super::pages;
 use crate::domain::PolicyName;
+use crate::store::catalog::AlertCursor;
+
+/// The most alerts one page of `/api/v1/alerts` holds.
+pub const MAX_ALERT_PAGE: usize = 1000;
+/// A page's size when `after` is given without `limit`.
+pub const DEFAULT_ALERT_PAGE: usize = 100;
 
 /// A request's destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,11 +26,16 @@ pub enum Route {
     Readyz,
     /// `/api/v1/policies`.
     ApiPolicies,
-    /// `/api/v1/alerts[?open=true]`.
+    /// `/api/v1/alerts[?open=true]`, or a page of the history in the order alerts opened:
+    /// `?limit=N[&after=CURSOR]`.
     ApiAlerts {
         /// Only the open ones.
         open_only: bool,
+        /// A page (its size, and where it starts) rather than the whole history.
+        page: Option<(usize, Option<AlertCursor>)>,
     },
+    /// An API query parameter that does not parse; the message says what it takes.
+    BadApiQuery(String),
     /// `/`: the dashboard's overview.
     Overview,
     /// An embedded asset: content type and body.
@@ -54,8 +65,12 @@ impl Route {
             "/healthz" => Self::Healthz,
             "/readyz" => Self::Readyz,
             "/api/v1/policies" => Self::ApiPolicies,
-            "/api/v1/alerts" => Self::ApiAlerts {
-                open_only: matches!(param(query, "open"), Some("true" | "1")),
+            "/api/v1/alerts" => match alert_page(query) {
+                Ok(page) => Self::ApiAlerts {
+                    open_only: matches!(param(query, "open"), Some("true" | "1")),
+                    page,
+                },
+                Err(e) => Self::BadApiQuery(e),
             },
             "/" | "/index.html" => Self::Overview,
             pages::CSS_PATH => Self::Asset("text/css; charset=utf-8", pages::CSS),
@@ -81,9 +96,34 @@ impl Route {
     pub fn needs_token(&self) -> bool {
         matches!(
             self,
-            Self::ApiPolicies | Self::ApiAlerts { .. } | Self::Policy { csv: true, .. }
+            Self::ApiPolicies
+                | Self::ApiAlerts { .. }
+                | Self::BadApiQuery(_)
+                | Self::Policy { csv: true, .. }
         )
     }
+}
+
+/// `limit` and `after` of `/api/v1/alerts`: none for the whole history.
+fn alert_page(query: Option<&str>) -> Result<Option<(usize, Option<AlertCursor>)>, String> {
+    let limit = param(query, "limit");
+    let after = param(query, "after");
+    if limit.is_none() && after.is_none() {
+        return Ok(None);
+    }
+    let limit = match limit {
+        None => DEFAULT_ALERT_PAGE,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n @ 1..=MAX_ALERT_PAGE) => n,
+            _ => {
+                return Err(format!(
+                    "limit={text:?}: a page holds 1 to {MAX_ALERT_PAGE} alerts"
+                ));
+            }
+        },
+    };
+    let after = after.map(str::parse).transpose()?;
+    Ok(Some((limit, after)))
 }
 
 /// The value of `key` in a query string (the first, undecoded).
@@ -102,12 +142,48 @@ mod tests {
         assert_eq!(Route::parse("/metrics", Some("x=1")), Route::Metrics);
         assert_eq!(
             Route::parse("/api/v1/alerts", Some("a=b&open=true")),
-            Route::ApiAlerts { open_only: true }
+            Route::ApiAlerts {
+                open_only: true,
+                page: None
+            }
         );
         assert_eq!(
             Route::parse("/api/v1/alerts", Some("opened=true")),
-            Route::ApiAlerts { open_only: false }
+            Route::ApiAlerts {
+                open_only: false,
+                page: None
+            }
         );
+        let cursor = "1764979200000000000-0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            Route::parse("/api/v1/alerts", Some(&format!("limit=5&after={cursor}"))),
+            Route::ApiAlerts {
+                open_only: false,
+                page: Some((5, Some(cursor.parse().expect("cursor"))))
+            }
+        );
+        assert_eq!(
+            Route::parse("/api/v1/alerts", Some(&format!("after={cursor}"))),
+            Route::ApiAlerts {
+                open_only: false,
+                page: Some((DEFAULT_ALERT_PAGE, Some(cursor.parse().expect("cursor"))))
+            }
+        );
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+            "after=12",
+            "after=1-xyz",
+        ] {
+            assert!(
+                matches!(
+                    Route::parse("/api/v1/alerts", Some(bad)),
+                    Route::BadApiQuery(_)
+                ),
+                "{bad}"
+            );
+        }
         let name = PolicyName::new("CLAIMS_READ").expect("name");
         assert_eq!(
             Route::parse("/policy/CLAIMS_READ/states.csv", Some("range=7d")),

@@ -40,8 +40,7 @@ use crate::telemetry::{Metrics, NOTICE_WINDOW, PolicyView, Published};
 
 /// The longest `Retry-After` honoured before the next poll.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-/// The policy name of dictmon's own staleness alert.
-pub const SELF_POLICY: &str = "DICTMON_SOURCE";
+pub use crate::domain::SELF_POLICY;
 /// The policy name of category-change notices ([`crate::domain::CategoryChange`]).
 pub const CATEGORY_POLICY: &str = "PSP_CATEGORY";
 /// The `dictmon_poll_errors_total` kind of a listing with no policy in it.
@@ -1314,7 +1313,7 @@ mod tests {
         cycle.process(&listing(at(0), &[("GONE", 5), ("KEPT", 90)]), at(0));
         let open = |r: &Readers| r.published.open_alerts.load().len();
         assert_eq!(open(&readers), 1);
-        let metrics = || readers.published.metrics.render();
+        let metrics = || readers.published.metrics.render().expect("render");
         assert!(metrics().contains("dictmon_alert_open{endpoint_id=\"GONE\""));
         // Missing twice: still there.
         for i in 1..=2 {
@@ -1375,7 +1374,7 @@ mod tests {
         // Back in the listing, it is a policy again, in the catalog too.
         cycle.process(&listing(at(7), &[("GONE", 50), ("KEPT", 90)]), at(7));
         assert_eq!(names(&readers), ["GONE", "KEPT"]);
-        let text = readers.published.metrics.render();
+        let text = readers.published.metrics.render().expect("render");
         assert!(text.contains("dict_rate_limit_available_tokens{endpoint_id=\"GONE\""));
         let both: Vec<String> = vec!["GONE".into(), "KEPT".into()];
         assert_eq!(status(), (both.clone(), both));
@@ -1389,7 +1388,7 @@ mod tests {
         let t0: DateTime<Utc> = "2026-12-06T10:00:00Z".parse().expect("time");
         let (mut cycle, readers) = cycle(dir.path(), t0);
         cycle.process(&listing(t0, &[("KEPT", 90)]), t0);
-        let text = readers.published.metrics.render();
+        let text = readers.published.metrics.render().expect("render");
         for line in [
             "dict_rate_limit_alerts_created_total{endpoint_id=\"KEPT\",psp_category=\"C\",severity=\"CRITICAL\"} 0",
             "dict_rate_limit_alerts_resolved_total{endpoint_id=\"KEPT\",psp_category=\"C\",severity=\"WARNING\"} 0",
@@ -1494,7 +1493,7 @@ mod tests {
             assert_eq!(reported.rows_written, case.rows, "{}", case.name);
             assert_eq!(reported.alert_events, case.events.len(), "{}", case.name);
             assert_eq!(event_types(&readers), case.events, "{}", case.name);
-            let text = readers.published.metrics.render();
+            let text = readers.published.metrics.render().expect("render");
             for m in &case.metrics {
                 assert!(text.contains(m), "{}: no {m:?} in\n{text}", case.name);
             }
@@ -1529,6 +1528,7 @@ mod tests {
                 .published
                 .metrics
                 .render()
+                .expect("render")
                 .contains("dictmon_source_fresh 0")
         );
         // The next answer resolves it.

@@ -152,7 +152,7 @@ impl Alertmanager {
         if postings.is_empty() {
             return Ok(());
         }
-        let body = serde_json::to_vec(&postings).unwrap_or_default();
+        let body = self.http.encode(&postings)?;
         self.http.post_json(body, &[]).await
     }
 }

@@ -117,6 +117,19 @@ impl HttpClient {
         })
     }
 
+    /// `value` as the JSON body of a POST to this receiver. Encoding our own types does not
+    /// fail; if it ever did, the delivery fails (the events stay in the outbox) rather than
+    /// posting an empty body a receiver might take.
+    pub fn encode<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<Vec<u8>, DeliveryError> {
+        serde_json::to_vec(value).map_err(|e| DeliveryError::NotTaken {
+            target: self.target.clone(),
+            detail: format!("the body cannot be encoded as JSON: {e}"),
+        })
+    }
+
     /// POSTs `body` as JSON with `headers`; `Ok` on a 2xx answer.
     pub async fn post_json(
         &self,

@@ -3,7 +3,8 @@
 //! order, delivers, and records the sink's progress only once the sink acknowledged (HTTP 2xx,
 //! fsync). The gRPC `WatchAlerts` stream ([`AlertStream`]) reads the same outbox for its clients.
 //!
-//! May use: `domain`, `store` (the catalog's outbox and sink progress). Prometheus handles are
+//! May use: `domain`, `store` (the catalog's outbox and sink progress), `trace` (a delivery's
+//! span, parented on the cycle that raised its events). Prometheus handles are
 //! passed in ([`DeliveryMetrics`]), so `telemetry` stays the owner of metric definitions.
 //!
 //! Invariants:
@@ -213,7 +214,7 @@ pub enum DeliveryError {
         body: String,
     },
     /// A broker answered the message with an error (Pulsar's `send-error`), or it could not
-    /// be put in a message.
+    /// be put in a message or a request body.
     #[error("{target}: the message was not taken: {detail}")]
     NotTaken {
         /// URL.

@@ -73,7 +73,7 @@ impl Sink for Webhook {
 
     async fn deliver(&mut self, events: &[(u64, AlertEvent)]) -> Result<(), DeliveryError> {
         for (_, event) in events {
-            let body = serde_json::to_vec(event).unwrap_or_default();
+            let body = self.http.encode(event)?;
             let mut headers = vec![(
                 HeaderName::from_static(EVENT_ID_HEADER),
                 HeaderValue::try_from(event.event_id.to_string())

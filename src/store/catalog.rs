@@ -9,7 +9,8 @@
 //! in one transaction; outbox sequence numbers only grow, even after retention empties the
 //! outbox (`meta.outbox_next_seq`); the schema version in `meta` is checked on every open.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
@@ -17,7 +18,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use chrono::{DateTime, Utc};
 use redb::{
     Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
-    ReadableTable, TableDefinition,
+    ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,12 @@ const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("latest");
 const OPEN_ALERTS: TableDefinition<u128, &[u8]> = TableDefinition::new("open_alerts");
 /// `meta` key present once `open_alerts` holds every open alert.
 const OPEN_ALERTS_KEPT: &str = "open_alerts";
+/// The alert history in the order alerts opened: (`opened_at`, ns since the epoch; id), no
+/// value. A page of the history reads its alerts only.
+const ALERTS_BY_OPENING: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("alerts_by_opening");
+/// `meta` key present once `alerts_by_opening` holds every alert.
+const ALERTS_BY_OPENING_KEPT: &str = "alerts_by_opening";
 /// `meta` key present once the ledger and checksums cover every segment and record (set when
 /// a catalog is created, or when an older one was brought up to date).
 const LEDGER: &str = "ledger";
@@ -452,6 +459,36 @@ impl Catalog {
                 meta.insert(OPEN_ALERTS_KEPT, "1")
                     .map_err(|e| redb_err(p, e))?;
             }
+            let mut by_opening = tx
+                .open_table(ALERTS_BY_OPENING)
+                .map_err(|e| redb_err(p, e))?;
+            let alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+            // Built when missing, and built again when it does not count the alerts: an older
+            // dictmon, which does not keep it, wrote alerts since.
+            let kept = meta
+                .get(ALERTS_BY_OPENING_KEPT)
+                .map_err(|e| redb_err(p, e))?
+                .is_some();
+            let counted = by_opening.len().map_err(|e| redb_err(p, e))?
+                == alerts.len().map_err(|e| redb_err(p, e))?;
+            if !kept || !counted {
+                by_opening
+                    .retain(|_, ()| false)
+                    .map_err(|e| redb_err(p, e))?;
+                for entry in alerts.iter().map_err(|e| redb_err(p, e))? {
+                    let (_, v) = entry.map_err(|e| redb_err(p, e))?;
+                    // An alert that does not decode is left out here and reported by verify
+                    // (its checksum); every other alert is indexed.
+                    if let Ok(a) = serde_json::from_slice::<Alert>(v.value()) {
+                        by_opening
+                            .insert(AlertCursor::of(&a).key(), ())
+                            .map_err(|e| redb_err(p, e))?;
+                    }
+                }
+                meta.insert(ALERTS_BY_OPENING_KEPT, "1")
+                    .map_err(|e| redb_err(p, e))?;
+            }
+            drop((alerts, by_opening));
             let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
             if meta
                 .get(CHECKSUMS_KEPT)
@@ -579,11 +616,20 @@ impl Catalog {
                 let mut meta = tx.open_table(META).map_err(|e| redb_err(p, e))?;
                 meta.insert(LEDGER, "1").map_err(|e| redb_err(p, e))?;
                 if !findings.is_empty() {
-                    let mut kept: Vec<Finding> = meta
-                        .get(FINDINGS)
-                        .map_err(|e| redb_err(p, e))?
-                        .and_then(|v| serde_json::from_str(v.value()).ok())
-                        .unwrap_or_default();
+                    // Unreadable findings stop the write: appending to an empty list would
+                    // overwrite what verify has yet to report.
+                    let mut kept: Vec<Finding> =
+                        match meta.get(FINDINGS).map_err(|e| redb_err(p, e))? {
+                            Some(v) => serde_json::from_str(v.value()).map_err(|error| {
+                                CatalogError::Value {
+                                    path: p.to_owned(),
+                                    table: "meta",
+                                    key: FINDINGS.to_owned(),
+                                    error,
+                                }
+                            })?,
+                            None => Vec::new(),
+                        };
                     kept.extend(findings.iter().map(|text| Finding {
                         at: Utc::now(),
                         text: text.clone(),
@@ -670,11 +716,18 @@ impl Catalog {
                 mark_left(&mut policies, &mut latest, &update.left, p)?;
                 let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
                 let mut open = tx.open_table(OPEN_ALERTS).map_err(|e| redb_err(p, e))?;
+                let mut by_opening = tx
+                    .open_table(ALERTS_BY_OPENING)
+                    .map_err(|e| redb_err(p, e))?;
                 let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
                 for alert in &update.alerts {
                     let value = json(alert, p)?;
                     alerts
                         .insert(alert.id.as_u128(), value.as_slice())
+                        .map_err(|e| redb_err(p, e))?;
+                    // An alert's opening never changes: inserting it again changes nothing.
+                    by_opening
+                        .insert(AlertCursor::of(alert).key(), ())
                         .map_err(|e| redb_err(p, e))?;
                     if alert.resolved_at.is_none() {
                         open.insert(alert.id.as_u128(), value.as_slice())
@@ -826,18 +879,24 @@ impl Catalog {
     ) -> Result<usize, CatalogError> {
         self.heal(|| {
             let p = &self.path;
-            let old: Vec<u128> = read_alerts(&begin(&*self.db()?, p)?, p)?
-                .into_iter()
+            let old: Vec<AlertCursor> = read_alerts(&begin(&*self.db()?, p)?, p)?
+                .iter()
                 .filter(|a| a.resolved_at.is_some_and(|t| t < cutoff))
-                .map(|a| a.id.as_u128())
+                .map(AlertCursor::of)
                 .collect();
             let tx = self.db()?.begin_write().map_err(|e| redb_err(p, e))?;
             {
                 let mut alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+                let mut by_opening = tx
+                    .open_table(ALERTS_BY_OPENING)
+                    .map_err(|e| redb_err(p, e))?;
                 let mut sums = tx.open_table(CHECKSUMS).map_err(|e| redb_err(p, e))?;
-                for id in &old {
-                    alerts.remove(id).map_err(|e| redb_err(p, e))?;
-                    sums.remove(alert_key(*id).as_str())
+                for cursor in &old {
+                    alerts.remove(cursor.id).map_err(|e| redb_err(p, e))?;
+                    by_opening
+                        .remove(cursor.key())
+                        .map_err(|e| redb_err(p, e))?;
+                    sums.remove(alert_key(cursor.id).as_str())
                         .map_err(|e| redb_err(p, e))?;
                 }
             }
@@ -849,6 +908,17 @@ impl Catalog {
     /// Every alert, oldest first.
     pub fn alerts(&self) -> Result<Vec<Alert>, CatalogError> {
         self.heal(|| read_alerts(&begin(&*self.db()?, &self.path)?, &self.path))
+    }
+
+    /// Up to `limit` alerts of the history in the order they opened, from just after `after`
+    /// (from the first without it), and the cursor of the next page if there is one. Reads
+    /// only the page's alerts (through `alerts_by_opening`, §10).
+    pub fn alert_page(
+        &self,
+        after: Option<AlertCursor>,
+        limit: usize,
+    ) -> Result<AlertPage, CatalogError> {
+        self.heal(|| read_alert_page(&begin(&*self.db()?, &self.path)?, &self.path, after, limit))
     }
 
     /// The open alerts, oldest first (the writer keeps them apart from the history, §10).
@@ -984,6 +1054,15 @@ impl CatalogReader {
         self.read(read_policies)
     }
 
+    /// A page of the alert history: see [`Catalog::alert_page`].
+    pub fn alert_page(
+        &self,
+        after: Option<AlertCursor>,
+        limit: usize,
+    ) -> Result<AlertPage, CatalogError> {
+        self.read(|tx, p| read_alert_page(tx, p, after, limit))
+    }
+
     /// The outbox, in order.
     pub fn outbox(&self) -> Result<Vec<(u64, AlertEvent)>, CatalogError> {
         self.read(read_outbox)
@@ -1047,6 +1126,7 @@ impl CatalogReader {
         self.read(|tx, p| {
             let mut problems = read_checksum_problems(tx, p)?;
             problems.extend(read_open_alert_problems(tx, p)?);
+            problems.extend(read_alert_index_problems(tx, p)?);
             Ok(problems)
         })
     }
@@ -1184,6 +1264,159 @@ fn read_open_alert_problems(tx: &ReadTransaction, p: &str) -> Result<Vec<String>
         )
     }));
     Ok(problems)
+}
+
+/// §10: `alerts_by_opening` holds every alert of `alerts` under its opening, and nothing else.
+fn read_alert_index_problems(tx: &ReadTransaction, p: &str) -> Result<Vec<String>, CatalogError> {
+    if read_meta(tx, p, ALERTS_BY_OPENING_KEPT)?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut indexed: BTreeSet<(i64, u128)> = BTreeSet::new();
+    let table = tx
+        .open_table(ALERTS_BY_OPENING)
+        .map_err(|e| redb_err(p, e))?;
+    for entry in table.iter().map_err(|e| redb_err(p, e))? {
+        let (k, _) = entry.map_err(|e| redb_err(p, e))?;
+        indexed.insert(k.value());
+    }
+    let mut problems = Vec::new();
+    let alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+    for entry in alerts.iter().map_err(|e| redb_err(p, e))? {
+        let (k, v) = entry.map_err(|e| redb_err(p, e))?;
+        // An alert that does not decode is the checksums' to report.
+        if let Ok(a) = serde_json::from_slice::<Alert>(v.value())
+            && !indexed.remove(&AlertCursor::of(&a).key())
+        {
+            problems.push(format!(
+                "alert {}: missing from alerts_by_opening",
+                uuid::Uuid::from_u128(k.value())
+            ));
+        }
+    }
+    problems.extend(indexed.into_iter().map(|(_, id)| {
+        format!(
+            "alerts_by_opening: alert {} does not exist (or opened at another time)",
+            uuid::Uuid::from_u128(id)
+        )
+    }));
+    Ok(problems)
+}
+
+/// Where a page of the alert history starts or ends: an alert's opening time and id, the order
+/// of the history (`alerts_by_opening`). Written `NANOS-UUID` (ns since the epoch, the id's 32
+/// hex digits) in the HTTP API's cursors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AlertCursor {
+    /// `opened_at`, ns since the epoch.
+    opened_ns: i64,
+    /// The alert's id.
+    id: u128,
+}
+
+impl AlertCursor {
+    /// The position of `a` in the history.
+    pub fn of(a: &Alert) -> Self {
+        Self {
+            // Alerts open between 1677 and 2262; outside, the first of the history.
+            opened_ns: a.opened_at.timestamp_nanos_opt().unwrap_or(i64::MIN),
+            id: a.id.as_u128(),
+        }
+    }
+
+    fn key(self) -> (i64, u128) {
+        (self.opened_ns, self.id)
+    }
+}
+
+impl std::fmt::Display for AlertCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{:032x}", self.opened_ns, self.id)
+    }
+}
+
+impl std::str::FromStr for AlertCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{s:?} is not a cursor of /api/v1/alerts (NANOS-ID, as its Link header gives it)"
+            )
+        };
+        let (nanos, id) = s.rsplit_once('-').ok_or_else(bad)?;
+        if id.len() != 32 {
+            return Err(bad());
+        }
+        Ok(Self {
+            opened_ns: nanos.parse().map_err(|_| bad())?,
+            id: u128::from_str_radix(id, 16).map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A page of the alert history ([`Catalog::alert_page`]).
+#[derive(Debug, Default)]
+pub struct AlertPage {
+    /// In the order they opened.
+    pub alerts: Vec<Alert>,
+    /// Where the next page starts, if any alert follows.
+    pub next: Option<AlertCursor>,
+}
+
+fn read_alert_page(
+    tx: &ReadTransaction,
+    p: &str,
+    after: Option<AlertCursor>,
+    limit: usize,
+) -> Result<AlertPage, CatalogError> {
+    let mut page = AlertPage::default();
+    if limit == 0 {
+        return Ok(page);
+    }
+    if read_meta(tx, p, ALERTS_BY_OPENING_KEPT)?.is_empty() {
+        // A catalog no writer has opened since the index exists: the whole history, sorted.
+        let mut alerts: Vec<Alert> = read_alerts(tx, p)?
+            .into_iter()
+            .filter(|a| after.is_none_or(|c| AlertCursor::of(a) > c))
+            .take(limit + 1)
+            .collect();
+        if alerts.len() > limit {
+            alerts.truncate(limit);
+            page.next = alerts.last().map(AlertCursor::of);
+        }
+        page.alerts = alerts;
+        return Ok(page);
+    }
+    let index = tx
+        .open_table(ALERTS_BY_OPENING)
+        .map_err(|e| redb_err(p, e))?;
+    let alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
+    let range = match after {
+        Some(c) => index.range((Bound::Excluded(c.key()), Bound::Unbounded)),
+        None => index.range::<(i64, u128)>(..),
+    }
+    .map_err(|e| redb_err(p, e))?;
+    for entry in range {
+        let (k, _) = entry.map_err(|e| redb_err(p, e))?;
+        let (_, id) = k.value();
+        if page.alerts.len() == limit {
+            page.next = page.alerts.last().map(AlertCursor::of);
+            break;
+        }
+        let Some(v) = alerts.get(id).map_err(|e| redb_err(p, e))? else {
+            // verify reports it; the page goes on.
+            continue;
+        };
+        let alert: Alert =
+            serde_json::from_slice(v.value()).map_err(|error| CatalogError::Value {
+                path: p.to_owned(),
+                table: "alerts",
+                key: format!("{id}"),
+                error,
+            })?;
+        page.alerts.push(alert);
+    }
+    Ok(page)
 }
 
 /// One past the highest sequence ever used: the larger of the counter in `meta` and the last
@@ -1480,6 +1713,117 @@ mod tests {
             .expect("check");
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("resolved, yet listed"), "{problems:?}");
+    }
+
+    /// The ids of the history read by `read` three alerts at a time, each page from the
+    /// cursor of the one before.
+    fn walk_pages(read: &dyn Fn(Option<AlertCursor>) -> AlertPage) -> Vec<u128> {
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let page = read(after);
+            assert!(page.alerts.len() <= 3);
+            ids.extend(page.alerts.iter().map(|a| a.id.as_u128()));
+            match page.next {
+                Some(c) => after = Some(c),
+                None => return ids,
+            }
+        }
+    }
+
+    /// Writes to the catalog at `path` behind dictmon's back (an older dictmon, a hand edit).
+    fn hand_edit(path: &Path, edit: impl FnOnce(&redb::WriteTransaction)) {
+        let db = Database::open(path).expect("db");
+        let tx = db.begin_write().expect("tx");
+        edit(&tx);
+        tx.commit().expect("commit");
+    }
+
+    /// Pages of the history follow the order alerts opened (ids are not in that order), each
+    /// read from just after the last; a catalog without the index is paged by readers and gets
+    /// it at the next writer's open, as does one an older dictmon added alerts to; retention
+    /// takes entries with their alerts, and verify reports a stray one.
+    #[test]
+    fn alert_pages_follow_the_openings_through_migration_and_retention() {
+        let dir = tempfile::tempdir().expect("temp");
+        let path = dir.path().join("catalog.redb");
+        // Ids in the reverse order of their openings (minutes 0–5, two at minute 5: by id);
+        // the first four resolved.
+        let mut alerts: Vec<Alert> = (0..7)
+            .map(|i| alert(100 - i, i64::try_from(i.min(5)).expect("small"), i < 4))
+            .collect();
+        let mut expected: Vec<u128> = vec![100, 99, 98, 97, 96, 94, 95];
+        let catalog = Catalog::open(&path).expect("open");
+        catalog
+            .apply(&CatalogUpdate {
+                alerts: alerts.clone(),
+                ..CatalogUpdate::default()
+            })
+            .expect("apply");
+        let pages = |c: &Catalog| walk_pages(&|after| c.alert_page(after, 3).expect("page"));
+        assert_eq!(pages(&catalog), expected);
+        let all: Vec<u128> = catalog
+            .alerts()
+            .expect("all")
+            .iter()
+            .map(|a| a.id.as_u128())
+            .collect();
+        assert_eq!(all, expected);
+
+        drop(catalog);
+        hand_edit(&path, |tx| {
+            tx.delete_table(ALERTS_BY_OPENING).expect("drop the index");
+            let mut meta = tx.open_table(META).expect("meta");
+            meta.remove(ALERTS_BY_OPENING_KEPT).expect("forget it");
+        });
+        let reader = CatalogReader::open(&path).expect("reader");
+        let read = walk_pages(&|after| reader.alert_page(after, 3).expect("page"));
+        assert_eq!(read, expected);
+        drop(reader);
+        assert_eq!(pages(&Catalog::open(&path).expect("open")), expected);
+
+        // An older dictmon's alert (with its checksum), not in the index.
+        let older = alert(1, 3, true);
+        hand_edit(&path, |tx| {
+            let (id, value) = (older.id.as_u128(), json(&older, "test").expect("json"));
+            let mut table = tx.open_table(ALERTS).expect("alerts");
+            table.insert(id, value.as_slice()).expect("insert");
+            let mut sums = tx.open_table(CHECKSUMS).expect("sums");
+            sums.insert(alert_key(id).as_str(), crc(&value))
+                .expect("insert");
+        });
+        alerts.push(older);
+        expected.insert(3, 1);
+        let catalog = Catalog::open(&path).expect("open");
+        assert_eq!(pages(&catalog), expected);
+
+        let cutoff = DateTime::UNIX_EPOCH + chrono::TimeDelta::hours(1);
+        let removed = catalog
+            .delete_alerts_resolved_before(cutoff)
+            .expect("retention");
+        assert_eq!(removed, 5);
+        expected.retain(|id| {
+            alerts
+                .iter()
+                .any(|a| a.id.as_u128() == *id && a.resolved_at.is_none())
+        });
+        assert_eq!(pages(&catalog), expected);
+        drop(catalog);
+        let reader = CatalogReader::open(&path).expect("reader");
+        assert_eq!(
+            reader.checksum_problems().expect("check"),
+            Vec::<String>::new()
+        );
+        drop(reader);
+
+        hand_edit(&path, |tx| {
+            let mut index = tx.open_table(ALERTS_BY_OPENING).expect("index");
+            index.insert((7_i64, 7_u128), ()).expect("insert");
+        });
+        let reader = CatalogReader::open(&path).expect("reader");
+        let problems = reader.checksum_problems().expect("check");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("alerts_by_opening"), "{problems:?}");
     }
 
     /// A policy that left DICT's listing is marked and leaves `latest`; a sighting after its

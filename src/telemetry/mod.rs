@@ -27,12 +27,13 @@ use std::sync::Mutex;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::domain::{
-    Alert, AlertEvent, AlertEventType, PolicyName, RejectReason, Severity, StateRecord, Thresholds,
+    Alert, AlertEvent, AlertEventType, PolicyName, PspCategory, RejectReason, SELF_POLICY,
+    Severity, StateRecord, Thresholds,
 };
 
 const POLICY_LABELS: [&str; 2] = ["endpoint_id", "psp_category"];
@@ -188,13 +189,17 @@ impl Metrics {
             IntGaugeVec::new(
                 Opts::new(
                     "dictmon_build_info",
-                    "Always 1; the labels say which dictmon this is.",
+                    "Always 1; the labels say which dictmon this is: version, the source's git revision (unknown when built outside a git checkout) and the compiler.",
                 ),
-                &["version"],
+                &["version", "revision", "rustc"],
             ),
         );
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("DICTMON_REVISION"),
+                env!("DICTMON_RUSTC"),
+            ])
             .set(1);
         // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
         // process_start_time_seconds …, read from /proc at each scrape.
@@ -416,6 +421,13 @@ impl Metrics {
         for reason in RejectReason::ALL {
             m.rejected.with_label_values(&[reason.label()]);
         }
+        // A category change is counted by the new category: every one at zero from the start.
+        for category in PspCategory::KNOWN {
+            for severity in [Severity::Warning, Severity::Info] {
+                m.category_changes
+                    .with_label_values(&[severity.as_str(), &category.to_string()]);
+            }
+        }
         m
     }
 
@@ -442,24 +454,25 @@ impl Metrics {
         thresholds: &dyn Fn(&PolicyName) -> Thresholds,
     ) {
         let name = r.policy.as_str();
-        let category = r.sample.category.to_string();
+        let mut letter = [0_u8; 4];
+        let category: &str = r.sample.category.as_char().encode_utf8(&mut letter);
         match known.get_mut(name) {
-            Some(old) if *old != category => {
+            Some(old) if old != category => {
                 for g in self.policy_gauges() {
                     let _ = g.remove_label_values(&[name, old]);
                 }
-                self.alert_counters_at_zero(name, &category);
-                old.clone_from(&category);
+                self.alert_counters_at_zero(name, category);
+                category.clone_into(old);
             }
             Some(_) => {}
             None => {
                 // A policy newly seen: its counters at zero, the thresholds in force.
-                self.alert_counters_at_zero(name, &category);
+                self.alert_counters_at_zero(name, category);
                 self.policy_thresholds(name, &thresholds(&r.policy));
-                known.insert(name.to_owned(), category.clone());
+                known.insert(name.to_owned(), category.to_owned());
             }
         }
-        let labels = [name, category.as_str()];
+        let labels = [name, category];
         let e = &r.enrichment;
         self.refill_tokens
             .with_label_values(&labels)
@@ -517,17 +530,19 @@ impl Metrics {
         ]
     }
 
-    /// The alert counters of a policy newly seen (or seen in a new category), at zero, so that
-    /// `increase()` sees its first alert.
+    /// The alert counters of a policy newly seen (or seen in a new category), and of dictmon's
+    /// own source alert in that category, at zero, so that `increase()` sees their first alert.
     fn alert_counters_at_zero(&self, name: &str, category: &str) {
         for severity in [Severity::Warning, Severity::Critical] {
-            let labels = [name, severity.as_str(), category];
-            for c in [
-                &self.alerts_created,
-                &self.alerts_resolved,
-                &self.alerts_updated,
-            ] {
-                c.with_label_values(&labels);
+            for policy in [name, SELF_POLICY] {
+                let labels = [policy, severity.as_str(), category];
+                for c in [
+                    &self.alerts_created,
+                    &self.alerts_resolved,
+                    &self.alerts_updated,
+                ] {
+                    c.with_label_values(&labels);
+                }
             }
         }
     }
@@ -636,12 +651,10 @@ impl Metrics {
         self.registry.register(collector)
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding our own registered families into a Vec cannot fail.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+    /// The text exposition format; an error (a family the encoder refuses) instead of a
+    /// partial or empty page a scraper would take as every series gone.
+    pub fn render(&self) -> prometheus::Result<String> {
+        TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }
 
@@ -652,6 +665,7 @@ mod tests {
 
     fn lines_of(m: &Metrics, needle: &str) -> Vec<String> {
         m.render()
+            .expect("render")
             .lines()
             .filter(|l| !l.starts_with('#') && l.contains(needle))
             .map(str::to_owned)

@@ -2,6 +2,9 @@
 //! turns dictmon's own `tracing` spans — a poll cycle and its steps, each sink delivery — into
 //! OpenTelemetry spans, and the bounded queue and export thread that send them to a collector.
 //!
+//! May use: `domain` (alert events, to remember which cycle raised them), `source` (the gRPC
+//! endpoint with TLS the Bridge uses).
+//!
 //! Invariants: ending a span never waits on export — it is queued with `try_send`, and with the
 //! queue full it is dropped and counted (`dictmon_otlp_spans_dropped_total{reason}`); the
 //! collector is called from one thread of its own, on a runtime of its own, never from the

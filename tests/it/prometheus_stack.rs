@@ -3,7 +3,9 @@
 //! a real Alertmanager (`prometheus-alertmanager`) fed by Prometheus (appliance rules) and by
 //! each dictmon's own sink (bucket alerts), and a webhook receiver behind it. Checked through
 //! their HTTP APIs: every rule healthy; an exhaustion on one instance alerts for that instance
-//! only; a killed instance alerts within two minutes; each alert reaches the receiver once.
+//! only; a source outage pages once (dictmon's `DICTMON_SOURCE`; Prometheus' failed-polls
+//! alert of the same instance is inhibited); a killed instance alerts within two minutes; each
+//! alert reaches the receiver once, firing and resolved.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::notify_receiver::Receiver;
-use super::util::{Alertmanager, Serve, free_port, http_get, packaging, wait_until};
+use super::util::{Alertmanager, Serve, Simulator, free_port, http_get, packaging, wait_until};
 
 const TOKEN: &str = "am-webhook-token";
 const DRAINED: &str = "ENTRIES_READ_PARTICIPANT_ANTISCAN";
@@ -34,16 +36,17 @@ fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_str(&body).expect("JSON")
 }
 
-/// Alertmanager as the README configures it (timers shortened): every alert its own group,
-/// the webhook receiver, and the inhibit rule that keeps a source outage to one page.
+/// Alertmanager as the README configures it (its grouping and inhibit rule; timers shortened,
+/// `group_wait` long enough for a source outage's own alert to be there before the failed-polls
+/// alert it inhibits), with the webhook receiver.
 fn alertmanager(dir: &Path, hook: SocketAddr) -> Alertmanager {
     Alertmanager::start(
         dir,
         &format!(
             r#"route:
   receiver: ops
-  group_by: ['...']
-  group_wait: 1s
+  group_by: [alertname, instance, endpoint_id]
+  group_wait: 2s
   group_interval: 1s
   repeat_interval: 1h
 receivers:
@@ -124,7 +127,8 @@ scrape_configs:
     (Daemon(child), url)
 }
 
-fn dictmon(dir: &Path, name: &str, scenario: &str, alertmanager: &str) -> Serve {
+/// A dictmon named `name` polling `source` (the arguments that choose it) every second.
+fn dictmon(dir: &Path, name: &str, source: &[&str], alertmanager: &str) -> Serve {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
@@ -133,31 +137,29 @@ fn dictmon(dir: &Path, name: &str, scenario: &str, alertmanager: &str) -> Serve 
         ),
     )
     .expect("config");
-    Serve::start(
-        &dir.join(name),
-        &[
-            "--config",
-            &config.display().to_string(),
-            "--scenario",
-            scenario,
-            "--interval",
-            "1s",
-        ],
-    )
+    let config = config.display().to_string();
+    let mut args = vec!["--config", &config, "--interval", "1s"];
+    args.extend_from_slice(source);
+    Serve::start(&dir.join(name), &args)
 }
 
-/// Every alert the receiver was told of as firing: (its labels, its start) → notifications.
-fn firing_notifications(receiver: &Receiver) -> BTreeMap<(String, String), usize> {
+/// Every alert the receiver was told of with `status` (`firing`, `resolved`): (its labels,
+/// its start) → notifications.
+fn notifications(receiver: &Receiver, status: &str) -> BTreeMap<(String, String), usize> {
     let mut seen = BTreeMap::new();
     for body in receiver.accepted() {
         for a in body["alerts"].as_array().into_iter().flatten() {
-            if a["status"] == "firing" {
+            if a["status"] == status {
                 let key = (a["labels"].to_string(), a["startsAt"].to_string());
                 *seen.entry(key).or_default() += 1;
             }
         }
     }
     seen
+}
+
+fn firing_notifications(receiver: &Receiver) -> BTreeMap<(String, String), usize> {
+    notifications(receiver, "firing")
 }
 
 fn has_label(labels_json: &str, name: &str, value: &str) -> bool {
@@ -193,6 +195,56 @@ fn rules_are_healthy(prom: &str) {
     }
 }
 
+/// The alerts Alertmanager holds now (`/api/v2/alerts`) with `alertname` for `instance`.
+fn am_alerts(am: &str, alertname: &str, instance: &str) -> Vec<serde_json::Value> {
+    get_json(&format!("{am}/api/v2/alerts"))
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|al| al["labels"]["alertname"] == alertname && al["labels"]["instance"] == instance)
+        .cloned()
+        .collect()
+}
+
+/// Whether the receiver was told of an alert named `alertname` for `instance` (and, if given,
+/// `endpoint_id`) as firing.
+fn told_firing(
+    receiver: &Receiver,
+    alertname: &str,
+    instance: &str,
+    endpoint: Option<&str>,
+) -> bool {
+    firing_notifications(receiver).keys().any(|(labels, _)| {
+        has_label(labels, "alertname", alertname)
+            && has_label(labels, "instance", instance)
+            && endpoint.is_none_or(|e| has_label(labels, "endpoint_id", e))
+    })
+}
+
+/// Checks that each alert, as labels and start, was told once firing and at most once resolved:
+/// nothing came twice by two paths or by re-sends, and every label set names its instance and
+/// job. Returns how many alerts were told.
+fn each_alert_told_once(receiver: &Receiver) -> usize {
+    // The window a second notification would show in: five of Alertmanager's group intervals
+    // (1 s) after the last alert the test waited for, a's sink re-sending its open alerts
+    // meanwhile. This sleep synchronises nothing; it is the span the absence is asserted over.
+    std::thread::sleep(Duration::from_secs(5));
+    let told = firing_notifications(receiver);
+    for ((labels, starts), n) in &told {
+        assert_eq!(*n, 1, "told {n} times: {labels} from {starts}");
+        assert!(labels.contains("\"instance\":\"dictmon-"), "{labels}");
+        assert!(has_label(labels, "job", "dictmon"), "{labels}");
+    }
+    for ((labels, starts), n) in &notifications(receiver, "resolved") {
+        assert_eq!(*n, 1, "told resolved {n} times: {labels} from {starts}");
+        assert!(
+            told.contains_key(&(labels.clone(), starts.clone())),
+            "resolved without having fired: {labels} from {starts}"
+        );
+    }
+    told.len()
+}
+
 #[test]
 fn two_instances_one_alert_path_each_incident_once() {
     let dir = tempfile::tempdir().expect("temp");
@@ -201,8 +253,15 @@ fn two_instances_one_alert_path_each_incident_once() {
     receiver.up();
     let am = alertmanager(dir.path(), hook);
     let am_url = am.url.clone();
-    let a = dictmon(dir.path(), "dictmon-a", "exhaustion", &am_url);
-    let b = dictmon(dir.path(), "dictmon-b", "steady", &am_url);
+    // a polls a simulator of its own (killed later: a source outage); b the built-in one.
+    let sim = Simulator::start("127.0.0.1:0", &["--scenario", "exhaustion"]);
+    let a = dictmon(
+        dir.path(),
+        "dictmon-a",
+        &["--source", "bridge", "--bridge-url", &sim.url],
+        &am_url,
+    );
+    let b = dictmon(dir.path(), "dictmon-b", &["--scenario", "steady"], &am_url);
     let addr = |s: &Serve| s.base.trim_start_matches("http://").to_owned();
     let (a_addr, b_addr) = (addr(&a), addr(&b));
     let (_prom, prom) = prometheus(
@@ -216,13 +275,9 @@ fn two_instances_one_alert_path_each_incident_once() {
     // The exhaustion on a: its alert in Alertmanager (from a's sink) and the mirror in
     // Prometheus, both for a only.
     let drained_in_am = |instance: &str| {
-        get_json(&format!("{am_url}/api/v2/alerts"))
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|al| {
-                al["labels"]["endpoint_id"] == DRAINED && al["labels"]["instance"] == instance
-            })
+        am_alerts(&am_url, "DictRateLimit", instance)
+            .iter()
+            .any(|al| al["labels"]["endpoint_id"] == DRAINED)
     };
     wait_until(
         "a's exhaustion alert in Alertmanager",
@@ -250,41 +305,57 @@ fn two_instances_one_alert_path_each_incident_once() {
     wait_until(
         "the receiver told of a's alert",
         Duration::from_secs(30),
+        || told_firing(&receiver, "DictRateLimit", "dictmon-a", Some(DRAINED)),
+    );
+
+    // a's source goes away: dictmon's own DICTMON_SOURCE alert pages, and Prometheus'
+    // DictmonPollsFailing for a reaches Alertmanager but is inhibited by it (one page).
+    sim.kill();
+    wait_until(
+        "DictmonPollsFailing for a, inhibited, in Alertmanager",
+        Duration::from_secs(90),
         || {
-            firing_notifications(&receiver)
-                .keys()
-                .any(|(labels, _)| has_label(labels, "endpoint_id", DRAINED))
+            am_alerts(&am_url, "DictmonPollsFailing", "dictmon-a")
+                .iter()
+                .any(|al| {
+                    al["status"]["inhibitedBy"]
+                        .as_array()
+                        .is_some_and(|v| !v.is_empty())
+                })
         },
+    );
+    assert!(
+        told_firing(
+            &receiver,
+            "DictRateLimit",
+            "dictmon-a",
+            Some("DICTMON_SOURCE")
+        ),
+        "the source outage paged through dictmon's own alert"
     );
 
     // b dies: DictmonDown for b within two minutes, for b only.
     b.kill();
     let killed = Instant::now();
-    let down = |instance: &str| {
-        firing_notifications(&receiver).keys().any(|(labels, _)| {
-            has_label(labels, "alertname", "DictmonDown") && has_label(labels, "instance", instance)
-        })
-    };
     wait_until(
         "DictmonDown for b at the receiver",
         Duration::from_secs(120),
-        || down("dictmon-b"),
+        || told_firing(&receiver, "DictmonDown", "dictmon-b", None),
     );
     let took = killed.elapsed();
-    assert!(took <= Duration::from_secs(120), "{took:?}");
-    assert!(!down("dictmon-a"), "a is up");
+    assert!(
+        !told_firing(&receiver, "DictmonDown", "dictmon-a", None),
+        "a is up"
+    );
+    assert!(
+        !told_firing(&receiver, "DictmonPollsFailing", "dictmon-a", None),
+        "a's failed polls were inhibited by its DICTMON_SOURCE alert: {:?}",
+        firing_notifications(&receiver).keys()
+    );
 
-    // Each alert, as labels and start, was told once: nothing came twice by two paths or by
-    // re-sends, and every label set names its instance and job.
-    let told = firing_notifications(&receiver);
-    for ((labels, starts), n) in &told {
-        assert_eq!(*n, 1, "told {n} times: {labels} from {starts}");
-        assert!(labels.contains("\"instance\":\"dictmon-"), "{labels}");
-        assert!(has_label(labels, "job", "dictmon"), "{labels}");
-    }
+    let told = each_alert_told_once(&receiver);
     eprintln!(
-        "{} alerts told once each; DictmonDown after {took:?}; a's log tail: {}",
-        told.len(),
+        "{told} alerts told once each; DictmonDown after {took:?}; a's log tail: {}",
         a.log().lines().last().unwrap_or_default()
     );
 }

@@ -27,6 +27,38 @@ fn alerts(serve: &Serve, query: &str) -> Vec<Alert> {
     serde_json::from_str(&body).expect("alerts JSON")
 }
 
+/// The whole history read `limit` alerts at a time, each page from the `Link` of the one
+/// before.
+fn alerts_by_pages(serve: &Serve, limit: usize) -> Vec<Alert> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut url = format!("{}/api/v1/alerts?limit={limit}", serve.base);
+    let mut all = Vec::new();
+    loop {
+        let mut r = agent.get(&url).call().expect("GET a page");
+        assert_eq!(r.status().as_u16(), 200, "{url}");
+        let next = r
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = r.body_mut().read_to_string().expect("body");
+        let page: Vec<Alert> = serde_json::from_str(&body).expect("alerts JSON");
+        assert!(page.len() <= limit, "{url}: {} alerts", page.len());
+        all.extend(page);
+        let Some(link) = next else { return all };
+        let Some((path, _)) = link
+            .strip_prefix('<')
+            .and_then(|l| l.split_once(">; rel=\"next\""))
+        else {
+            panic!("Link: {link}")
+        };
+        url = format!("{}{path}", serve.base);
+    }
+}
+
 fn critical_on_scripted(list: &[Alert]) -> Option<Alert> {
     list.iter()
         .find(|a| a.policy.as_str() == SCRIPTED_POLICY && a.severity == Severity::Critical)
@@ -168,24 +200,60 @@ fn exhaustion_over_the_bridge_opens_critical_before_zero_and_resolves_after_refi
 #[test]
 fn metrics_pass_promtool_check() {
     let dir = tempfile::tempdir().expect("temp");
-    // A sink, so that the delivery metrics are there too.
+    // A sink, so that the delivery metrics are there too; an exhaustion, so that an alert is
+    // open (dictmon_alert_open).
     let events = dir.path().join("events.jsonl");
     let serve = Serve::start(
         &dir.path().join("data"),
         &[
             "--interval",
             "1s",
+            "--scenario",
+            "exhaustion",
             "--events-file",
             &events.display().to_string(),
         ],
     );
     let mut text = String::new();
-    wait_until("the rate gauges", Duration::from_secs(30), || {
-        text = serve.get("/metrics").1;
-        text.contains("dict_rate_limit_consumption_rate_per_minute{")
-            && text.contains("dictmon_outbox_backlog{sink=\"events-file\"}")
-            && text.contains("dictmon_delivery_failures_total{kind=\"io\",sink=\"events-file\"}")
-    });
+    wait_until(
+        "the rate gauges and an open alert",
+        Duration::from_secs(60),
+        || {
+            text = serve.get("/metrics").1;
+            text.contains("dict_rate_limit_consumption_rate_per_minute{")
+                && text.contains("dictmon_outbox_backlog{sink=\"events-file\"}")
+                && text
+                    .contains("dictmon_delivery_failures_total{kind=\"io\",sink=\"events-file\"}")
+                && text.contains("\ndictmon_alert_open{")
+        },
+    );
+    // What an SRE's dashboards and rules expect, there from the start (counters at zero).
+    for series in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+        "dictmon_build_info{revision=\"",
+        "dictmon_cycle_duration_seconds_bucket{",
+        "dictmon_alert_threshold_percent{endpoint_id=\"ENTRIES_WRITE\",severity=\"warning\"} 20",
+        "dict_rate_limit_alerts_created_total{endpoint_id=\"DICTMON_SOURCE\",psp_category=\"C\",severity=\"CRITICAL\"} 0",
+        "dict_rate_limit_category_changes_total{psp_category=\"B\",severity=\"WARNING\"} 0",
+        "dict_rate_limit_consumption_tokens_per_second{",
+        "dict_rate_limit_refill_tokens{",
+        "dict_rate_limit_last_sample_timestamp_seconds{",
+    ] {
+        assert!(text.contains(series), "no {series} in /metrics:\n{text}");
+    }
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("dictmon_build_info{"))
+        .unwrap_or_default();
+    assert!(
+        build.contains(concat!("version=\"", env!("CARGO_PKG_VERSION"), "\""))
+            && build.contains("rustc=\"1.")
+            && build.ends_with(" 1"),
+        "{build}"
+    );
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -255,6 +323,20 @@ fn restart_keeps_the_open_alert_and_creates_no_duplicate() {
         1,
         "{all:?}"
     );
+    // The same history a page at a time (serve goes on, so the pages may end later).
+    let paged = alerts_by_pages(&serve, 1);
+    assert!(paged.len() >= all.len(), "{paged:?}");
+    assert_eq!(
+        paged
+            .iter()
+            .take(all.len())
+            .map(|a| a.id)
+            .collect::<Vec<_>>(),
+        all.iter().map(|a| a.id).collect::<Vec<_>>()
+    );
+    let (status, why) = serve.get("/api/v1/alerts?limit=5000");
+    assert_eq!(status, 400, "{why}");
+    assert!(why.contains("1 to 1000"), "{why}");
     let (status, _) = serve.terminate();
     assert!(status.success());
     let outbox = crate::util::outbox(dir.path());
