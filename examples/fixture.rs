@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("segment")??
         .path();
-    let name = format!("segment-v{}.seg", dictmon::store::format::FORMAT_VERSION);
+    let name = format!("segment-v{}.seg", dictmon::store::raw::FORMAT_VERSION);
     std::fs::copy(&seg, out.join(name))?;
     println!("{}", seg.display());
     Ok(())
@@ -95,7 +95,7 @@ fn sealed(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         .path();
     let name = format!(
         "segment-v{}-sealed.seg",
-        dictmon::store::format::FORMAT_VERSION
+        dictmon::store::raw::FORMAT_VERSION
     );
     std::fs::copy(&seg, out.join(name))?;
     println!("{}", seg.display());

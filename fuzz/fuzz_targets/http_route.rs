@@ -3,7 +3,7 @@
 //! policy.
 #![no_main]
 
-use dictmon::http::route::Route;
+use dictmon::http::Route;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

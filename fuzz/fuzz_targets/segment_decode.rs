@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use dictmon::domain::Reading;
-use dictmon::store::format::SegmentHeader;
-use dictmon::store::segment::{self, Filter};
+use dictmon::store::Filter;
+use dictmon::store::raw::{self as segment, SegmentHeader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

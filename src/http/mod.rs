@@ -21,7 +21,7 @@ pub(crate) mod chart;
 pub(crate) mod heavy;
 pub(crate) mod history;
 pub(crate) mod pages;
-pub mod route;
+mod route;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -45,7 +45,7 @@ use tracing::{debug, warn};
 pub use self::heavy::Heavy;
 pub use self::history::Range;
 use self::pages::{Card, Health};
-use self::route::Route;
+pub use self::route::Route;
 use crate::domain::{AlertJson, PolicyName, Severity, StateJson, Thresholds};
 use crate::ring::RingSet;
 use crate::store::StoreReader;

@@ -19,11 +19,22 @@
 
 pub mod catalog;
 mod compact;
-pub mod disk;
-pub mod format;
+pub(crate) mod disk;
+pub(crate) mod format;
 mod month;
-pub mod segment;
+pub(crate) mod segment;
 mod verify;
+
+/// A segment file's bytes for those who read them without a [`Store`]: the integration tests
+/// (damage, decoding properties, disk errors), the fuzz targets and the fixture generator.
+/// Only what they use; the format's encoder and decoder stay private to the store.
+pub mod raw {
+    pub use super::disk::{ReadAt, Unreadable, read_tolerant};
+    pub use super::format::{BlockKind, FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentHeader};
+    pub use super::segment::{
+        BlockRef, Damage, Layout, layout, read_blocks, read_readings, read_rows,
+    };
+}
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};

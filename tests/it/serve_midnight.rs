@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dictmon::domain::PolicyName;
-use dictmon::store::format::BlockKind;
-use dictmon::store::{Filter, StoreReader, segment};
+use dictmon::store::raw::{self as segment, BlockKind};
+use dictmon::store::{Filter, StoreReader};
 
 use crate::util::{Serve, dictmon, faked_clock, run_ok, wait_until};
 

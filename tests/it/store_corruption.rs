@@ -7,8 +7,7 @@ use std::path::Path;
 
 use chrono::TimeDelta;
 use dictmon::domain::StateRecord;
-use dictmon::store::format::SEGMENT_HEADER_LEN;
-use dictmon::store::segment::{self, Filter as SegmentFilter};
+use dictmon::store::raw::{self as segment, SEGMENT_HEADER_LEN};
 use dictmon::store::{Filter, Store, StoreOptions, StoreReader, verify};
 
 use crate::util::{record, t0};
@@ -71,7 +70,7 @@ fn every_single_byte_flip_is_reported_and_the_rest_stays_readable() {
                 Path::new("clean"),
                 &clean,
                 &[*b],
-                &SegmentFilter::default(),
+                &Filter::default(),
                 &mut |r| rows.push(r),
             );
             assert!(problems.is_empty());

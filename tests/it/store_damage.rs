@@ -76,7 +76,7 @@ fn segment(dir: &Path, month: &str) -> std::path::PathBuf {
 /// Offsets of the blocks of a segment, and the file's length.
 fn blocks(path: &Path) -> (Vec<u64>, u64) {
     let bytes = std::fs::read(path).expect("segment");
-    let layout = dictmon::store::segment::layout(&bytes);
+    let layout = dictmon::store::raw::layout(&bytes);
     assert!(layout.damage.is_empty() && layout.torn_tail.is_none());
     (
         layout.blocks.iter().map(|b| b.offset).collect(),
@@ -386,7 +386,7 @@ fn a_block_copied_over_another_is_damage() {
     store_with_two_months(tmp.path());
     let path = segment(tmp.path(), "2026-11");
     let bytes = std::fs::read(&path).expect("segment");
-    let layout = dictmon::store::segment::layout(&bytes);
+    let layout = dictmon::store::raw::layout(&bytes);
     let (a, c) = layout
         .blocks
         .iter()

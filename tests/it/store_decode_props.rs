@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use dictmon::domain::{Reading, StateRecord};
-use dictmon::store::format::SegmentHeader;
-use dictmon::store::segment::{self, Filter};
+use dictmon::store::Filter;
+use dictmon::store::raw::{self as segment, SegmentHeader};
 use proptest::prelude::*;
 
 fn fixture() -> Vec<u8> {

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::io;
 
 use chrono::TimeDelta;
-use dictmon::store::disk::{ReadAt, read_tolerant};
-use dictmon::store::segment::{layout, read_rows};
+use dictmon::store::raw::{ReadAt, layout, read_rows, read_tolerant};
 use dictmon::store::{Filter, Store, StoreOptions, StoreReader};
 
 use super::util::{record, t0};
