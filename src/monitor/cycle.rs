@@ -1303,6 +1303,58 @@ mod tests {
         Cycle::build(store, config, "test".into(), Some(t0)).expect("cycle")
     }
 
+    /// Rows the store refuses (the next month's file cannot be created) wait in memory, are
+    /// counted, and are written once, in order, by the first cycle the store takes again.
+    #[test]
+    fn rows_a_store_refuses_wait_in_memory_and_are_written_by_the_next_cycle() {
+        let dir = tempfile::tempdir().expect("temp");
+        // January's last seconds: the next cycles are February's, whose file does not exist.
+        let t0: DateTime<Utc> = "2026-01-31T23:59:50Z".parse().expect("time");
+        let (mut cycle, readers) = cycle(dir.path(), t0);
+        let at = |i: i64| t0 + TimeDelta::seconds(10 * i);
+        let policies = [("ENTRIES_WRITE", 90), ("KEYS_CHECK", 80)];
+        let writable = || {
+            let text = readers.published.metrics.render().expect("render");
+            text.contains("\ndictmon_store_writable 1")
+        };
+        assert_eq!(
+            cycle
+                .process(&listing(at(0), &policies), at(0))
+                .rows_written,
+            2
+        );
+        assert!(writable());
+        // A directory holds the name of February's file.
+        let blocked = dir.path().join("segments/2026-02.seg");
+        std::fs::create_dir(&blocked).expect("block February");
+        for i in 1..=2 {
+            let report = cycle.process(&listing(at(i), &policies), at(i));
+            assert_eq!((report.rows_written, report.outcome), (0, "store_failed"));
+            assert_eq!(cycle.pending_rows(), 2 * usize::try_from(i).expect("small"));
+            assert!(!writable());
+        }
+        std::fs::remove_dir(&blocked).expect("unblock");
+        let report = cycle.process(&listing(at(3), &policies), at(3));
+        assert_eq!((report.rows_written, report.outcome), (6, "ok"));
+        assert_eq!(cycle.pending_rows(), 0);
+        assert!(writable());
+        // Every row once, each policy's in time order.
+        let reader = StoreReader::open(dir.path()).expect("reader");
+        let mut rows: Vec<(String, DateTime<Utc>)> = Vec::new();
+        let damage = reader
+            .scan(&crate::store::Filter::default(), &mut |r| {
+                rows.push((r.policy.to_string(), r.sample.at));
+            })
+            .expect("scan");
+        assert!(damage.is_empty(), "{damage:?}");
+        rows.sort();
+        let expected: Vec<(String, DateTime<Utc>)> = ["ENTRIES_WRITE", "KEYS_CHECK"]
+            .iter()
+            .flat_map(|p| (0..=3).map(move |i| ((*p).to_owned(), at(i))))
+            .collect();
+        assert_eq!(rows, expected);
+    }
+
     #[test]
     fn a_policy_missing_from_three_listings_leaves_with_its_alert_resolved() {
         let dir = tempfile::tempdir().expect("temp");
