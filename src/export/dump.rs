@@ -88,11 +88,11 @@ pub fn dump(
     report.policies = policies.len();
     write_file(&out.join("policies.csv"), |w| {
         writeln!(w, "{}", POLICIES_COLUMNS.join(","))?;
-        let mut line = String::new();
+        let mut line: Vec<u8> = Vec::new();
         for p in &policies {
             line.clear();
             let b = p.policy.bucket;
-            let _ = write!(
+            write!(
                 line,
                 "{},{},{},{},{},",
                 p.policy.name.as_str(),
@@ -100,12 +100,12 @@ pub fn dump(
                 b.refill_tokens,
                 b.refill_period_secs,
                 p.policy.category
-            );
+            )?;
             pg::push_timestamp(&mut line, p.first_seen);
-            line.push(',');
+            line.push(b',');
             pg::push_timestamp(&mut line, p.last_seen);
-            line.push('\n');
-            w.write_all(line.as_bytes())?;
+            line.push(b'\n');
+            w.write_all(&line)?;
         }
         w.flush()
     })?;
@@ -152,12 +152,12 @@ fn write_states(
             for month in inbox {
                 rows += month.len() as u64;
                 let runs = month.runs(threads);
-                let texts: Vec<String> = std::thread::scope(|inner| {
+                let texts: Vec<Vec<u8>> = std::thread::scope(|inner| {
                     let handles: Vec<_> = runs
                         .iter()
                         .map(|run| {
                             inner.spawn(move || {
-                                let mut text = String::with_capacity(run.len() * 140);
+                                let mut text = Vec::with_capacity(run.len() * 140);
                                 let mut times = pg::TimestampCache::default();
                                 let mut seen = BTreeSet::new();
                                 for r in run {
@@ -182,7 +182,7 @@ fn write_states(
                         .collect()
                 });
                 for text in texts {
-                    file.write_all(text.as_bytes())?;
+                    file.write_all(&text)?;
                 }
             }
             file.flush()?;

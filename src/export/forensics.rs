@@ -45,9 +45,9 @@ pub const EPISODE_COLUMNS: [&str; 10] = [
 fn time(format: Format, t: DateTime<Utc>) -> String {
     match format {
         Format::PgCsv => {
-            let mut s = String::new();
+            let mut s = Vec::new();
             pg::push_timestamp(&mut s, t);
-            s
+            String::from_utf8(s).unwrap_or_default()
         }
         Format::Table => t.format("%Y-%m-%d %H:%M:%S").to_string(),
         Format::Csv | Format::Json => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),

@@ -14,106 +14,114 @@
 //! Reading is lenient where PostgreSQL's own output may vary: any UTC offset (`+00`, `-03`,
 //! `+05:30`), a `T` separator, up to nanoseconds, exponents in numbers.
 
-use std::fmt::Write;
+use std::io::Write;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 
 /// Appends a `timestamptz` in PostgreSQL's output form (UTC, microseconds).
-pub fn push_timestamp(out: &mut String, t: DateTime<Utc>) {
+pub fn push_timestamp(out: &mut Vec<u8>, t: DateTime<Utc>) {
     push_date(out, t);
-    out.push(' ');
-    push_time_of_day(out, t);
+    out.push(b' ');
+    push_time_of_day(out, t.timestamp_micros().rem_euclid(MICROS_PER_DAY));
 }
 
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
 /// `2026-11-23`.
-fn push_date(out: &mut String, t: DateTime<Utc>) {
+fn push_date(out: &mut Vec<u8>, t: DateTime<Utc>) {
     // By hand: chrono's formatter was most of an export's time.
     let year = t.year();
     if (0..=9999).contains(&year) {
         let y = year.unsigned_abs();
-        two(out, y / 100);
-        two(out, y % 100);
+        let mut text = [b'-'; 10];
+        put_two(&mut text, 0, y / 100);
+        put_two(&mut text, 2, y % 100);
+        put_two(&mut text, 5, t.month());
+        put_two(&mut text, 8, t.day());
+        out.extend_from_slice(&text);
     } else {
-        let _ = write!(out, "{year:04}");
+        let _ = write!(out, "{year:04}-{:02}-{:02}", t.month(), t.day());
     }
-    out.push('-');
-    two(out, t.month());
-    out.push('-');
-    two(out, t.day());
 }
 
-fn two(out: &mut String, n: u32) {
-    out.push(char::from(b'0' + (n / 10 % 10) as u8));
-    out.push(char::from(b'0' + (n % 10) as u8));
+/// Writes `n`'s last two decimal digits at `at`.
+fn put_two(text: &mut [u8], at: usize, n: u32) {
+    if let Some(pair) = text.get_mut(at..at + 2) {
+        pair[0] = b'0' + (n / 10 % 10) as u8;
+        pair[1] = b'0' + (n % 10) as u8;
+    }
 }
 
-/// `17:00:00.123+00`: the time of day from the seconds since the epoch, without a calendar.
-fn push_time_of_day(out: &mut String, t: DateTime<Utc>) {
-    let of_day = t.timestamp().rem_euclid(86_400).unsigned_abs();
-    let of_day = u32::try_from(of_day).unwrap_or(0);
-    two(out, of_day / 3600);
-    out.push(':');
-    two(out, of_day / 60 % 60);
-    out.push(':');
-    two(out, of_day % 60);
-    let micros = t.timestamp_subsec_micros();
+/// `17:00:00.123+00` from the microseconds since midnight, without a calendar: the fraction's
+/// trailing zeros dropped, none when whole seconds.
+fn push_time_of_day(out: &mut Vec<u8>, micros_of_day: i64) {
+    let micros_of_day = micros_of_day.unsigned_abs();
+    let seconds = u32::try_from(micros_of_day / 1_000_000).unwrap_or(0);
+    let mut micros = u32::try_from(micros_of_day % 1_000_000).unwrap_or(0);
+    // HH:MM:SS.ffffff+00
+    let mut text = [b':'; 18];
+    put_two(&mut text, 0, seconds / 3600);
+    put_two(&mut text, 3, seconds / 60 % 60);
+    put_two(&mut text, 6, seconds % 60);
+    let mut len = 8;
     if micros != 0 {
-        let mut digits = [0_u8; 6];
-        let mut m = micros;
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (m % 10) as u8;
-            m /= 10;
+        let mut digits = 6;
+        while micros % 10 == 0 {
+            micros /= 10;
+            digits -= 1;
         }
-        let used = 6 - digits.iter().rev().take_while(|d| **d == b'0').count();
-        out.push('.');
-        for d in digits.iter().take(used) {
-            out.push(char::from(*d));
+        text[8] = b'.';
+        for i in (0..digits).rev() {
+            text[9 + i] = b'0' + (micros % 10) as u8;
+            micros /= 10;
         }
+        len = 9 + digits;
     }
-    out.push_str("+00");
+    text[len..len + 3].copy_from_slice(b"+00");
+    out.extend_from_slice(&text[..len + 3]);
 }
 
-/// Formats timestamps, remembering the last two (a cycle's rows share their times) and each
-/// slot's day (a calendar is computed once a day, not once a row).
+/// Formats timestamps, remembering the last of each slot (a cycle's rows share their times)
+/// and each slot's day (a calendar is computed once a day, not once a row).
 #[derive(Default)]
 pub struct TimestampCache {
-    slots: [(i64, String, i64, String); 2],
+    slots: [(i64, Vec<u8>, i64, Vec<u8>); 2],
 }
 
 impl TimestampCache {
     /// Appends `t` as [`push_timestamp`] does; `slot` picks the memory (one per column).
-    pub fn push(&mut self, out: &mut String, slot: usize, t: DateTime<Utc>) {
-        let key = t.timestamp_micros();
+    pub fn push(&mut self, out: &mut Vec<u8>, slot: usize, t: DateTime<Utc>) {
+        let micros = t.timestamp_micros();
         let Some((last, text, day, date)) = self.slots.get_mut(slot) else {
             push_timestamp(out, t);
             return;
         };
-        if *last != key || text.is_empty() {
-            let today = t.timestamp().div_euclid(86_400);
+        if *last != micros || text.is_empty() {
+            let today = micros.div_euclid(MICROS_PER_DAY);
             if *day != today || date.is_empty() {
                 date.clear();
                 push_date(date, t);
+                date.push(b' ');
                 *day = today;
             }
             text.clear();
-            text.push_str(date);
-            text.push(' ');
-            push_time_of_day(text, t);
-            *last = key;
+            text.extend_from_slice(date);
+            push_time_of_day(text, micros.rem_euclid(MICROS_PER_DAY));
+            *last = micros;
         }
-        out.push_str(text);
+        out.extend_from_slice(text);
     }
 }
 
 /// Appends a `numeric` without exponent (`f64`'s shortest round-trip text, the same as its
 /// `Display`; `-0` as `0`). Non-finite values (never stored) are written as `NaN`.
-pub fn push_numeric(out: &mut String, x: f64) {
+pub fn push_numeric(out: &mut Vec<u8>, x: f64) {
     if x == 0.0 {
-        out.push('0');
+        out.push(b'0');
         return;
     }
     if !x.is_finite() {
-        out.push_str("NaN");
+        out.extend_from_slice(b"NaN");
         return;
     }
     // ryu is several times faster than `Display`; its exponent form is expanded here.
@@ -128,9 +136,9 @@ pub fn push_numeric(out: &mut String, x: f64) {
         None => ("", mantissa),
     };
     let mantissa = mantissa.strip_suffix(".0").unwrap_or(mantissa);
-    out.push_str(sign);
+    out.extend_from_slice(sign.as_bytes());
     if exponent == 0 {
-        out.push_str(mantissa);
+        out.extend_from_slice(mantissa.as_bytes());
         return;
     }
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
@@ -139,28 +147,28 @@ pub fn push_numeric(out: &mut String, x: f64) {
     let leading = int.len() - int.trim_start_matches('0').len();
     let point = i64::try_from(int.len() - leading).unwrap_or(0) + exponent;
     let len = i64::try_from(digits.len()).unwrap_or(0);
-    let zeros = |n: i64| std::iter::repeat_n('0', usize::try_from(n).unwrap_or(0));
+    let zeros = |n: i64| std::iter::repeat_n(b'0', usize::try_from(n).unwrap_or(0));
     if point <= 0 {
-        out.push_str("0.");
+        out.extend_from_slice(b"0.");
         out.extend(zeros(-point));
-        out.push_str(digits.trim_end_matches('0'));
+        out.extend_from_slice(digits.trim_end_matches('0').as_bytes());
     } else if point >= len {
-        out.push_str(digits);
+        out.extend_from_slice(digits.as_bytes());
         out.extend(zeros(point - len));
     } else {
         let (a, b) = digits.split_at(usize::try_from(point).unwrap_or(0));
-        out.push_str(a);
+        out.extend_from_slice(a.as_bytes());
         let b = b.trim_end_matches('0');
         if !b.is_empty() {
-            out.push('.');
-            out.push_str(b);
+            out.push(b'.');
+            out.extend_from_slice(b.as_bytes());
         }
     }
 }
 
 /// Appends an optional `numeric` with `scale` decimals when the value was read from such text
 /// (an import keeps `12.50` as written), else as [`push_numeric`]; NULL is an empty field.
-pub fn push_scaled(out: &mut String, x: Option<f64>, scale: Option<u8>) {
+pub fn push_scaled(out: &mut Vec<u8>, x: Option<f64>, scale: Option<u8>) {
     match (x, scale) {
         (Some(x), Some(scale)) if x.is_finite() => {
             if !push_fixed(out, x, scale) {
@@ -178,7 +186,7 @@ pub fn push_scaled(out: &mut String, x: Option<f64>, scale: Option<u8>) {
 /// exact power of ten gives `x` back (correctly rounded, both operands being exact), and `x`
 /// lies within a quarter of a last decimal of `m`, so rounding its exact expansion gives `m`.
 /// Returns false, having written nothing, for any other value.
-fn push_fixed(out: &mut String, x: f64, scale: u8) -> bool {
+fn push_fixed(out: &mut Vec<u8>, x: f64, scale: u8) -> bool {
     const POW10: [f64; 16] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
     ];
@@ -194,32 +202,32 @@ fn push_fixed(out: &mut String, x: f64, scale: u8) -> bool {
     let mut digits = itoa::Buffer::new();
     let text = digits.format((m as i64).unsigned_abs());
     if m < 0.0 {
-        out.push('-');
+        out.push(b'-');
     }
     let scale = usize::from(scale);
     if scale == 0 {
-        out.push_str(text);
+        out.extend_from_slice(text.as_bytes());
     } else if text.len() <= scale {
-        out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', scale - text.len()));
-        out.push_str(text);
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', scale - text.len()));
+        out.extend_from_slice(text.as_bytes());
     } else {
         let (int, frac) = text.split_at(text.len() - scale);
-        out.push_str(int);
-        out.push('.');
-        out.push_str(frac);
+        out.extend_from_slice(int.as_bytes());
+        out.push(b'.');
+        out.extend_from_slice(frac.as_bytes());
     }
     true
 }
 
 /// Appends a text field, quoted when PostgreSQL would quote it.
-pub fn push_text(out: &mut String, s: &str) {
+pub fn push_text(out: &mut Vec<u8>, s: &str) {
     if s.is_empty() || s.contains([',', '"', '\n', '\r']) || s == "\\." {
-        out.push('"');
-        out.push_str(&s.replace('"', "\"\""));
-        out.push('"');
+        out.push(b'"');
+        out.extend_from_slice(s.replace('"', "\"\"").as_bytes());
+        out.push(b'"');
     } else {
-        out.push_str(s);
+        out.extend_from_slice(s.as_bytes());
     }
 }
 
@@ -339,8 +347,9 @@ mod fixed_tests {
             let micros = if i % 3 == 0 { 0 } else { (x >> 40) % 1_000_000 };
             let t = DateTime::from_timestamp(secs, u32::try_from(micros * 1000).unwrap_or(0))
                 .expect("in range");
-            let mut got = String::new();
+            let mut got = Vec::new();
             cache.push(&mut got, usize::try_from(i % 3).unwrap_or(0), t);
+            let got = String::from_utf8(got).expect("ASCII");
             let want = t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
             let want = want.trim_end_matches('0').trim_end_matches('.').to_owned() + "+00";
             assert_eq!(got, want);
@@ -368,17 +377,18 @@ mod fixed_tests {
             } else {
                 f64::from_bits(next() >> 2) * if next() % 2 == 0 { 1.0 } else { -1.0 }
             };
-            let mut got = String::new();
+            let mut got = Vec::new();
             push_scaled(&mut got, Some(value), Some(scale));
+            let got = String::from_utf8(got).expect("ASCII");
             let want = format!("{value:.*}", usize::from(scale));
             assert_eq!(got, want, "{value:e} at scale {scale}");
-            let mut probe = String::new();
+            let mut probe = Vec::new();
             fast += usize::from(push_fixed(&mut probe, value, scale));
         }
         assert!(fast > 60_000, "the fast path served {fast}");
-        let mut s = String::new();
+        let mut s = Vec::new();
         push_scaled(&mut s, Some(-0.0), Some(2));
-        assert_eq!(s, "-0.00");
+        assert_eq!(s, b"-0.00");
     }
 }
 
@@ -421,16 +431,19 @@ mod tests {
         }
     }
 
+    /// What `push` appends, as text.
+    fn text(push: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut bytes = Vec::new();
+        push(&mut bytes);
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+
     fn ts(t: DateTime<Utc>) -> String {
-        let mut s = String::new();
-        push_timestamp(&mut s, t);
-        s
+        text(|s| push_timestamp(s, t))
     }
 
     fn num(x: f64) -> String {
-        let mut s = String::new();
-        push_numeric(&mut s, x);
-        s
+        text(|s| push_numeric(s, x))
     }
 
     #[test]
@@ -531,11 +544,7 @@ mod tests {
 
     #[test]
     fn text_is_quoted_only_when_postgres_would() {
-        let q = |s: &str| {
-            let mut o = String::new();
-            push_text(&mut o, s);
-            o
-        };
+        let q = |s: &str| text(|o| push_text(o, s));
         assert_eq!(q("plain words"), "plain words");
         assert_eq!(q(""), "\"\"");
         assert_eq!(q("a, b"), "\"a, b\"");
