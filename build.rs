@@ -47,7 +47,13 @@ fn build_info() {
     println!("cargo:rustc-env=DICTMON_RUSTC={version}");
     // A new commit changes the revision: watch HEAD and the branch it points to (only files
     // that exist: a missing one would make cargo run this script at every build).
-    for path in [".git/HEAD".to_owned(), git_ref().unwrap_or_default()] {
+    let watched = [
+        ".git/HEAD".to_owned(),
+        git_ref().unwrap_or_default(),
+        // Where the branch lives once git has packed its refs.
+        ".git/packed-refs".to_owned(),
+    ];
+    for path in watched {
         if !path.is_empty() && std::path::Path::new(&path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }

@@ -14,7 +14,8 @@ use dictmon::domain::{Alert, AlertCause, PolicyName, PspCategory, Severity};
 use rkyv::rancor::Error;
 use rkyv::util::AlignedVec;
 
-/// The alerts: 30 policies, two a day, some open, messages as dictmon writes them.
+/// The alerts: 30 policies in turn, one every 47 minutes, some open, messages as dictmon writes
+/// them.
 fn alerts(n: usize) -> Vec<Alert> {
     let start = DateTime::<Utc>::from_timestamp(1_761_955_200, 0).expect("in range");
     (0..n)

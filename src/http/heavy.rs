@@ -1,4 +1,6 @@
-//! Heavy requests — a policy's history page and its CSV download, which read segments: at most
+//! Heavy requests — a policy's history page and its CSV download, which read segments, and the
+//! whole alert history (`/api/v1/alerts` without `?open` or `?limit`), which decodes every
+//! alert: at most
 //! [`HEAVY_REQUESTS`] run at once (others wait up to [`HEAVY_WAIT`], then get 503 with
 //! `Retry-After`), and a download is streamed: rows go to the client in [`CHUNK`]-byte pieces
 //! through a channel of [`CHUNKS_IN_FLIGHT`], so a client that does not read holds the reading
@@ -6,7 +8,8 @@
 //!
 //! Invariants: the memory of heavy work is bounded by `HEAVY_REQUESTS` × (one month of one
 //! policy's rows, sorted + `CHUNK` × `CHUNKS_IN_FLIGHT`), whatever the number of clients; the
-//! light endpoints (`/healthz`, `/metrics`, the API) never wait for a permit.
+//! light endpoints (`/healthz`, `/metrics`, `/api/v1/policies`, open alerts, a page of the alert
+//! history) never wait for a permit.
 
 use std::io::{self, Write};
 use std::sync::Arc;

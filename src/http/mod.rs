@@ -1,5 +1,5 @@
 //! The HTTP server (hyper): `/metrics`, `/healthz`, `/readyz`, `/api/v1/policies`,
-//! `/api/v1/alerts[?open=true]`, and the built-in dashboard — `/` (every policy at a glance),
+//! `/api/v1/alerts[?open=true | ?limit=N[&after=CURSOR]]`, and the built-in dashboard — `/` (every policy at a glance),
 //! `/policy/NAME[?range=24h|7d|30d|13mo]` (its history) and `/policy/NAME/states.csv` (that
 //! range as `dictmon query states --format pg-csv` writes it). Bound to loopback unless
 //! configured otherwise.
@@ -388,7 +388,7 @@ async fn api_alerts(
     state: &Arc<HttpState>,
 ) -> Reply {
     let whole_history = !open_only && page.is_none();
-    let _permit = if whole_history {
+    let permit = if whole_history {
         match state.heavy.acquire().await {
             Some(p) => Some(p),
             None => return busy_api(),
@@ -398,6 +398,8 @@ async fn api_alerts(
     };
     let catalog = Arc::clone(&state.catalog);
     let read = tokio::task::spawn_blocking(move || {
+        // Held by the reading, which goes on if the client leaves.
+        let _permit = permit;
         let (alerts, next) = match (open_only, page) {
             (true, _) => (catalog.open_alerts()?, None),
             (false, Some((limit, after))) => {

@@ -18,7 +18,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use chrono::{DateTime, Utc};
 use redb::{
     Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, TableDefinition,
+    ReadableTable, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 
@@ -463,15 +463,14 @@ impl Catalog {
                 .open_table(ALERTS_BY_OPENING)
                 .map_err(|e| redb_err(p, e))?;
             let alerts = tx.open_table(ALERTS).map_err(|e| redb_err(p, e))?;
-            // Built when missing, and built again when it does not count the alerts: an older
-            // dictmon, which does not keep it, wrote alerts since.
+            // Built when missing, and built again when it does not index exactly the alerts
+            // there are (an older dictmon, which does not keep it, wrote or deleted alerts
+            // since): compared by id, keys only, nothing decoded.
             let kept = meta
                 .get(ALERTS_BY_OPENING_KEPT)
                 .map_err(|e| redb_err(p, e))?
                 .is_some();
-            let counted = by_opening.len().map_err(|e| redb_err(p, e))?
-                == alerts.len().map_err(|e| redb_err(p, e))?;
-            if !kept || !counted {
+            if !kept || !indexes_every_alert(&alerts, &by_opening, p)? {
                 by_opening
                     .retain(|_, ()| false)
                     .map_err(|e| redb_err(p, e))?;
@@ -1302,6 +1301,25 @@ fn read_alert_index_problems(tx: &ReadTransaction, p: &str) -> Result<Vec<String
     Ok(problems)
 }
 
+/// Whether `index` holds an entry for each alert of `alerts` and for nothing else (by id).
+fn indexes_every_alert(
+    alerts: &impl ReadableTable<u128, &'static [u8]>,
+    index: &impl ReadableTable<(i64, u128), ()>,
+    p: &str,
+) -> Result<bool, CatalogError> {
+    let mut ids = BTreeSet::new();
+    for entry in alerts.iter().map_err(|e| redb_err(p, e))? {
+        ids.insert(entry.map_err(|e| redb_err(p, e))?.0.value());
+    }
+    for entry in index.iter().map_err(|e| redb_err(p, e))? {
+        let (_, id) = entry.map_err(|e| redb_err(p, e))?.0.value();
+        if !ids.remove(&id) {
+            return Ok(false);
+        }
+    }
+    Ok(ids.is_empty())
+}
+
 /// Where a page of the alert history starts or ends: an alert's opening time and id, the order
 /// of the history (`alerts_by_opening`). Written `NANOS-UUID` (ns since the epoch, the id's 32
 /// hex digits) in the HTTP API's cursors.
@@ -1316,9 +1334,16 @@ pub struct AlertCursor {
 impl AlertCursor {
     /// The position of `a` in the history.
     pub fn of(a: &Alert) -> Self {
+        let opened_ns = a.opened_at.timestamp_nanos_opt().unwrap_or_else(|| {
+            // Outside 1677–2262: first or last of the history, as its time says.
+            if a.opened_at.timestamp() < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            }
+        });
         Self {
-            // Alerts open between 1677 and 2262; outside, the first of the history.
-            opened_ns: a.opened_at.timestamp_nanos_opt().unwrap_or(i64::MIN),
+            opened_ns,
             id: a.id.as_u128(),
         }
     }
@@ -1398,22 +1423,28 @@ fn read_alert_page(
     .map_err(|e| redb_err(p, e))?;
     for entry in range {
         let (k, _) = entry.map_err(|e| redb_err(p, e))?;
-        let (_, id) = k.value();
-        if page.alerts.len() == limit {
-            page.next = page.alerts.last().map(AlertCursor::of);
-            break;
-        }
-        let Some(v) = alerts.get(id).map_err(|e| redb_err(p, e))? else {
-            // verify reports it; the page goes on.
+        let key = k.value();
+        let Some(v) = alerts.get(key.1).map_err(|e| redb_err(p, e))? else {
+            // An entry for no alert: verify reports it; the page goes on.
             continue;
         };
         let alert: Alert =
             serde_json::from_slice(v.value()).map_err(|error| CatalogError::Value {
                 path: p.to_owned(),
                 table: "alerts",
-                key: format!("{id}"),
+                key: uuid::Uuid::from_u128(key.1).to_string(),
                 error,
             })?;
+        // An entry at another time than its alert's opening (verify reports it) would show
+        // the alert twice: only the entry at its own time counts.
+        if AlertCursor::of(&alert).key() != key {
+            continue;
+        }
+        if page.alerts.len() == limit {
+            // Another alert follows the full page: there is a next one.
+            page.next = page.alerts.last().map(AlertCursor::of);
+            break;
+        }
         page.alerts.push(alert);
     }
     Ok(page)
@@ -1723,6 +1754,8 @@ mod tests {
         loop {
             let page = read(after);
             assert!(page.alerts.len() <= 3);
+            // A next page is announced only when an alert follows.
+            assert!(after.is_none() || !page.alerts.is_empty(), "an empty page");
             ids.extend(page.alerts.iter().map(|a| a.id.as_u128()));
             match page.next {
                 Some(c) => after = Some(c),

@@ -373,7 +373,7 @@ impl Metrics {
             http_heavy_requests: int_gauge(
                 &r,
                 "dictmon_http_heavy_requests",
-                "History pages and CSV downloads being served now (at most 2 at once; more wait up to 20 s, then get 503).",
+                "History pages, CSV downloads and whole alert histories being served now (at most 2 at once; more wait up to 20 s, then get 503).",
             ),
             store_segments: int_gauge(
                 &r,
@@ -421,6 +421,8 @@ impl Metrics {
         for reason in RejectReason::ALL {
             m.rejected.with_label_values(&[reason.label()]);
         }
+        // dictmon's own source alert: CRITICAL, of no category ("-"), at zero from the start.
+        m.alert_counters_of(&[SELF_POLICY, Severity::Critical.as_str(), "-"]);
         // A category change is counted by the new category: every one at zero from the start.
         for category in PspCategory::KNOWN {
             for severity in [Severity::Warning, Severity::Info] {
@@ -530,20 +532,22 @@ impl Metrics {
         ]
     }
 
-    /// The alert counters of a policy newly seen (or seen in a new category), and of dictmon's
-    /// own source alert in that category, at zero, so that `increase()` sees their first alert.
+    /// The alert counters of a policy newly seen (or seen in a new category), at zero, so that
+    /// `increase()` sees its first alert.
     fn alert_counters_at_zero(&self, name: &str, category: &str) {
         for severity in [Severity::Warning, Severity::Critical] {
-            for policy in [name, SELF_POLICY] {
-                let labels = [policy, severity.as_str(), category];
-                for c in [
-                    &self.alerts_created,
-                    &self.alerts_resolved,
-                    &self.alerts_updated,
-                ] {
-                    c.with_label_values(&labels);
-                }
-            }
+            self.alert_counters_of(&[name, severity.as_str(), category]);
+        }
+    }
+
+    /// The created, resolved and updated counters of `labels` (policy, severity, category).
+    fn alert_counters_of(&self, labels: &[&str; 3]) {
+        for c in [
+            &self.alerts_created,
+            &self.alerts_resolved,
+            &self.alerts_updated,
+        ] {
+            c.with_label_values(labels);
         }
     }
 
@@ -688,10 +692,20 @@ mod tests {
             gauges.iter().all(|l| l.contains("psp_category=\"B\"")),
             "{gauges:#?}"
         );
-        // The counters exist at zero under both categories (history stays).
+        // The counters exist at zero under both categories (history stays), and dictmon's own
+        // source alert's once, as it is counted: CRITICAL, category "-".
         assert_eq!(
-            lines_of(&m, "dict_rate_limit_alerts_created_total{").len(),
+            lines_of(&m, "dict_rate_limit_alerts_created_total{endpoint_id=\"P\"").len(),
             4
+        );
+        assert_eq!(
+            lines_of(
+                &m,
+                "dict_rate_limit_alerts_created_total{endpoint_id=\"DICTMON_SOURCE\""
+            ),
+            [
+                "dict_rate_limit_alerts_created_total{endpoint_id=\"DICTMON_SOURCE\",psp_category=\"-\",severity=\"CRITICAL\"} 0"
+            ]
         );
     }
 

@@ -221,6 +221,37 @@ fn told_firing(
     })
 }
 
+/// `sim`, a's source, goes away: dictmon's own `DICTMON_SOURCE` alert pages, and Prometheus'
+/// `DictmonPollsFailing` for a reaches Alertmanager but is inhibited by it (one page).
+fn source_outage_pages_once(sim: Simulator, am_url: &str, receiver: &Receiver) {
+    sim.kill();
+    wait_until(
+        "DictmonPollsFailing for a, inhibited, in Alertmanager",
+        Duration::from_secs(90),
+        || {
+            am_alerts(am_url, "DictmonPollsFailing", "dictmon-a")
+                .iter()
+                .any(|al| {
+                    al["status"]["inhibitedBy"]
+                        .as_array()
+                        .is_some_and(|v| !v.is_empty())
+                })
+        },
+    );
+    wait_until(
+        "the source outage paged through dictmon's own alert",
+        Duration::from_secs(30),
+        || {
+            told_firing(
+                receiver,
+                "DictRateLimit",
+                "dictmon-a",
+                Some("DICTMON_SOURCE"),
+            )
+        },
+    );
+}
+
 /// Checks that each alert, as labels and start, was told once firing and at most once resolved:
 /// nothing came twice by two paths or by re-sends, and every label set names its instance and
 /// job. Returns how many alerts were told.
@@ -308,31 +339,7 @@ fn two_instances_one_alert_path_each_incident_once() {
         || told_firing(&receiver, "DictRateLimit", "dictmon-a", Some(DRAINED)),
     );
 
-    // a's source goes away: dictmon's own DICTMON_SOURCE alert pages, and Prometheus'
-    // DictmonPollsFailing for a reaches Alertmanager but is inhibited by it (one page).
-    sim.kill();
-    wait_until(
-        "DictmonPollsFailing for a, inhibited, in Alertmanager",
-        Duration::from_secs(90),
-        || {
-            am_alerts(&am_url, "DictmonPollsFailing", "dictmon-a")
-                .iter()
-                .any(|al| {
-                    al["status"]["inhibitedBy"]
-                        .as_array()
-                        .is_some_and(|v| !v.is_empty())
-                })
-        },
-    );
-    assert!(
-        told_firing(
-            &receiver,
-            "DictRateLimit",
-            "dictmon-a",
-            Some("DICTMON_SOURCE")
-        ),
-        "the source outage paged through dictmon's own alert"
-    );
+    source_outage_pages_once(sim, &am_url, &receiver);
 
     // b dies: DictmonDown for b within two minutes, for b only.
     b.kill();
