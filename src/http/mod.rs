@@ -1,6 +1,6 @@
 //! The HTTP server (hyper): `/metrics`, `/healthz`, `/readyz`, `/api/v1/policies`,
-//! `/api/v1/alerts[?open=true | ?limit=N[&after=CURSOR]]`, and the built-in dashboard — `/` (every policy at a glance),
-//! `/policy/NAME[?range=24h|7d|30d|13mo]` (its history) and `/policy/NAME/states.csv` (that
+//! `/api/v1/alerts[?open=true | ?limit=N[&after=CURSOR]]`, and the built-in dashboard — `/`
+//! (every policy at a glance), `/policy/NAME[?range=24h|7d|30d|13mo]` (its history) and `/policy/NAME/states.csv` (that
 //! range as `dictmon query states --format pg-csv` writes it). Bound to loopback unless
 //! configured otherwise.
 //!
@@ -436,14 +436,23 @@ async fn api_alerts(
 
 /// 503 for an API request that found every heavy-request slot taken.
 fn busy_api() -> Reply {
-    let mut r = reply(
+    busy(reply(
         StatusCode::SERVICE_UNAVAILABLE,
         TEXT,
-        format!(
-            "{} history pages or downloads are being served; try again in a few seconds, or read a page (?limit=N)\n",
-            heavy::HEAVY_REQUESTS
-        ),
-    );
+        format!("{} Or read a page (?limit=N).\n", busy_message()),
+    ))
+}
+
+/// Why a heavy request found every slot taken.
+fn busy_message() -> String {
+    format!(
+        "{} history pages, downloads or whole alert histories are being served; try again in a few seconds.",
+        heavy::HEAVY_REQUESTS
+    )
+}
+
+/// `r` (a 503) with the `Retry-After` of a busy server.
+fn busy(mut r: Reply) -> Reply {
     r.headers_mut()
         .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
     r
@@ -454,19 +463,10 @@ async fn policy_route(name: PolicyName, range: Range, csv: bool, state: Arc<Http
     let view = latest.iter().find(|v| v.record.policy == name).cloned();
     let now = Utc::now();
     let Some(permit) = state.heavy.acquire().await else {
-        let mut r = html(
+        return busy(html(
             StatusCode::SERVICE_UNAVAILABLE,
-            pages::problem(
-                "Busy",
-                &format!(
-                    "{} history pages or downloads are being served; try again in a few seconds.",
-                    heavy::HEAVY_REQUESTS
-                ),
-            ),
-        );
-        r.headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return r;
+            pages::problem("Busy", &busy_message()),
+        ));
     };
     let known = view.is_some();
     let first_seen = {
